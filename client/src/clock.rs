@@ -1,0 +1,25 @@
+//! The viewer's own monotonic clock.
+
+use std::time::Instant;
+
+/// Microseconds since the viewer started.
+#[derive(Clone, Copy, Debug)]
+pub struct ViewerClock {
+    epoch: Instant,
+}
+
+impl ViewerClock {
+    pub fn start() -> Self {
+        Self {
+            epoch: Instant::now(),
+        }
+    }
+
+    pub fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    pub fn us_at(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+}

@@ -1,0 +1,17 @@
+//! StreamSocket viewer: receives AV1 frames and Opus packets over QUIC, reorders and decodes
+//! them on their own threads, shows the newest picture and plays the sound.
+//!
+//! Pipeline: `session` (QUIC receive, control, clock pings) → `reorder` + `video_decoder`
+//! (dav1d thread) → `window` (minifb) or headless; `session` → `audio` (jitter buffer, Opus,
+//! `speakers`).
+
+pub mod audio;
+pub mod clock;
+pub mod clock_sync;
+pub mod reorder;
+pub mod session;
+pub mod speakers;
+pub mod stats;
+pub mod tls;
+pub mod video_decoder;
+pub mod window;

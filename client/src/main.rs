@@ -1,0 +1,271 @@
+//! `streamsocket-client`: watch a StreamSocket server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use streamsocket_certs::Fingerprint;
+use streamsocket_client::audio::{self, AudioContext};
+use streamsocket_client::clock::ViewerClock;
+use streamsocket_client::clock_sync::ClockSync;
+use streamsocket_client::session::{self, ConnectOptions, Ended, Pipes};
+use streamsocket_client::stats::Stats;
+use streamsocket_client::tls::{default_ca, Trust};
+use streamsocket_client::video_decoder::{self, DecoderContext, LatestPicture, PictureSink};
+use streamsocket_client::window::Presenter;
+use streamsocket_proto::control::WishedRendition;
+use streamsocket_proto::ErrorCode;
+
+/// Watch a StreamSocket server: live AV1 video in a window, Opus audio on the speakers.
+///
+/// The server is verified against a CA file (default certs/ca.pem, as the server generates
+/// it) or a pinned certificate fingerprint (printed by the server at start). There is no
+/// option to skip verification. Keys in the window: Q or Esc quits.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Server address, host:port (port defaults to 4443). The host is also the name checked
+    /// in the server's certificate unless --server-name is given.
+    server: String,
+    /// Name to verify in the server's certificate, when it differs from the host you connect to.
+    #[arg(long)]
+    server_name: Option<String>,
+    /// CA certificate that signed the server's certificate [default: certs/ca.pem].
+    #[arg(long, conflicts_with = "fingerprint")]
+    ca: Option<PathBuf>,
+    /// Trust exactly the server certificate with this SHA-256 fingerprint (sha256:<hex>).
+    #[arg(long)]
+    fingerprint: Option<Fingerprint>,
+    /// Decode without a window or sound output (tests, benchmarks, machines without display).
+    #[arg(long)]
+    headless: bool,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Write the session's statistics as JSON to this file when the viewer ends.
+    #[arg(long, value_name = "PATH")]
+    stats_json: Option<PathBuf>,
+    /// End-to-end latency to aim for, in ms; the server drops frames that cannot make it.
+    #[arg(long, default_value_t = 300, value_name = "MS")]
+    latency_target: u16,
+    /// Rendition to ask for (index in the server's ladder); automatic when not given.
+    #[arg(long, value_name = "N")]
+    quality: Option<u8>,
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let args = Args::parse();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let trust = match (args.fingerprint, &args.ca) {
+        (Some(fp), _) => Trust::Pinned(fp),
+        (None, Some(ca)) => Trust::Ca(ca.clone()),
+        (None, None) => Trust::Ca(default_ca()),
+    };
+    if let Some(d) = args.duration {
+        anyhow::ensure!(
+            d.is_finite() && d > 0.0,
+            "--duration must be a positive number of seconds"
+        );
+    }
+    let clock = ViewerClock::start();
+    let connect_start_us = clock.now_us();
+    let started = Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let sync = Arc::new(Mutex::new(ClockSync::default()));
+    let stats = Arc::new(Mutex::new(Stats::default()));
+
+    let opts = ConnectOptions {
+        server: args.server.clone(),
+        server_name: args.server_name.clone(),
+        trust,
+        rendition: args
+            .quality
+            .map_or(WishedRendition::Auto, WishedRendition::Fixed),
+        latency_target_ms: args.latency_target,
+    };
+    let session = match runtime.block_on(session::connect(&opts, clock, &sync)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let w = &session.welcome;
+    let rendition = w
+        .video
+        .renditions
+        .iter()
+        .find(|r| r.id == w.rendition)
+        .cloned()
+        .expect("welcome names one of its renditions");
+    eprintln!(
+        "connected to {} (session {}): {} {}x{} @ {} fps AV1, Opus {} Hz, {} kbit/s",
+        args.server,
+        w.session_id,
+        rendition.name,
+        rendition.width,
+        rendition.height,
+        rendition.fps,
+        w.audio.sample_rate,
+        w.audio.bitrate_bps / 1000
+    );
+    {
+        let mut s = stats.lock().expect("not poisoned");
+        s.clock_offset_us = sync.lock().expect("not poisoned").offset_us();
+        s.rendition = Some(rendition.id);
+    }
+
+    let (frame_tx, frame_rx) = crossbeam_channel::bounded(32);
+    let (audio_tx, audio_rx) = crossbeam_channel::bounded(64);
+    let (keyframe_tx, keyframe_rx) = tokio::sync::mpsc::unbounded_channel();
+    let latest = Arc::new(LatestPicture::default());
+    let sink = if args.headless {
+        PictureSink::Headless
+    } else {
+        PictureSink::Window(latest.clone())
+    };
+    let mut presenter = if args.headless {
+        None
+    } else {
+        Some(Presenter::open(
+            &format!("StreamSocket - {}", args.server),
+            rendition.width as usize,
+            rendition.height as usize,
+        )?)
+    };
+    let decoder = video_decoder::spawn(
+        frame_rx,
+        DecoderContext {
+            clock,
+            stats: stats.clone(),
+            keyframe_requests: keyframe_tx,
+            sink,
+            connect_start_us,
+        },
+    )?;
+    let audio = audio::spawn(
+        audio_rx,
+        AudioContext {
+            clock,
+            stats: stats.clone(),
+            speakers: !args.headless,
+        },
+    )?;
+
+    let conn = session.conn.clone();
+    let endpoint = session.endpoint.clone();
+    let pipes = Pipes {
+        frames: frame_tx,
+        audio: audio_tx,
+        keyframe_requests: keyframe_rx,
+    };
+    let mut running = runtime.spawn(session::run(session, pipes, clock, sync, stats.clone()));
+    let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
+
+    let closed_by_user = match presenter.as_mut() {
+        Some(p) => {
+            let exit = p.run(&latest, clock, &stats, || {
+                !running.is_finished() && deadline.is_none_or(|d| Instant::now() < d)
+            });
+            exit == streamsocket_client::window::WindowExit::Closed
+        }
+        None => {
+            runtime.block_on(async {
+                match deadline {
+                    Some(d) => {
+                        let _ = tokio::time::timeout_at(d.into(), &mut running).await;
+                    }
+                    None => {
+                        tokio::select! {
+                            _ = &mut running => {}
+                            _ = tokio::signal::ctrl_c() => {}
+                        }
+                    }
+                }
+            });
+            false
+        }
+    };
+    let elapsed = started.elapsed();
+
+    let ended = if running.is_finished() {
+        runtime
+            .block_on(&mut running)
+            .unwrap_or(Ended::Lost("receiver task failed".into()))
+    } else {
+        Ended::Local
+    };
+    conn.close(
+        quinn::VarInt::from_u32(ErrorCode::NoError.to_u16() as u32),
+        b"viewer leaving",
+    );
+    runtime.block_on(async {
+        running.abort();
+        let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
+    });
+    // The session task owned the senders: the pipeline threads see their inputs close.
+    let _ = decoder.join();
+    let _ = audio.join();
+
+    let s = stats.lock().expect("not poisoned");
+    if let Some(path) = &args.stats_json {
+        s.write_json(path, elapsed)?;
+    }
+    let v = &s.video;
+    eprintln!(
+        "video: {} received, {} decoded, {} skipped, latency p50 {:.1} ms p95 {:.1} ms; audio: {} received, {} decoded, {} concealed",
+        v.frames_received,
+        v.frames_decoded,
+        v.frames_skipped,
+        v.latency_decoded.percentile_ms(0.5),
+        v.latency_decoded.percentile_ms(0.95),
+        s.audio.packets_received,
+        s.audio.packets_decoded,
+        s.audio.packets_concealed,
+    );
+    Ok(match ended {
+        Ended::Local => ExitCode::SUCCESS,
+        _ if closed_by_user => ExitCode::SUCCESS,
+        Ended::Server { code, message } => {
+            eprintln!(
+                "the server ended the session: {} ({message})",
+                code.describe()
+            );
+            if matches!(code, ErrorCode::NoError | ErrorCode::ServerShuttingDown) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Ended::Lost(reason) => {
+            eprintln!("connection lost: {reason}");
+            ExitCode::FAILURE
+        }
+    })
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("STREAMSOCKET_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,423 @@
+//! The viewer's side of a session: connecting and verifying the server, hello and welcome,
+//! clock pings, and receiving frame streams and audio datagrams.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, TrySendError};
+use streamsocket_proto::control::{ControlMessage, Hello, Ping, Welcome, WishedRendition};
+use streamsocket_proto::media::AudioHeader;
+use streamsocket_proto::{ErrorCode, PROTOCOL_VERSION};
+use streamsocket_transport::{read_frame, ControlReader, ControlWriter, ReadError};
+use thiserror::Error;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::audio::NetAudio;
+use crate::clock::ViewerClock;
+use crate::clock_sync::{ClockSync, Exchange};
+use crate::stats::Stats;
+use crate::tls::{client_config, Trust, VerifyFailure};
+use crate::video_decoder::NetFrame;
+
+/// How long connecting (handshake, hello, welcome) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the viewer could not connect, worded for the person running it.
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    #[error("cannot resolve {0}: {1}")]
+    Resolve(String, String),
+    #[error("{0}")]
+    Verify(VerifyFailure),
+    #[error("the server refused the session ({}): {message}", code.describe())]
+    Refused { code: ErrorCode, message: String },
+    #[error("no answer from {0} within 5 s: is streamsocket-server running there, and is its UDP port reachable?")]
+    Unreachable(SocketAddr),
+    #[error("connection to {addr} failed: {detail}")]
+    Failed { addr: SocketAddr, detail: String },
+    #[error("{0:#}")]
+    Setup(anyhow::Error),
+}
+
+/// Where to connect and how to trust the server.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `host:port` as given on the command line.
+    pub server: String,
+    /// Name to verify in the certificate; the host part of `server` when not given.
+    pub server_name: Option<String>,
+    pub trust: Trust,
+    pub rendition: WishedRendition,
+    pub latency_target_ms: u16,
+}
+
+/// A connected, welcomed session.
+pub struct Session {
+    pub endpoint: quinn::Endpoint,
+    pub conn: quinn::Connection,
+    pub welcome: Welcome,
+    pub writer: ControlWriter,
+    pub reader: ControlReader,
+}
+
+/// Splits `host:port` (or `[v6]:port`, or a bare host with the default port).
+pub fn split_host_port(server: &str) -> (String, u16) {
+    if let Some(rest) = server.strip_prefix('[') {
+        if let Some((host, port)) = rest.split_once("]:") {
+            if let Ok(p) = port.parse() {
+                return (host.to_string(), p);
+            }
+        }
+        return (
+            rest.trim_end_matches(']').to_string(),
+            streamsocket_proto::DEFAULT_PORT,
+        );
+    }
+    match server.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => match port.parse() {
+            Ok(p) => (host.to_string(), p),
+            Err(_) => (server.to_string(), streamsocket_proto::DEFAULT_PORT),
+        },
+        _ => (server.to_string(), streamsocket_proto::DEFAULT_PORT),
+    }
+}
+
+pub async fn connect(
+    opts: &ConnectOptions,
+    clock: ViewerClock,
+    sync: &Mutex<ClockSync>,
+) -> Result<Session, ConnectError> {
+    let (host, port) = split_host_port(&opts.server);
+    let addr = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| ConnectError::Resolve(opts.server.clone(), e.to_string()))?
+        .next()
+        .ok_or_else(|| ConnectError::Resolve(opts.server.clone(), "no address".into()))?;
+    let server_name = opts.server_name.clone().unwrap_or(host);
+
+    let (config, verifier) = client_config(opts.trust.clone()).map_err(ConnectError::Setup)?;
+    let bind: SocketAddr = if addr.is_ipv6() {
+        "[::]:0".parse().expect("valid")
+    } else {
+        "0.0.0.0:0".parse().expect("valid")
+    };
+    let endpoint = quinn::Endpoint::client(bind).map_err(|e| ConnectError::Setup(e.into()))?;
+    let connecting = endpoint
+        .connect_with(config, addr, &server_name)
+        .map_err(|e| ConnectError::Failed {
+            addr,
+            detail: e.to_string(),
+        })?;
+    let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Err(_) => return Err(ConnectError::Unreachable(addr)),
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            if let Some(f) = verifier.failure() {
+                return Err(ConnectError::Verify(f));
+            }
+            return Err(connection_error(addr, e));
+        }
+    };
+
+    let handshake = async {
+        let (send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| connection_error(addr, e))?;
+        let mut writer = ControlWriter::new(send);
+        let mut reader = ControlReader::new(recv);
+        let hello = ControlMessage::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            rendition: opts.rendition,
+            latency_target_ms: opts.latency_target_ms,
+            client_name: format!("streamsocket-client {}", env!("CARGO_PKG_VERSION")),
+        });
+        writer
+            .send(&hello)
+            .await
+            .map_err(|e| ConnectError::Failed {
+                addr,
+                detail: e.to_string(),
+            })?;
+        loop {
+            match reader.next().await {
+                Ok(Some(ControlMessage::Welcome(w))) => {
+                    sync.lock()
+                        .expect("not poisoned")
+                        .set_coarse(w.server_time_us, clock.now_us());
+                    return Ok((w, writer, reader));
+                }
+                Ok(Some(ControlMessage::Error { code, message }))
+                    if code == ErrorCode::UnknownRendition =>
+                {
+                    tracing::warn!("{message}");
+                }
+                Ok(Some(ControlMessage::Error { code, message })) => {
+                    return Err(ConnectError::Refused { code, message })
+                }
+                Ok(Some(other)) => {
+                    return Err(ConnectError::Failed {
+                        addr,
+                        detail: format!("the server sent {} before its welcome", other.name()),
+                    })
+                }
+                Ok(None) => {
+                    return Err(ConnectError::Failed {
+                        addr,
+                        detail: "the server closed the control stream".into(),
+                    })
+                }
+                Err(ReadError::Stream(quinn::ReadError::ConnectionLost(e))) => {
+                    return Err(connection_error(addr, e))
+                }
+                Err(e) => {
+                    return Err(ConnectError::Failed {
+                        addr,
+                        detail: e.to_string(),
+                    })
+                }
+            }
+        }
+    };
+    let (welcome, writer, reader) = match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
+        Err(_) => {
+            return Err(ConnectError::Failed {
+                addr,
+                detail: "no welcome from the server within 5 s".into(),
+            })
+        }
+        Ok(r) => r?,
+    };
+    Ok(Session {
+        endpoint,
+        conn,
+        welcome,
+        writer,
+        reader,
+    })
+}
+
+fn connection_error(addr: SocketAddr, e: quinn::ConnectionError) -> ConnectError {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(c) => ConnectError::Refused {
+            code: ErrorCode::from_u16(c.error_code.into_inner().min(u16::MAX as u64) as u16),
+            message: String::from_utf8_lossy(&c.reason).into_owned(),
+        },
+        quinn::ConnectionError::TimedOut => ConnectError::Unreachable(addr),
+        other => ConnectError::Failed {
+            addr,
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// Why a running session ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// We closed it (duration over, window closed).
+    Local,
+    /// The server closed it, with its reason.
+    Server { code: ErrorCode, message: String },
+    /// The connection was lost.
+    Lost(String),
+}
+
+/// Everything the receive tasks feed.
+pub struct Pipes {
+    pub frames: Sender<NetFrame>,
+    pub audio: Sender<NetAudio>,
+    pub keyframe_requests: UnboundedReceiver<u8>,
+}
+
+/// Runs the control task and the receivers until the connection ends.
+pub async fn run(
+    mut session: Session,
+    pipes: Pipes,
+    clock: ViewerClock,
+    sync: Arc<Mutex<ClockSync>>,
+    stats: Arc<Mutex<Stats>>,
+) -> Ended {
+    let conn = session.conn.clone();
+    let video = tokio::spawn(receive_frames(
+        conn.clone(),
+        pipes.frames,
+        clock,
+        stats.clone(),
+    ));
+    let audio = tokio::spawn(receive_audio(conn.clone(), pipes.audio, stats.clone()));
+    let ended = control(&mut session, pipes.keyframe_requests, clock, sync, stats).await;
+    video.abort();
+    audio.abort();
+    ended
+}
+
+async fn control(
+    session: &mut Session,
+    mut keyframe_requests: UnboundedReceiver<u8>,
+    clock: ViewerClock,
+    sync: Arc<Mutex<ClockSync>>,
+    stats: Arc<Mutex<Stats>>,
+) -> Ended {
+    // Five quick pings for a first good estimate, then one a second.
+    let mut ping_seq = 0u32;
+    let mut pings_sent_at = std::collections::HashMap::new();
+    let mut ping_timer = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = ping_timer.tick() => {
+                if ping_seq == 5 {
+                    ping_timer = tokio::time::interval_at(
+                        tokio::time::Instant::now() + Duration::from_secs(1),
+                        Duration::from_secs(1),
+                    );
+                }
+                let now = clock.now_us();
+                pings_sent_at.insert(ping_seq, now);
+                pings_sent_at.retain(|s, _| ping_seq.wrapping_sub(*s) < 16);
+                let ping = ControlMessage::Ping(Ping { seq: ping_seq, client_time_us: now });
+                ping_seq = ping_seq.wrapping_add(1);
+                if let Err(e) = session.writer.send(&ping).await {
+                    return ended_by(&session.conn, e.to_string());
+                }
+            }
+            Some(rendition) = keyframe_requests.recv() => {
+                // Coalesce a burst of requests into one message.
+                while keyframe_requests.try_recv().is_ok() {}
+                if let Err(e) = session.writer.send(&ControlMessage::KeyframeRequest { rendition }).await {
+                    return ended_by(&session.conn, e.to_string());
+                }
+            }
+            msg = session.reader.next() => match msg {
+                Ok(Some(ControlMessage::Pong(p))) => {
+                    let client_receive = clock.now_us();
+                    if pings_sent_at.remove(&p.seq).is_some_and(|sent| sent == p.client_time_us) {
+                        let mut s = sync.lock().expect("not poisoned");
+                        s.add(Exchange {
+                            client_send: p.client_time_us,
+                            server_receive: p.server_receive_us,
+                            server_send: p.server_send_us,
+                            client_receive,
+                        });
+                        let mut st = stats.lock().expect("not poisoned");
+                        st.clock_offset_us = s.offset_us();
+                        st.rtt_us = s.min_rtt_us();
+                    }
+                }
+                Ok(Some(ControlMessage::Error { code, message })) => {
+                    tracing::warn!("server: {} ({message})", code.describe());
+                }
+                Ok(Some(ControlMessage::Goodbye { code, message })) => return Ended::Server { code, message },
+                Ok(Some(other)) => tracing::debug!("ignoring {} from the server", other.name()),
+                Ok(None) => return ended_by(&session.conn, "the server closed the control stream".into()),
+                Err(e) => return ended_by(&session.conn, e.to_string()),
+            }
+        }
+    }
+}
+
+/// Classifies the end of a connection from its close reason.
+fn ended_by(conn: &quinn::Connection, fallback: String) -> Ended {
+    match conn.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(c)) => Ended::Server {
+            code: ErrorCode::from_u16(c.error_code.into_inner().min(u16::MAX as u64) as u16),
+            message: String::from_utf8_lossy(&c.reason).into_owned(),
+        },
+        Some(quinn::ConnectionError::LocallyClosed) => Ended::Local,
+        Some(e) => Ended::Lost(e.to_string()),
+        None => Ended::Lost(fallback),
+    }
+}
+
+async fn receive_frames(
+    conn: quinn::Connection,
+    out: Sender<NetFrame>,
+    clock: ViewerClock,
+    stats: Arc<Mutex<Stats>>,
+) {
+    while let Ok(mut recv) = conn.accept_uni().await {
+        let first_byte_us = clock.now_us();
+        let out = out.clone();
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            let result = read_frame(&mut recv).await;
+            let complete_us = clock.now_us();
+            let mut s = stats.lock().expect("not poisoned");
+            match result {
+                Ok(f) => {
+                    s.video.frames_received += 1;
+                    s.video.bytes += f.payload.len() as u64;
+                    if f.header.keyframe {
+                        s.video.keyframes += 1;
+                    }
+                    s.rendition = Some(f.header.rendition);
+                    let frame = NetFrame {
+                        header: f.header,
+                        payload: f.payload,
+                        first_byte_us,
+                        complete_us,
+                    };
+                    match out.try_send(frame) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => s.video.frames_dropped_decoder_busy += 1,
+                        Err(TrySendError::Disconnected(_)) => {}
+                    }
+                }
+                Err(ReadError::Malformed(e)) => {
+                    s.video.frames_malformed += 1;
+                    drop(s);
+                    tracing::warn!("malformed frame stream: {e}");
+                    let _ = recv.stop(quinn::VarInt::from_u32(
+                        ErrorCode::MalformedMessage.to_u16() as u32,
+                    ));
+                }
+                Err(ReadError::Stream(quinn::ReadError::Reset(_))) | Err(ReadError::Truncated) => {
+                    s.video.frames_reset += 1;
+                }
+                Err(_) => {} // connection gone
+            }
+        });
+    }
+}
+
+async fn receive_audio(conn: quinn::Connection, out: Sender<NetAudio>, stats: Arc<Mutex<Stats>>) {
+    while let Ok(datagram) = conn.read_datagram().await {
+        let mut s = stats.lock().expect("not poisoned");
+        match AudioHeader::decode(&datagram) {
+            Ok((header, payload)) => {
+                s.audio.packets_received += 1;
+                let packet = NetAudio {
+                    header,
+                    payload: datagram.slice_ref(payload),
+                };
+                if out.try_send(packet).is_err() {
+                    s.audio.packets_dropped_busy += 1;
+                }
+            }
+            Err(e) => {
+                s.audio.packets_malformed += 1;
+                tracing::debug!("malformed audio datagram: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_port_are_split_as_people_write_them() {
+        assert_eq!(
+            split_host_port("localhost:4443"),
+            ("localhost".into(), 4443)
+        );
+        assert_eq!(split_host_port("127.0.0.1:9"), ("127.0.0.1".into(), 9));
+        assert_eq!(split_host_port("[::1]:5000"), ("::1".into(), 5000));
+        assert_eq!(
+            split_host_port("example.test"),
+            ("example.test".into(), 4443)
+        );
+        assert_eq!(split_host_port("::1"), ("::1".into(), 4443));
+    }
+}

@@ -1,0 +1,226 @@
+//! What the viewer measures: counts, latency histograms per stage, and the JSON written by
+//! `--stats-json`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+/// A latency histogram in microseconds, reported in milliseconds.
+#[derive(Debug, Clone)]
+pub struct Latency(Histogram<u64>);
+
+impl Default for Latency {
+    fn default() -> Self {
+        // 1 µs to 1 hour, 3 significant digits.
+        Latency(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"))
+    }
+}
+
+impl Latency {
+    pub fn record_us(&mut self, us: u64) {
+        let _ = self.0.record(us.clamp(1, 3_600_000_000));
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.len()
+    }
+
+    pub fn percentile_ms(&self, q: f64) -> f64 {
+        self.0.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    pub fn to_json(&self) -> Value {
+        let r = |v: f64| (v * 100.0).round() / 100.0;
+        if self.0.is_empty() {
+            return json!({"count": 0, "p50": null, "p95": null, "p99": null, "max": null});
+        }
+        json!({
+            "count": self.0.len(),
+            "p50": r(self.percentile_ms(0.50)),
+            "p95": r(self.percentile_ms(0.95)),
+            "p99": r(self.percentile_ms(0.99)),
+            "max": r(self.0.max() as f64 / 1000.0),
+            "mean": r(self.0.mean() / 1000.0),
+        })
+    }
+}
+
+/// Where a frame's time went, capture to decoded.
+#[derive(Debug, Default, Clone)]
+pub struct Stages {
+    /// Capture to the encoder taking the frame.
+    pub encoder_queue: Latency,
+    /// Inside rav1e before the encode call that produced the frame (its lookahead).
+    pub encoder_wait: Latency,
+    pub encode: Latency,
+    /// Encoder output to the first byte at the viewer (server send path and network).
+    pub transport: Latency,
+    /// First byte to last byte of the frame's stream.
+    pub reassembly: Latency,
+    /// Last byte to the start of decoding (reordering and the decoder's queue).
+    pub reorder: Latency,
+    pub decode: Latency,
+    /// Decoded to shown in the window (conversion and waiting for the window).
+    pub present: Latency,
+}
+
+#[derive(Debug, Default)]
+pub struct VideoStats {
+    pub frames_received: u64,
+    pub frames_decoded: u64,
+    pub frames_skipped: u64,
+    pub frames_late: u64,
+    /// Frames lost because the decoder's input queue was full.
+    pub frames_dropped_decoder_busy: u64,
+    /// Frame streams the server reset (deadline passed) or that broke off.
+    pub frames_reset: u64,
+    pub frames_malformed: u64,
+    pub decode_errors: u64,
+    pub frames_presented: u64,
+    /// Decoded frames replaced by a newer one before the window could show them.
+    pub frames_not_presented: u64,
+    pub keyframes: u64,
+    pub keyframe_requests: u64,
+    pub bytes: u64,
+    pub width: u32,
+    pub height: u32,
+    pub first_frame_ms: Option<f64>,
+    pub latency_decoded: Latency,
+    pub latency_presented: Latency,
+    pub stages: Stages,
+    /// Timestamps read back from the decoded pixels.
+    pub pixel_clock_read: u64,
+    pub pixel_clock_matched: u64,
+    pub pixel_clock_unreadable: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct AudioStats {
+    pub packets_received: u64,
+    pub packets_decoded: u64,
+    pub packets_concealed: u64,
+    /// Of the concealed packets, those rebuilt from the next packet's FEC data.
+    pub packets_recovered_fec: u64,
+    pub packets_late: u64,
+    pub packets_dropped_overflow: u64,
+    /// Packets lost because the audio thread's input queue was full.
+    pub packets_dropped_busy: u64,
+    pub packets_malformed: u64,
+    pub decode_errors: u64,
+    pub latency: Latency,
+    pub output_device: Option<String>,
+    pub output_underruns: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub video: VideoStats,
+    pub audio: AudioStats,
+    pub clock_offset_us: Option<i64>,
+    pub rtt_us: Option<u64>,
+    pub rendition: Option<u8>,
+}
+
+impl Stats {
+    pub fn to_json(&self, duration: Duration) -> Value {
+        let v = &self.video;
+        let a = &self.audio;
+        let s = &v.stages;
+        json!({
+            "duration_s": (duration.as_secs_f64() * 1000.0).round() / 1000.0,
+            "rendition": self.rendition,
+            "clock": {"offset_us": self.clock_offset_us, "rtt_us": self.rtt_us},
+            "video": {
+                "frames_received": v.frames_received,
+                "frames_decoded": v.frames_decoded,
+                "frames_skipped": v.frames_skipped,
+                "frames_late": v.frames_late,
+                "frames_dropped_decoder_busy": v.frames_dropped_decoder_busy,
+                "frames_reset": v.frames_reset,
+                "frames_malformed": v.frames_malformed,
+                "decode_errors": v.decode_errors,
+                "frames_presented": v.frames_presented,
+                "frames_not_presented": v.frames_not_presented,
+                "keyframes": v.keyframes,
+                "keyframe_requests": v.keyframe_requests,
+                "bytes": v.bytes,
+                "width": v.width,
+                "height": v.height,
+                "first_frame_ms": v.first_frame_ms.map(|x| (x * 100.0).round() / 100.0),
+                "latency_ms": v.latency_decoded.to_json(),
+                "latency_presented_ms": v.latency_presented.to_json(),
+                "stages_ms": {
+                    "encoder_queue": s.encoder_queue.to_json(),
+                    "encoder_wait": s.encoder_wait.to_json(),
+                    "encode": s.encode.to_json(),
+                    "transport": s.transport.to_json(),
+                    "reassembly": s.reassembly.to_json(),
+                    "reorder": s.reorder.to_json(),
+                    "decode": s.decode.to_json(),
+                    "present": s.present.to_json(),
+                },
+                "pixel_clock": {
+                    "read": v.pixel_clock_read,
+                    "matched": v.pixel_clock_matched,
+                    "unreadable": v.pixel_clock_unreadable,
+                },
+            },
+            "audio": {
+                "packets_received": a.packets_received,
+                "packets_decoded": a.packets_decoded,
+                "packets_concealed": a.packets_concealed,
+                "packets_recovered_fec": a.packets_recovered_fec,
+                "packets_late": a.packets_late,
+                "packets_dropped_overflow": a.packets_dropped_overflow,
+                "packets_dropped_busy": a.packets_dropped_busy,
+                "packets_malformed": a.packets_malformed,
+                "decode_errors": a.decode_errors,
+                "latency_ms": a.latency.to_json(),
+                "output_device": a.output_device,
+                "output_underruns": a.output_underruns,
+            },
+        })
+    }
+
+    pub fn write_json(&self, path: &Path, duration: Duration) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(&self.to_json(duration))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| anyhow::anyhow!("cannot write stats to {}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_the_promised_fields() {
+        let mut s = Stats::default();
+        s.video.latency_decoded.record_us(12_345);
+        s.audio.latency.record_us(40_000);
+        let j = s.to_json(Duration::from_secs(3));
+        for key in [
+            "frames_received",
+            "frames_decoded",
+            "frames_skipped",
+            "keyframes",
+            "bytes",
+            "width",
+            "height",
+            "first_frame_ms",
+        ] {
+            assert!(j["video"].get(key).is_some(), "video.{key}");
+        }
+        for key in ["packets_received", "packets_decoded", "packets_concealed"] {
+            assert!(j["audio"].get(key).is_some(), "audio.{key}");
+        }
+        for q in ["p50", "p95", "p99", "max"] {
+            assert!(j["video"]["latency_ms"][q].is_number(), "video {q}");
+            assert!(j["audio"]["latency_ms"][q].is_number(), "audio {q}");
+        }
+        assert!((j["video"]["latency_ms"]["p50"].as_f64().unwrap() - 12.35).abs() < 0.05);
+        assert_eq!(j["duration_s"], 3.0);
+    }
+}

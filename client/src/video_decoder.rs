@@ -1,0 +1,323 @@
+//! The video decode stage: reorders received frames, decodes them with dav1d on its own
+//! thread, converts pictures for the window, and measures latency.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use dav1d::PlanarImageComponent as Component;
+use streamsocket_proto::media::FrameHeader;
+use streamsocket_proto::pixel_clock;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::clock::ViewerClock;
+use crate::reorder::{Reorder, Sequenced};
+use crate::stats::Stats;
+
+/// A frame as it came off the network, with the viewer's arrival times.
+#[derive(Debug)]
+pub struct NetFrame {
+    pub header: FrameHeader,
+    pub payload: Bytes,
+    /// Viewer clock when the frame's stream was accepted (its first bytes arrived).
+    pub first_byte_us: u64,
+    /// Viewer clock when its last byte arrived.
+    pub complete_us: u64,
+}
+
+impl Sequenced for NetFrame {
+    fn seq(&self) -> u64 {
+        self.header.seq
+    }
+    fn is_keyframe(&self) -> bool {
+        self.header.keyframe
+    }
+}
+
+/// A decoded picture converted to the window's pixel format (0RGB in a u32).
+pub struct Presentable {
+    pub pixels: Vec<u32>,
+    pub width: usize,
+    pub height: usize,
+    pub capture_us: u64,
+    pub decoded_us: u64,
+}
+
+/// The newest decoded picture, waiting for the window. A newer one replaces an older one
+/// that was never shown (the window shows the newest, never a backlog).
+#[derive(Default)]
+pub struct LatestPicture {
+    slot: Mutex<Option<Presentable>>,
+}
+
+impl LatestPicture {
+    /// Stores a picture; returns true if it replaced one that was never shown.
+    fn put(&self, p: Presentable) -> bool {
+        self.slot.lock().expect("not poisoned").replace(p).is_some()
+    }
+
+    pub fn take(&self) -> Option<Presentable> {
+        self.slot.lock().expect("not poisoned").take()
+    }
+}
+
+/// What to do with decoded pictures.
+#[derive(Clone)]
+pub enum PictureSink {
+    /// Count and measure only (tests, benchmarks).
+    Headless,
+    /// Convert and hand to the window.
+    Window(Arc<LatestPicture>),
+}
+
+/// How long a missing frame is waited for before the frames after it are given up.
+pub const GAP_TIMEOUT: Duration = Duration::from_millis(150);
+
+pub struct DecoderContext {
+    pub clock: ViewerClock,
+    pub stats: Arc<Mutex<Stats>>,
+    /// Keyframe requests to the control task (rendition id).
+    pub keyframe_requests: UnboundedSender<u8>,
+    pub sink: PictureSink,
+    /// Viewer clock when connecting started, for the first-frame time.
+    pub connect_start_us: u64,
+}
+
+pub fn spawn(
+    input: Receiver<NetFrame>,
+    ctx: DecoderContext,
+) -> anyhow::Result<thread::JoinHandle<()>> {
+    let mut settings = dav1d::Settings::new();
+    // Output each frame as soon as it is decoded: no frame-level pipelining delay.
+    settings.set_max_frame_delay(1);
+    settings.set_n_threads(2);
+    let decoder = dav1d::Decoder::with_settings(&settings)
+        .map_err(|e| anyhow::anyhow!("cannot start the dav1d decoder: {e}"))?;
+    Ok(thread::Builder::new()
+        .name("dav1d".into())
+        .spawn(move || run(decoder, input, ctx))?)
+}
+
+struct InFlight {
+    header: FrameHeader,
+    first_byte_us: u64,
+    complete_us: u64,
+    decode_start_us: u64,
+}
+
+fn run(mut decoder: dav1d::Decoder, input: Receiver<NetFrame>, ctx: DecoderContext) {
+    let mut reorder: Reorder<NetFrame> = Reorder::new(GAP_TIMEOUT);
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let mut last_rendition = 0u8;
+    loop {
+        let wait = reorder
+            .gap_deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_millis(500));
+        let ready = match input.recv_timeout(wait) {
+            Ok(frame) => {
+                last_rendition = frame.header.rendition;
+                reorder.push(frame, Instant::now())
+            }
+            Err(RecvTimeoutError::Timeout) => reorder.poll(Instant::now()),
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let mut need_keyframe = ready.need_keyframe;
+        for frame in ready.frames {
+            if let Err(e) = decode_one(&mut decoder, frame, &mut in_flight, &ctx) {
+                tracing::warn!("decoding failed, waiting for a keyframe: {e}");
+                ctx.stats.lock().expect("not poisoned").video.decode_errors += 1;
+                decoder.flush();
+                in_flight.clear();
+                need_keyframe |= reorder.decoder_failed().need_keyframe;
+                break;
+            }
+        }
+        {
+            let mut s = ctx.stats.lock().expect("not poisoned");
+            s.video.frames_skipped = reorder.skipped;
+            s.video.frames_late = reorder.late;
+            if need_keyframe {
+                s.video.keyframe_requests += 1;
+            }
+        }
+        if need_keyframe {
+            let _ = ctx.keyframe_requests.send(last_rendition);
+        }
+    }
+}
+
+fn decode_one(
+    decoder: &mut dav1d::Decoder,
+    frame: NetFrame,
+    in_flight: &mut VecDeque<InFlight>,
+    ctx: &DecoderContext,
+) -> Result<(), dav1d::Error> {
+    let decode_start_us = ctx.clock.now_us();
+    in_flight.push_back(InFlight {
+        header: frame.header,
+        first_byte_us: frame.first_byte_us,
+        complete_us: frame.complete_us,
+        decode_start_us,
+    });
+    match decoder.send_data(frame.payload, None, Some(frame.header.seq as i64), None) {
+        Ok(()) => {}
+        Err(dav1d::Error::Again) => {
+            // The decoder holds a picture we must take first; then it takes the rest.
+            drain_pictures(decoder, in_flight, ctx)?;
+            match decoder.send_pending_data() {
+                Ok(()) | Err(dav1d::Error::Again) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    drain_pictures(decoder, in_flight, ctx)
+}
+
+fn drain_pictures(
+    decoder: &mut dav1d::Decoder,
+    in_flight: &mut VecDeque<InFlight>,
+    ctx: &DecoderContext,
+) -> Result<(), dav1d::Error> {
+    loop {
+        match decoder.get_picture() {
+            Ok(picture) => {
+                let seq = picture.timestamp().unwrap_or(-1);
+                // Frames whose picture never came (should not happen with frame delay 1).
+                while in_flight
+                    .front()
+                    .is_some_and(|f| (f.header.seq as i64) < seq)
+                {
+                    in_flight.pop_front();
+                }
+                let Some(info) = in_flight.pop_front() else {
+                    continue;
+                };
+                on_picture(&picture, info, ctx);
+            }
+            Err(dav1d::Error::Again) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
+    let decoded_us = ctx.clock.now_us();
+    let (w, h) = (picture.width() as usize, picture.height() as usize);
+    let y = picture.plane(Component::Y);
+    let y_stride = picture.stride(Component::Y) as usize;
+    let read_ms = pixel_clock::read(&y, y_stride, w, h);
+
+    let presentable = match &ctx.sink {
+        PictureSink::Window(slot) => {
+            to_presentable(picture, info.header.capture_us, decoded_us).map(|p| (slot, p))
+        }
+        PictureSink::Headless => None,
+    };
+
+    let mut s = ctx.stats.lock().expect("not poisoned");
+    let offset = s.clock_offset_us;
+    let v = &mut s.video;
+    v.frames_decoded += 1;
+    if v.first_frame_ms.is_none() {
+        v.first_frame_ms = Some(decoded_us.saturating_sub(ctx.connect_start_us) as f64 / 1000.0);
+    }
+    v.width = w as u32;
+    v.height = h as u32;
+    match read_ms {
+        Some(ms) => {
+            v.pixel_clock_read += 1;
+            if ms == (info.header.capture_us / 1000) as u32 {
+                v.pixel_clock_matched += 1;
+            }
+        }
+        None => v.pixel_clock_unreadable += 1,
+    }
+    let t = info.header.timing;
+    v.stages.encoder_queue.record_us(t.queue_us as u64);
+    v.stages.encoder_wait.record_us(t.encoder_wait_us as u64);
+    v.stages.encode.record_us(t.encode_us as u64);
+    v.stages
+        .reassembly
+        .record_us(info.complete_us.saturating_sub(info.first_byte_us));
+    v.stages
+        .reorder
+        .record_us(info.decode_start_us.saturating_sub(info.complete_us));
+    v.stages
+        .decode
+        .record_us(decoded_us.saturating_sub(info.decode_start_us));
+    if let Some(offset) = offset {
+        let to_server = |us: u64| (us as i64 + offset).max(0) as u64;
+        let encoded_us = info.header.capture_us
+            + t.queue_us as u64
+            + t.encoder_wait_us as u64
+            + t.encode_us as u64;
+        v.stages
+            .transport
+            .record_us(to_server(info.first_byte_us).saturating_sub(encoded_us));
+        v.latency_decoded
+            .record_us(to_server(decoded_us).saturating_sub(info.header.capture_us));
+    }
+    drop(s);
+    if let Some((slot, p)) = presentable {
+        if slot.put(p) {
+            ctx.stats
+                .lock()
+                .expect("not poisoned")
+                .video
+                .frames_not_presented += 1;
+        }
+    }
+}
+
+/// Converts an I420 picture to 0RGB pixels with the `yuv` crate's SIMD paths.
+fn to_presentable(
+    picture: &dav1d::Picture,
+    capture_us: u64,
+    decoded_us: u64,
+) -> Option<Presentable> {
+    if picture.pixel_layout() != dav1d::PixelLayout::I420 || picture.bit_depth() != 8 {
+        tracing::warn!("unsupported picture format {:?}", picture.pixel_layout());
+        return None;
+    }
+    let (w, h) = (picture.width() as usize, picture.height() as usize);
+    let (yp, up, vp) = (
+        picture.plane(Component::Y),
+        picture.plane(Component::U),
+        picture.plane(Component::V),
+    );
+    let image = yuv::YuvPlanarImage {
+        y_plane: &yp,
+        y_stride: picture.stride(Component::Y),
+        u_plane: &up,
+        u_stride: picture.stride(Component::U),
+        v_plane: &vp,
+        v_stride: picture.stride(Component::V),
+        width: w as u32,
+        height: h as u32,
+    };
+    let mut pixels = vec![0u32; w * h];
+    // 0RGB in a little-endian u32 is B, G, R, X in memory: BGRA.
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut pixels);
+    if let Err(e) = yuv::yuv420_to_bgra(
+        &image,
+        bytes,
+        (w * 4) as u32,
+        yuv::YuvRange::Limited,
+        yuv::YuvStandardMatrix::Bt601,
+    ) {
+        tracing::warn!("colour conversion failed: {e}");
+        return None;
+    }
+    Some(Presentable {
+        pixels,
+        width: w,
+        height: h,
+        capture_us,
+        decoded_us,
+    })
+}

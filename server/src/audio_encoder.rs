@@ -1,0 +1,105 @@
+//! The Opus encoder stage: 48 kHz mono, one packet per 20 ms, each packet becoming one
+//! datagram (header built once, shared by every viewer).
+
+use anyhow::{anyhow, Context as _};
+use bytes::Bytes;
+use streamsocket_proto::control::{AudioFormat, AUDIO_CODEC_OPUS};
+use streamsocket_proto::media::{AudioHeader, MAX_AUDIO_PAYLOAD};
+
+pub const SAMPLE_RATE: u32 = 48_000;
+pub const CHANNELS: u8 = 1;
+pub const FRAME_MS: u32 = 20;
+pub const SAMPLES_PER_FRAME: usize = (SAMPLE_RATE * FRAME_MS / 1000) as usize;
+
+/// Opus settings for the stream.
+#[derive(Debug, Clone, Copy)]
+pub struct OpusSettings {
+    pub bitrate_bps: u32,
+    /// In-band forward error correction: each packet carries a low-rate copy of the previous
+    /// one, so a single lost packet can be rebuilt from the next.
+    pub inband_fec: bool,
+    /// The loss rate FEC is sized for, in percent.
+    pub expected_loss_percent: u8,
+}
+
+impl Default for OpusSettings {
+    fn default() -> Self {
+        Self {
+            bitrate_bps: 48_000,
+            inband_fec: true,
+            expected_loss_percent: 5,
+        }
+    }
+}
+
+impl OpusSettings {
+    pub fn format(&self) -> AudioFormat {
+        AudioFormat {
+            codec: AUDIO_CODEC_OPUS,
+            sample_rate: SAMPLE_RATE,
+            channels: CHANNELS,
+            frame_duration_us: FRAME_MS * 1000,
+            bitrate_bps: self.bitrate_bps,
+        }
+    }
+}
+
+/// One encoded audio packet, ready to go out as a datagram.
+#[derive(Debug)]
+pub struct AudioPacket {
+    pub seq: u32,
+    pub capture_us: u64,
+    /// Header and Opus payload: the whole datagram.
+    pub datagram: Bytes,
+}
+
+pub struct AudioEncoder {
+    opus: opus::Encoder,
+    next_seq: u32,
+    out: Vec<u8>,
+}
+
+impl AudioEncoder {
+    pub fn new(settings: OpusSettings) -> anyhow::Result<Self> {
+        let mut opus = opus::Encoder::new(
+            SAMPLE_RATE,
+            opus::Channels::Mono,
+            opus::Application::LowDelay,
+        )
+        .context("creating the Opus encoder")?;
+        opus.set_bitrate(opus::Bitrate::Bits(settings.bitrate_bps as i32))
+            .context("setting the Opus bitrate")?;
+        opus.set_inband_fec(settings.inband_fec)
+            .context("enabling Opus FEC")?;
+        opus.set_packet_loss_perc(settings.expected_loss_percent as i32)
+            .context("setting Opus expected loss")?;
+        Ok(Self {
+            opus,
+            next_seq: 0,
+            out: vec![0; MAX_AUDIO_PAYLOAD],
+        })
+    }
+
+    /// Encodes one 20 ms frame of mono samples captured at `capture_us`.
+    pub fn encode(&mut self, pcm: &[i16], capture_us: u64) -> anyhow::Result<AudioPacket> {
+        anyhow::ensure!(
+            pcm.len() == SAMPLES_PER_FRAME,
+            "an Opus frame is {SAMPLES_PER_FRAME} samples, got {}",
+            pcm.len()
+        );
+        let n = self
+            .opus
+            .encode(pcm, &mut self.out)
+            .map_err(|e| anyhow!("Opus encoding failed: {e}"))?;
+        let header = AudioHeader {
+            seq: self.next_seq,
+            capture_us,
+        };
+        self.next_seq = self.next_seq.wrapping_add(1);
+        Ok(AudioPacket {
+            seq: header.seq,
+            capture_us,
+            datagram: Bytes::from(header.datagram(&self.out[..n])),
+        })
+    }
+}

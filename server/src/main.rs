@@ -1,0 +1,135 @@
+//! `streamsocket-server`: streams the embedded test source to every viewer that connects.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use streamsocket_server::server::{EncoderTuning, Server, ServerOptions};
+
+/// Stream live AV1 video and Opus audio over QUIC to any number of StreamSocket viewers.
+///
+/// On first start it generates a local CA and a server certificate in --certs; give viewers
+/// the CA file (certs/ca.pem) or the fingerprint it prints. The default source is the
+/// embedded test pattern (moving picture, frame counter, clock, a machine-readable timestamp
+/// row, and a flash with an audio click once a second).
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Address and UDP port to listen on.
+    #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], streamsocket_proto::DEFAULT_PORT)))]
+    listen: SocketAddr,
+    /// Directory with ca.pem, server.pem and server.key (generated when missing).
+    #[arg(long, default_value = "certs")]
+    certs: PathBuf,
+    /// Extra host name or IP for a certificate generated at start (repeatable).
+    #[arg(long = "host", value_name = "NAME|IP")]
+    hosts: Vec<String>,
+    /// Picture width in pixels (even).
+    #[arg(long, default_value_t = 640)]
+    width: usize,
+    /// Picture height in pixels (even).
+    #[arg(long, default_value_t = 360)]
+    height: usize,
+    /// Frames per second.
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Video bitrate in kbit/s.
+    #[arg(long, default_value_t = 800)]
+    bitrate: u32,
+    /// Audio (Opus) bitrate in kbit/s.
+    #[arg(long, default_value_t = 48)]
+    audio_bitrate: u32,
+    /// rav1e speed preset (0 slowest .. 10 fastest).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=10))]
+    speed: u8,
+    /// rav1e tiles per frame (parallelism across cores).
+    #[arg(long, default_value_t = 4)]
+    tiles: usize,
+    /// rav1e worker threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Longest time between keyframes, seconds (viewers also get one on join).
+    #[arg(long, default_value_t = 2.0)]
+    keyframe_interval: f32,
+    /// rav1e RDO lookahead in frames (each adds a frame of latency).
+    #[arg(long, default_value_t = 1)]
+    rdo_lookahead: usize,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_logging();
+    let args = Args::parse();
+    let opts = ServerOptions {
+        listen: args.listen,
+        certs: args.certs,
+        hosts: args.hosts,
+        width: args.width,
+        height: args.height,
+        fps: args.fps,
+        bitrate_kbps: args.bitrate,
+        audio_bitrate_bps: args.audio_bitrate * 1000,
+        encoder: EncoderTuning {
+            speed: args.speed,
+            tiles: args.tiles,
+            threads: args.threads,
+            keyframe_interval_s: args.keyframe_interval,
+            rdo_lookahead_frames: args.rdo_lookahead,
+        },
+    };
+    let server = match Server::start(&opts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = server
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    // Machine-readable lines first (tests and scripts read them), then a human hint.
+    println!("listening on {addr}");
+    println!("fingerprint {}", server.fingerprint);
+    println!(
+        "source: test pattern {}x{} @ {} fps, AV1 {} kbit/s, Opus {} kbit/s",
+        opts.width, opts.height, opts.fps, opts.bitrate_kbps, args.audio_bitrate
+    );
+    println!(
+        "watch with: streamsocket-client {} --ca {}",
+        viewer_address(&opts.listen),
+        opts.certs.join("ca.pem").display()
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match server.serve(shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The address a local viewer would use: the listening address, with a wildcard replaced by
+/// localhost (the certificate's name).
+fn viewer_address(listen: &SocketAddr) -> String {
+    if listen.ip().is_unspecified() {
+        format!("localhost:{}", listen.port())
+    } else {
+        listen.to_string()
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("STREAMSOCKET_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,246 @@
+//! Wiring: certificates, sources, encoders, hub and the QUIC endpoint.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use streamsocket_certs::{CertPaths, Fingerprint};
+use streamsocket_proto::control::Rendition;
+use streamsocket_proto::ErrorCode;
+
+use crate::audio_encoder::{AudioEncoder, OpusSettings};
+use crate::clock::MediaClock;
+use crate::hub::Hub;
+use crate::source::{self, SourceStats};
+use crate::video_encoder::{self, EncoderSettings, VideoEncoder};
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub listen: SocketAddr,
+    pub certs: PathBuf,
+    /// Extra names for a certificate generated at start.
+    pub hosts: Vec<String>,
+    pub width: usize,
+    pub height: usize,
+    pub fps: u32,
+    pub bitrate_kbps: u32,
+    pub audio_bitrate_bps: u32,
+    pub encoder: EncoderTuning,
+}
+
+/// rav1e knobs exposed on the command line, for tuning and benchmarks.
+#[derive(Debug, Clone)]
+pub struct EncoderTuning {
+    pub speed: u8,
+    pub tiles: usize,
+    pub threads: usize,
+    pub keyframe_interval_s: f32,
+    pub rdo_lookahead_frames: usize,
+}
+
+/// A running server: its address and fingerprint, and the handles that keep it alive.
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    hub: Arc<Hub>,
+    clock: MediaClock,
+    stop: Arc<AtomicBool>,
+    pub fingerprint: Fingerprint,
+    pub source_stats: Arc<SourceStats>,
+    pub generated_certs: bool,
+}
+
+impl Server {
+    /// Loads (or generates) certificates, starts the media pipeline and binds the endpoint.
+    pub fn start(opts: &ServerOptions) -> anyhow::Result<Server> {
+        let paths = CertPaths::new(&opts.certs);
+        let generated_certs = !paths.server_identity_exists();
+        if generated_certs {
+            let g = streamsocket_certs::generate(&opts.certs, &opts.hosts)
+                .context("generating certificates")?;
+            tracing::info!(
+                dir = %opts.certs.display(),
+                hosts = %g.hosts.join(", "),
+                "generated a CA and a server certificate (give viewers {})",
+                g.paths.ca_cert().display()
+            );
+        }
+        let identity = streamsocket_certs::load_server_identity(&paths)?;
+        let fingerprint = identity.fingerprint;
+
+        let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3 setup")?
+        .with_no_client_auth()
+        .with_single_cert(identity.chain, identity.key)
+        .context("the server certificate and key do not match")?;
+        tls.alpn_protocols = vec![streamsocket_proto::ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+            .context("TLS configuration not usable for QUIC")?;
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server_config.transport_config(streamsocket_transport::settings::server());
+
+        anyhow::ensure!(
+            opts.width % 2 == 0 && opts.height % 2 == 0 && opts.width >= 64 && opts.height >= 64,
+            "resolution {}x{} must be even and at least 64x64",
+            opts.width,
+            opts.height
+        );
+        anyhow::ensure!((1..=120).contains(&opts.fps), "fps must be 1 to 120");
+
+        let clock = MediaClock::start();
+        let ladder = vec![Rendition {
+            id: 0,
+            name: format!("{}p", opts.height),
+            width: opts.width as u16,
+            height: opts.height as u16,
+            fps: opts.fps as u16,
+            bitrate_kbps: opts.bitrate_kbps,
+        }];
+        let audio_settings = OpusSettings {
+            bitrate_bps: opts.audio_bitrate_bps,
+            ..OpusSettings::default()
+        };
+        let hub = Arc::new(Hub::new(ladder, audio_settings.format()));
+        let stop = Arc::new(AtomicBool::new(false));
+
+        // Video: source thread -> bounded queue -> encoder thread -> hub.
+        let mut outputs = Vec::new();
+        for r in hub.renditions() {
+            let t = &opts.encoder;
+            let settings = EncoderSettings {
+                speed: t.speed,
+                tiles: t.tiles,
+                threads: t.threads,
+                keyframe_interval: ((t.keyframe_interval_s * opts.fps as f32).round() as u64)
+                    .max(1),
+                rdo_lookahead_frames: t.rdo_lookahead_frames,
+                ..EncoderSettings::realtime(
+                    r.info.width as usize,
+                    r.info.height as usize,
+                    r.info.fps as u32,
+                    r.info.bitrate_kbps,
+                )
+            };
+            let encoder = VideoEncoder::new(settings, r.info.id, clock)?;
+            // Two frames of slack: more would only add latency when the encoder is slow.
+            let (tx, rx) = crossbeam_channel::bounded(2);
+            outputs.push(tx);
+            let hub_for_encoder = hub.clone();
+            video_encoder::spawn(
+                encoder,
+                rx,
+                r.keyframes.clone(),
+                r.stats.clone(),
+                move |f| hub_for_encoder.publish_video(f),
+            );
+        }
+        let source_stats = Arc::new(SourceStats::default());
+        source::spawn_test_video(
+            opts.width,
+            opts.height,
+            opts.fps,
+            clock,
+            outputs,
+            stop.clone(),
+            source_stats.clone(),
+        );
+        let hub_for_audio = hub.clone();
+        source::spawn_test_audio(
+            clock,
+            AudioEncoder::new(audio_settings)?,
+            stop.clone(),
+            move |p| hub_for_audio.publish_audio(p),
+        );
+
+        let endpoint = quinn::Endpoint::server(server_config, opts.listen)
+            .with_context(|| format!("cannot listen on {}", opts.listen))?;
+        Ok(Server {
+            endpoint,
+            hub,
+            clock,
+            stop,
+            fingerprint,
+            source_stats,
+            generated_certs,
+        })
+    }
+
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Accepts viewers until `shutdown` completes, then says goodbye to everyone.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let next_id = AtomicU64::new(1);
+        let status = tokio::spawn(log_status(self.hub.clone(), self.source_stats.clone()));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                incoming = self.endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    let hub = self.hub.clone();
+                    let clock = self.clock;
+                    let id = next_id.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(async move {
+                        match incoming.await {
+                            Ok(conn) => crate::session::serve(conn, hub, clock, id).await,
+                            Err(e) => tracing::debug!("handshake failed: {e}"),
+                        }
+                    });
+                }
+                _ = &mut shutdown => {
+                    tracing::info!("shutting down");
+                    break;
+                }
+            }
+        }
+        status.abort();
+        self.stop.store(true, Ordering::Relaxed);
+        self.endpoint.close(
+            quinn::VarInt::from_u32(ErrorCode::ServerShuttingDown.to_u16() as u32),
+            b"server shutting down",
+        );
+        // Give the close frames a moment to leave.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        Ok(())
+    }
+}
+
+/// Logs what the encoders are doing every few seconds.
+async fn log_status(hub: Arc<Hub>, source: Arc<SourceStats>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.tick().await;
+    let mut last: Vec<(u64, u64)> = vec![(0, 0); hub.renditions().len()];
+    loop {
+        tick.tick().await;
+        for (r, prev) in hub.renditions().iter().zip(last.iter_mut()) {
+            let frames = r.stats.frames_out.load(Ordering::Relaxed);
+            let bytes = r.stats.bytes_out.load(Ordering::Relaxed);
+            let fps = (frames - prev.0) as f64 / 5.0;
+            let kbps = (bytes - prev.1) as f64 * 8.0 / 5000.0;
+            *prev = (frames, bytes);
+            tracing::info!(
+                rendition = %r.info.name,
+                viewers = r.frames.receiver_count(),
+                fps = format!("{fps:.1}"),
+                kbps = format!("{kbps:.0}"),
+                keyframes = r.stats.keyframes.load(Ordering::Relaxed),
+                dropped_encoder_busy = source.dropped_encoder_busy.load(Ordering::Relaxed),
+                "encoder status"
+            );
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! One viewer's session: the control stream (hello, welcome, pings, requests), one
+//! unidirectional stream per video frame with a delivery deadline, and audio datagrams.
+//! Sessions are independent: a slow or hostile viewer only ever loses its own frames or its
+//! own connection.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::VarInt;
+use streamsocket_proto::control::{
+    ControlMessage, Hello, Pong, Welcome, WishedRendition, VIDEO_CODEC_AV1,
+};
+use streamsocket_proto::{ErrorCode, RenditionId, PROTOCOL_VERSION};
+use streamsocket_transport::{close, ControlReader, ControlWriter, ReadError};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::{timeout, Instant};
+
+use crate::clock::MediaClock;
+use crate::hub::Hub;
+use crate::video_encoder::EncodedFrame;
+
+/// How long a new connection has to open its control stream and say hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Latency target used when the viewer gives none.
+pub const DEFAULT_LATENCY_TARGET_MS: u16 = 300;
+/// Frame deadlines are clamped to this range whatever the viewer asks.
+const MIN_DEADLINE: Duration = Duration::from_millis(50);
+const MAX_DEADLINE: Duration = Duration::from_secs(5);
+/// Stream reset code for a frame that missed its deadline.
+pub const RESET_DEADLINE: VarInt = VarInt::from_u32(1);
+
+/// Counters of one session, logged when it ends.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    pub frames_sent: AtomicU64,
+    /// Frames reset because they missed their deadline.
+    pub frames_reset: AtomicU64,
+    /// Frames lost because the session fell behind the encoder (hub queue overflow).
+    pub frames_lagged: AtomicU64,
+    /// Frames not sent while waiting for a keyframe (after joining or after a loss).
+    pub frames_skipped_for_keyframe: AtomicU64,
+    pub audio_sent: AtomicU64,
+    pub audio_dropped: AtomicU64,
+    pub bytes_sent: AtomicU64,
+}
+
+/// Serves one viewer until it leaves or misbehaves.
+pub async fn serve(conn: quinn::Connection, hub: Arc<Hub>, clock: MediaClock, session_id: u64) {
+    let remote = conn.remote_address();
+    let stats = Arc::new(SessionStats::default());
+    let outcome = run(&conn, &hub, clock, session_id, &stats).await;
+    match &outcome {
+        Ok(()) => tracing::info!(session_id, %remote, "viewer left"),
+        Err((code, reason)) => {
+            tracing::warn!(session_id, %remote, code = code.to_u16(), "closing session: {reason}");
+            close(&conn, *code, reason);
+        }
+    }
+    tracing::info!(
+        session_id,
+        frames_sent = stats.frames_sent.load(Ordering::Relaxed),
+        frames_reset = stats.frames_reset.load(Ordering::Relaxed),
+        frames_lagged = stats.frames_lagged.load(Ordering::Relaxed),
+        frames_skipped_for_keyframe = stats.frames_skipped_for_keyframe.load(Ordering::Relaxed),
+        audio_sent = stats.audio_sent.load(Ordering::Relaxed),
+        audio_dropped = stats.audio_dropped.load(Ordering::Relaxed),
+        bytes_sent = stats.bytes_sent.load(Ordering::Relaxed),
+        "session stats"
+    );
+}
+
+type Fatal = (ErrorCode, String);
+
+async fn run(
+    conn: &quinn::Connection,
+    hub: &Arc<Hub>,
+    clock: MediaClock,
+    session_id: u64,
+    stats: &Arc<SessionStats>,
+) -> Result<(), Fatal> {
+    let (send, recv) = match timeout(HELLO_TIMEOUT, conn.accept_bi()).await {
+        Err(_) => return Err((ErrorCode::Timeout, "no control stream within 5 s".into())),
+        Ok(Err(e)) => {
+            tracing::debug!(
+                session_id,
+                "connection ended before the control stream: {e}"
+            );
+            return Ok(());
+        }
+        Ok(Ok(streams)) => streams,
+    };
+    let mut writer = ControlWriter::new(send);
+    let mut reader = ControlReader::new(recv);
+
+    let hello = match timeout(HELLO_TIMEOUT, reader.next()).await {
+        Err(_) => {
+            return Err(refuse(
+                &mut writer,
+                ErrorCode::Timeout,
+                "no hello within 5 s".into(),
+            )
+            .await)
+        }
+        Ok(Ok(Some(ControlMessage::Hello(h)))) => h,
+        Ok(Ok(Some(other))) => {
+            return Err(refuse(
+                &mut writer,
+                ErrorCode::UnexpectedMessage,
+                format!("expected hello, got {}", other.name()),
+            )
+            .await)
+        }
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Err(e)) => return Err(refuse(&mut writer, e.close_code(), read_error_text(&e)).await),
+    };
+    tracing::info!(
+        session_id,
+        remote = %conn.remote_address(),
+        client = %hello.client_name,
+        latency_target_ms = hello.latency_target_ms,
+        "viewer joined"
+    );
+
+    let rendition = choose_rendition(hub, &hello);
+    if let WishedRendition::Fixed(id) = hello.rendition {
+        if id != rendition {
+            let msg = ControlMessage::Error {
+                code: ErrorCode::UnknownRendition,
+                message: format!("no rendition {id}; sending rendition {rendition}"),
+            };
+            writer.send(&msg).await.map_err(write_failed)?;
+        }
+    }
+    let welcome = ControlMessage::Welcome(Welcome {
+        version: PROTOCOL_VERSION,
+        session_id,
+        server_time_us: clock.now_us(),
+        video: streamsocket_proto::control::VideoFormat {
+            codec: VIDEO_CODEC_AV1,
+            renditions: hub.ladder(),
+        },
+        rendition,
+        audio: hub.audio_format(),
+    });
+    writer.send(&welcome).await.map_err(write_failed)?;
+
+    let target_ms = if hello.latency_target_ms == 0 {
+        DEFAULT_LATENCY_TARGET_MS
+    } else {
+        hello.latency_target_ms
+    };
+    let deadline = Duration::from_millis(target_ms as u64).clamp(MIN_DEADLINE, MAX_DEADLINE);
+    let video = tokio::spawn(send_video(
+        conn.clone(),
+        hub.clone(),
+        rendition,
+        deadline,
+        stats.clone(),
+    ));
+    let audio = tokio::spawn(send_audio(conn.clone(), hub.clone(), stats.clone()));
+
+    let result = control_loop(&mut reader, &mut writer, hub, clock).await;
+    video.abort();
+    audio.abort();
+    if let Err((code, reason)) = result {
+        return Err(refuse(&mut writer, code, reason).await);
+    }
+    Ok(())
+}
+
+fn choose_rendition(hub: &Hub, hello: &Hello) -> RenditionId {
+    let ladder = hub.renditions();
+    match hello.rendition {
+        WishedRendition::Fixed(id) if hub.rendition(id).is_some() => id,
+        // Automatic, or a rendition we do not have: start with the first (highest) rung.
+        _ => ladder[0].info.id,
+    }
+}
+
+async fn control_loop(
+    reader: &mut ControlReader,
+    writer: &mut ControlWriter,
+    hub: &Hub,
+    clock: MediaClock,
+) -> Result<(), Fatal> {
+    loop {
+        let msg = match reader.next().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(()),
+            // The viewer went away (closed the connection or reset the stream): not an error.
+            Err(ReadError::Stream(_)) => return Ok(()),
+            Err(e) => return Err((e.close_code(), read_error_text(&e))),
+        };
+        match msg {
+            ControlMessage::Ping(p) => {
+                let receive = clock.now_us();
+                let pong = ControlMessage::Pong(Pong {
+                    seq: p.seq,
+                    client_time_us: p.client_time_us,
+                    server_receive_us: receive,
+                    server_send_us: clock.now_us(),
+                });
+                writer.send(&pong).await.map_err(write_failed)?;
+            }
+            ControlMessage::KeyframeRequest { rendition } => match hub.rendition(rendition) {
+                Some(r) => r.keyframes.request(),
+                None => {
+                    let msg = ControlMessage::Error {
+                        code: ErrorCode::UnknownRendition,
+                        message: format!("no rendition {rendition}"),
+                    };
+                    writer.send(&msg).await.map_err(write_failed)?;
+                }
+            },
+            ControlMessage::Goodbye { .. } => return Ok(()),
+            other => {
+                return Err((
+                    ErrorCode::UnexpectedMessage,
+                    format!("a viewer may not send {}", other.name()),
+                ))
+            }
+        }
+    }
+}
+
+fn read_error_text(e: &ReadError) -> String {
+    format!("control stream: {e}")
+}
+
+fn write_failed(e: quinn::WriteError) -> Fatal {
+    (
+        ErrorCode::Internal,
+        format!("writing to the control stream failed: {e}"),
+    )
+}
+
+/// Tells the viewer why it is being disconnected (best effort) and returns the reason.
+async fn refuse(writer: &mut ControlWriter, code: ErrorCode, reason: String) -> Fatal {
+    writer
+        .send_and_finish(&ControlMessage::Error {
+            code,
+            message: reason.clone(),
+        })
+        .await;
+    (code, reason)
+}
+
+/// Forwards one rendition's frames to the viewer, starting at a keyframe.
+async fn send_video(
+    conn: quinn::Connection,
+    hub: Arc<Hub>,
+    rendition: RenditionId,
+    deadline: Duration,
+    stats: Arc<SessionStats>,
+) {
+    let Some(channel) = hub.rendition(rendition) else {
+        return;
+    };
+    let mut frames = channel.frames.subscribe();
+    let keyframes = channel.keyframes.clone();
+    // Set by a frame task whose stream was reset: the frames after it are undecodable.
+    let broken = Arc::new(AtomicBool::new(true));
+    keyframes.request();
+    loop {
+        let frame = match frames.recv().await {
+            Ok(f) => f,
+            Err(RecvError::Lagged(n)) => {
+                stats.frames_lagged.fetch_add(n, Ordering::Relaxed);
+                broken.store(true, Ordering::Relaxed);
+                keyframes.request();
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        if broken.load(Ordering::Relaxed) {
+            if !frame.keyframe {
+                stats
+                    .frames_skipped_for_keyframe
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            broken.store(false, Ordering::Relaxed);
+        }
+        tokio::spawn(send_frame(
+            conn.clone(),
+            frame,
+            deadline,
+            stats.clone(),
+            broken.clone(),
+        ));
+    }
+}
+
+/// Sends one frame on its own stream; resets the stream if it is not delivered (acknowledged)
+/// within the deadline.
+async fn send_frame(
+    conn: quinn::Connection,
+    frame: Arc<EncodedFrame>,
+    deadline: Duration,
+    stats: Arc<SessionStats>,
+    broken: Arc<AtomicBool>,
+) {
+    let due = Instant::now() + deadline;
+    let mut send = match tokio::time::timeout_at(due, conn.open_uni()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(_)) => return, // connection gone
+        Err(_) => {
+            // Could not even open a stream in time (the viewer's stream limit is full).
+            stats.frames_reset.fetch_add(1, Ordering::Relaxed);
+            broken.store(true, Ordering::Relaxed);
+            return;
+        }
+    };
+    // Newer frames first: strict priority by sequence number. Keyframes of a rendition are
+    // sent in order with the rest, so no special case.
+    let _ = send.set_priority(frame.seq.min(i32::MAX as u64) as i32);
+    let delivered = tokio::time::timeout_at(due, async {
+        send.write_all_chunks(&mut [frame.header.clone(), frame.payload.clone()])
+            .await
+            .ok()?;
+        send.finish().ok()?;
+        send.stopped().await.ok()
+    })
+    .await;
+    match delivered {
+        Ok(Some(None)) => {
+            stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+            stats.bytes_sent.fetch_add(
+                (frame.header.len() + frame.payload.len()) as u64,
+                Ordering::Relaxed,
+            );
+        }
+        Ok(_) => {} // stopped by the viewer, or the connection is gone
+        Err(_) => {
+            let _ = send.reset(RESET_DEADLINE);
+            stats.frames_reset.fetch_add(1, Ordering::Relaxed);
+            broken.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Forwards audio packets as datagrams.
+async fn send_audio(conn: quinn::Connection, hub: Arc<Hub>, stats: Arc<SessionStats>) {
+    let mut packets = hub.subscribe_audio();
+    let mut warned = false;
+    loop {
+        let packet = match packets.recv().await {
+            Ok(p) => p,
+            Err(RecvError::Lagged(n)) => {
+                stats.audio_dropped.fetch_add(n, Ordering::Relaxed);
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        match conn.max_datagram_size() {
+            Some(max) if packet.datagram.len() <= max => {}
+            max => {
+                if !warned {
+                    tracing::warn!(
+                        "audio packet of {} bytes does not fit a datagram (max {max:?}); dropping",
+                        packet.datagram.len()
+                    );
+                    warned = true;
+                }
+                stats.audio_dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        }
+        match conn.send_datagram(packet.datagram.clone()) {
+            Ok(()) => {
+                stats.audio_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(quinn::SendDatagramError::ConnectionLost(_)) => return,
+            Err(e) => {
+                if !warned {
+                    tracing::warn!("cannot send audio datagrams: {e}");
+                    warned = true;
+                }
+                stats.audio_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}

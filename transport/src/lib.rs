@@ -1,0 +1,186 @@
+//! The async shell between `streamsocket-proto` and quinn, shared by server and viewer:
+//! reading and writing control messages on the control stream, reading a video frame from a
+//! unidirectional stream, and the QUIC transport settings both ends use.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quinn::{RecvStream, SendStream, VarInt};
+use streamsocket_proto::control::ControlMessage;
+use streamsocket_proto::media::FrameHeader;
+use streamsocket_proto::{DecodeError, ErrorCode};
+use thiserror::Error;
+
+/// Why reading from a stream failed.
+#[derive(Debug, Error)]
+pub enum ReadError {
+    #[error("the peer sent a malformed message: {0}")]
+    Malformed(#[from] DecodeError),
+    #[error("the stream ended in the middle of a message")]
+    Truncated,
+    #[error("stream error: {0}")]
+    Stream(#[from] quinn::ReadError),
+}
+
+impl ReadError {
+    /// The code to close the connection with when this error ends a session.
+    pub fn close_code(&self) -> ErrorCode {
+        match self {
+            ReadError::Malformed(DecodeError::UnsupportedVersion { .. }) => {
+                ErrorCode::UnsupportedVersion
+            }
+            ReadError::Malformed(_) | ReadError::Truncated => ErrorCode::MalformedMessage,
+            ReadError::Stream(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<quinn::ReadExactError> for ReadError {
+    fn from(e: quinn::ReadExactError) -> Self {
+        match e {
+            quinn::ReadExactError::FinishedEarly(_) => ReadError::Truncated,
+            quinn::ReadExactError::ReadError(e) => ReadError::Stream(e),
+        }
+    }
+}
+
+/// Reads length-prefixed control messages from the control stream.
+pub struct ControlReader {
+    recv: RecvStream,
+    body: Vec<u8>,
+}
+
+impl ControlReader {
+    pub fn new(recv: RecvStream) -> Self {
+        Self {
+            recv,
+            body: Vec::new(),
+        }
+    }
+
+    /// The next message, or `None` when the peer finished the stream cleanly between messages.
+    pub async fn next(&mut self) -> Result<Option<ControlMessage>, ReadError> {
+        let mut prefix = [0u8; 4];
+        // Distinguish a clean end (no byte of a new message) from one mid-message.
+        match self.recv.read(&mut prefix[..1]).await? {
+            None => return Ok(None),
+            Some(0) => return Err(ReadError::Truncated),
+            Some(_) => {}
+        }
+        self.recv.read_exact(&mut prefix[1..]).await?;
+        let len = ControlMessage::check_length(prefix)?;
+        self.body.resize(len, 0);
+        self.recv.read_exact(&mut self.body).await?;
+        Ok(Some(ControlMessage::decode_body(&self.body)?))
+    }
+}
+
+/// Writes control messages on the control stream.
+pub struct ControlWriter {
+    send: SendStream,
+    buf: Vec<u8>,
+}
+
+impl ControlWriter {
+    pub fn new(send: SendStream) -> Self {
+        Self {
+            send,
+            buf: Vec::with_capacity(256),
+        }
+    }
+
+    pub async fn send(&mut self, msg: &ControlMessage) -> Result<(), quinn::WriteError> {
+        self.buf.clear();
+        msg.encode(&mut self.buf);
+        self.send.write_all(&self.buf).await
+    }
+
+    /// Sends an error or goodbye and finishes the stream; used before closing a connection.
+    pub async fn send_and_finish(&mut self, msg: &ControlMessage) {
+        // The connection is about to close: failures here change nothing for the caller.
+        let _ = self.send(msg).await;
+        let _ = self.send.finish();
+    }
+}
+
+/// A complete video frame read from its stream.
+#[derive(Debug)]
+pub struct ReceivedFrame {
+    pub header: FrameHeader,
+    pub payload: Bytes,
+}
+
+/// Reads one video frame (header, then exactly `payload_len` bytes) from a unidirectional stream.
+pub async fn read_frame(recv: &mut RecvStream) -> Result<ReceivedFrame, ReadError> {
+    let mut prefix = [0u8; FrameHeader::PREFIX];
+    recv.read_exact(&mut prefix).await?;
+    let header_len = FrameHeader::header_len(prefix)?;
+    let mut header_buf = vec![0u8; header_len];
+    header_buf[..FrameHeader::PREFIX].copy_from_slice(&prefix);
+    recv.read_exact(&mut header_buf[FrameHeader::PREFIX..])
+        .await?;
+    let header = FrameHeader::decode(&header_buf)?;
+    let mut payload = vec![0u8; header.payload_len as usize];
+    recv.read_exact(&mut payload).await?;
+    Ok(ReceivedFrame {
+        header,
+        payload: payload.into(),
+    })
+}
+
+/// Closes a connection with a StreamSocket error code and a reason the peer can show.
+pub fn close(conn: &quinn::Connection, code: ErrorCode, reason: &str) {
+    conn.close(VarInt::from_u32(code.to_u16() as u32), reason.as_bytes());
+}
+
+/// Transport settings. Chosen, not inherited: quinn's defaults buffer seconds of media
+/// (10 MB send window, 1 MiB datagram buffer), which turns a slow link into growing delay.
+pub mod settings {
+    use super::*;
+
+    /// Idle time after which a silent connection is dropped.
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Keep-alive interval: well inside the idle timeout, and keeps NAT bindings open.
+    pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
+    /// Server send window: about 1 s of the top rendition plus a keyframe. Frames that cannot
+    /// leave within their deadline are reset rather than queued behind this.
+    pub const SEND_WINDOW: u64 = 2 * 1024 * 1024;
+    /// Audio datagrams waiting to be sent: ~0.5 s of 64 kbit/s Opus in 20 ms packets.
+    pub const DATAGRAM_SEND_BUFFER: usize = 16 * 1024;
+    /// Viewer's datagram receive buffer.
+    pub const DATAGRAM_RECEIVE_BUFFER: usize = 64 * 1024;
+    /// Frame streams the server may have open towards one viewer at once: a second of
+    /// video at 60 fps with room to spare; a stream ends when its frame is read or reset.
+    pub const MAX_FRAME_STREAMS: u32 = 128;
+
+    /// Datagrams a viewer may send the server. quinn only sends datagrams on a connection
+    /// whose own receive buffer is enabled, so the server keeps a token one; it never reads
+    /// it, and quinn drops what overflows.
+    pub const SERVER_DATAGRAM_RECEIVE_BUFFER: usize = 1500;
+
+    /// The server's transport: the viewer may open one bidirectional (control) stream and
+    /// nothing else.
+    pub fn server() -> Arc<quinn::TransportConfig> {
+        let mut t = quinn::TransportConfig::default();
+        t.max_concurrent_bidi_streams(VarInt::from_u32(1))
+            .max_concurrent_uni_streams(VarInt::from_u32(0))
+            .datagram_receive_buffer_size(Some(SERVER_DATAGRAM_RECEIVE_BUFFER))
+            .datagram_send_buffer_size(DATAGRAM_SEND_BUFFER)
+            .send_window(SEND_WINDOW)
+            .max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("fits")))
+            .keep_alive_interval(Some(KEEP_ALIVE));
+        Arc::new(t)
+    }
+
+    /// The viewer's transport: accepts the server's frame streams and audio datagrams.
+    pub fn client() -> Arc<quinn::TransportConfig> {
+        let mut t = quinn::TransportConfig::default();
+        t.max_concurrent_bidi_streams(VarInt::from_u32(0))
+            .max_concurrent_uni_streams(VarInt::from_u32(MAX_FRAME_STREAMS))
+            .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER))
+            .max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("fits")))
+            .keep_alive_interval(Some(KEEP_ALIVE));
+        Arc::new(t)
+    }
+}
