@@ -148,9 +148,10 @@ pub async fn connect(
                         .set_coarse(w.server_time_us, clock.now_us());
                     return Ok((w, writer, reader));
                 }
-                Ok(Some(ControlMessage::Error { code, message }))
-                    if code == ErrorCode::UnknownRendition =>
-                {
+                Ok(Some(ControlMessage::Error {
+                    code: ErrorCode::UnknownRendition,
+                    message,
+                })) => {
                     tracing::warn!("{message}");
                 }
                 Ok(Some(ControlMessage::Error { code, message })) => {

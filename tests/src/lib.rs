@@ -1,1 +1,218 @@
+//! Helpers for end-to-end tests and benchmarks: start the real `streamsocket-server` and
+//! `streamsocket-client` binaries on loopback and read what they report.
+//!
+//! The binaries come from the same target directory as the test executable; build them first
+//! (`cargo build --workspace`, which `scripts/test.sh` does).
 
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::Value;
+
+/// End-to-end tests encode video: two at once on a 2-core machine would starve each other.
+/// Each test holds this while its processes run.
+static MACHINE: Mutex<()> = Mutex::new(());
+
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    MACHINE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Path of a workspace binary built beside the running test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the binaries first with `cargo build --workspace` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A `streamsocket-server` process on a loopback port, killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    pub fingerprint: String,
+    pub certs: PathBuf,
+    _certs_dir: Option<tempfile::TempDir>,
+    log: PathBuf,
+    _log_dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    /// Starts a server with fresh certificates in a temporary directory.
+    pub fn start(extra: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let certs = dir.path().join("certs");
+        Self::start_with_certs(&certs, Some(dir), extra)
+    }
+
+    pub fn start_with_certs(
+        certs: &Path,
+        owner: Option<tempfile::TempDir>,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let log_dir = tempfile::tempdir()?;
+        let log = log_dir.path().join("server.log");
+        let mut child = Command::new(bin("streamsocket-server"))
+            .args(["--listen", "127.0.0.1:0", "--certs"])
+            .arg(certs)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("starting streamsocket-server")?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut addr = None;
+        let mut fingerprint = None;
+        while addr.is_none() || fingerprint.is_none() {
+            let Some(line) = lines.next() else {
+                let mut text = String::new();
+                std::fs::File::open(&log)?.read_to_string(&mut text)?;
+                bail!("server exited before it was ready:\n{text}");
+            };
+            let line = line?;
+            if let Some(a) = line.strip_prefix("listening on ") {
+                addr = Some(a.trim().parse()?);
+            } else if let Some(f) = line.strip_prefix("fingerprint ") {
+                fingerprint = Some(f.trim().to_string());
+            }
+        }
+        // Keep draining stdout so the server never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Self {
+            child,
+            addr: addr.expect("set"),
+            fingerprint: fingerprint.expect("set"),
+            certs: certs.to_path_buf(),
+            _certs_dir: owner,
+            log,
+            _log_dir: log_dir,
+        })
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.certs.join("ca.pem")
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the server's log contains `needle` (polling the log file).
+    pub async fn wait_for_log(&self, needle: &str, limit: Duration) {
+        let started = Instant::now();
+        while !self.log().contains(needle) {
+            assert!(
+                started.elapsed() < limit,
+                "server never logged {needle:?} within {limit:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a command to completion, killing it after `limit`.
+pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> anyhow::Result<Output> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    let started = Instant::now();
+    loop {
+        if child.try_wait()?.is_some() {
+            return Ok(child.wait_with_output()?);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output()?;
+            bail!(
+                "{cmd:?} still running after {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A finished viewer run: its exit status, what it printed and the stats it wrote.
+pub struct ViewerRun {
+    pub output: Output,
+    pub stats: Option<Value>,
+}
+
+impl ViewerRun {
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    pub fn stats(&self) -> &Value {
+        self.stats
+            .as_ref()
+            .unwrap_or_else(|| panic!("viewer wrote no stats; stderr:\n{}", self.stderr()))
+    }
+}
+
+/// Runs `streamsocket-client` with `args` (after the server address) and reads its stats.
+/// `wrapper` runs it under another program (e.g. `xvfb-run -a`).
+pub fn run_viewer(
+    server: &str,
+    args: &[&str],
+    wrapper: &[&str],
+    limit: Duration,
+) -> anyhow::Result<ViewerRun> {
+    let dir = tempfile::tempdir()?;
+    let stats_path = dir.path().join("stats.json");
+    let client = bin("streamsocket-client");
+    let mut cmd = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(&client);
+            c
+        }
+        None => Command::new(&client),
+    };
+    cmd.arg(server)
+        .args(args)
+        .arg("--stats-json")
+        .arg(&stats_path);
+    let output = run_with_limit(&mut cmd, limit)?;
+    let stats = match std::fs::read_to_string(&stats_path) {
+        Ok(text) => {
+            Some(serde_json::from_str(&text).map_err(|e| anyhow!("bad stats JSON: {e}\n{text}"))?)
+        }
+        Err(_) => None,
+    };
+    Ok(ViewerRun { output, stats })
+}
+
+/// A number from the stats, failing the test with the whole JSON if it is missing.
+pub fn num(stats: &Value, pointer: &str) -> f64 {
+    stats
+        .pointer(pointer)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("stats have no number at {pointer}:\n{stats:#}"))
+}

@@ -1,0 +1,137 @@
+//! The live stream end to end: the real server with the embedded test source, the real
+//! viewer, real QUIC on loopback, rav1e and dav1d, Opus both ways.
+
+use std::time::Duration;
+
+use streamsocket_tests::{exclusive, num, run_viewer, ServerProcess};
+
+const SECONDS: f64 = 5.0;
+const FPS: f64 = 30.0;
+
+/// What every healthy run must show, headless or windowed.
+fn assert_healthy(stats: &serde_json::Value) {
+    let received = num(stats, "/video/frames_received");
+    let decoded = num(stats, "/video/frames_decoded");
+    // At least half the frames of the run (the machine is shared and slow), and nearly
+    // every frame that arrived decoded: nothing lost between the network and the decoder.
+    assert!(
+        received >= FPS * (SECONDS - 1.0) * 0.5,
+        "only {received} frames received:\n{stats:#}"
+    );
+    assert!(
+        decoded >= received - 2.0,
+        "{decoded} of {received} frames decoded:\n{stats:#}"
+    );
+    assert_eq!(num(stats, "/video/decode_errors"), 0.0, "{stats:#}");
+    assert!(num(stats, "/video/keyframes") >= 1.0);
+    assert_eq!(num(stats, "/video/width"), 640.0);
+    assert_eq!(num(stats, "/video/height"), 360.0);
+    assert!(num(stats, "/video/bytes") > 10_000.0);
+
+    // Latency is positive and plausible on loopback (the encoder alone holds a few frames).
+    let p50 = num(stats, "/video/latency_ms/p50");
+    let p99 = num(stats, "/video/latency_ms/p99");
+    assert!(p50 > 0.0 && p50 < 1000.0, "video latency p50 {p50} ms");
+    assert!(p99 >= p50 && p99 < 3000.0, "video latency p99 {p99} ms");
+    let first = num(stats, "/video/first_frame_ms");
+    assert!(
+        first > 0.0 && first < 5000.0,
+        "first frame after {first} ms"
+    );
+
+    // The picture carries the capture time the server drew: read back from the pixels, it
+    // matches the frame header's timestamp.
+    let matched = num(stats, "/video/pixel_clock/matched");
+    assert!(
+        matched >= decoded * 0.95,
+        "{matched} of {decoded} pictures carried the right timestamp:\n{stats:#}"
+    );
+
+    let packets = num(stats, "/audio/packets_received");
+    let audio_decoded = num(stats, "/audio/packets_decoded");
+    // 50 packets a second.
+    assert!(
+        packets >= 50.0 * (SECONDS - 1.0) * 0.5,
+        "only {packets} audio packets:\n{stats:#}"
+    );
+    assert!(
+        audio_decoded >= packets * 0.9,
+        "{audio_decoded} of {packets} audio packets decoded"
+    );
+    let a50 = num(stats, "/audio/latency_ms/p50");
+    assert!(a50 > 0.0 && a50 < 1000.0, "audio latency p50 {a50} ms");
+}
+
+#[test]
+fn headless_viewer_decodes_the_live_stream() {
+    let _machine = exclusive();
+    let server = ServerProcess::start(&[]).unwrap();
+    let ca = server.ca();
+    let run = run_viewer(
+        &server.addr.to_string(),
+        &[
+            "--headless",
+            "--duration",
+            &SECONDS.to_string(),
+            "--ca",
+            ca.to_str().unwrap(),
+        ],
+        &[],
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert!(
+        run.output.status.success(),
+        "viewer failed:\n{}",
+        run.stderr()
+    );
+    assert_healthy(run.stats());
+    assert_eq!(
+        num(run.stats(), "/video/frames_presented"),
+        0.0,
+        "headless shows nothing"
+    );
+}
+
+#[test]
+fn viewer_window_shows_the_stream_under_xvfb() {
+    let _machine = exclusive();
+    let xvfb = std::process::Command::new("xvfb-run")
+        .arg("--help")
+        .output();
+    assert!(
+        xvfb.is_ok(),
+        "xvfb-run is not installed: run scripts/install-deps.sh (windowed tests need it)"
+    );
+    let server = ServerProcess::start(&[]).unwrap();
+    let ca = server.ca();
+    let run = run_viewer(
+        &server.addr.to_string(),
+        &[
+            "--duration",
+            &SECONDS.to_string(),
+            "--ca",
+            ca.to_str().unwrap(),
+        ],
+        &["xvfb-run", "-a"],
+        Duration::from_secs(40),
+    )
+    .unwrap();
+    assert!(
+        run.output.status.success(),
+        "windowed viewer failed:\n{}",
+        run.stderr()
+    );
+    let stats = run.stats();
+    assert_healthy(stats);
+    // The window showed pictures, and their capture-to-presented latency was measured.
+    let decoded = num(stats, "/video/frames_decoded");
+    let presented = num(stats, "/video/frames_presented");
+    assert!(
+        presented >= decoded * 0.5,
+        "{presented} of {decoded} decoded frames shown:\n{stats:#}"
+    );
+    assert!(
+        num(stats, "/video/latency_presented_ms/p50") >= num(stats, "/video/latency_ms/p50") * 0.5
+    );
+}
