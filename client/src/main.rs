@@ -11,7 +11,7 @@ use streamsocket_client::audio::{self, AudioContext};
 use streamsocket_client::clock::ViewerClock;
 use streamsocket_client::clock_sync::ClockSync;
 use streamsocket_client::session::{self, ConnectOptions, Ended, Pipes};
-use streamsocket_client::stats::Stats;
+use streamsocket_client::stats::{Stats, TransportStats};
 use streamsocket_client::tls::{default_ca, Trust};
 use streamsocket_client::video_decoder::{self, DecoderContext, LatestPicture, PictureSink};
 use streamsocket_client::window::Presenter;
@@ -53,6 +53,9 @@ struct Args {
     /// Rendition to ask for (index in the server's ladder); automatic when not given.
     #[arg(long, value_name = "N")]
     quality: Option<u8>,
+    /// dav1d decoder threads (0 = one per core).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    decoder_threads: u32,
 }
 
 fn main() -> ExitCode {
@@ -156,6 +159,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             keyframe_requests: keyframe_tx,
             sink,
             connect_start_us,
+            decoder_threads: args.decoder_threads,
         },
     )?;
     let audio = audio::spawn(
@@ -210,6 +214,14 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         Ended::Local
     };
+    let quic = conn.stats();
+    stats.lock().expect("not poisoned").transport = Some(TransportStats {
+        udp_rx_bytes: quic.udp_rx.bytes,
+        udp_rx_datagrams: quic.udp_rx.datagrams,
+        udp_tx_bytes: quic.udp_tx.bytes,
+        lost_packets: quic.path.lost_packets,
+        rtt_us: quic.path.rtt.as_micros() as u64,
+    });
     conn.close(
         quinn::VarInt::from_u32(ErrorCode::NoError.to_u16() as u32),
         b"viewer leaving",

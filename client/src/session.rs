@@ -387,6 +387,7 @@ async fn receive_audio(conn: quinn::Connection, out: Sender<NetAudio>, stats: Ar
         match AudioHeader::decode(&datagram) {
             Ok((header, payload)) => {
                 s.audio.packets_received += 1;
+                s.audio.bytes += payload.len() as u64;
                 let packet = NetAudio {
                     header,
                     payload: datagram.slice_ref(payload),

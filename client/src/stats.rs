@@ -64,6 +64,9 @@ pub struct Stages {
     pub decode: Latency,
     /// Decoded to shown in the window (conversion and waiting for the window).
     pub present: Latency,
+    /// Everything after the encoder, per frame: encoder output to decoded (transport,
+    /// reassembly, reordering, decoding).
+    pub outside_encoder: Latency,
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +102,8 @@ pub struct VideoStats {
 #[derive(Debug, Default)]
 pub struct AudioStats {
     pub packets_received: u64,
+    /// Opus payload bytes received.
+    pub bytes: u64,
     pub packets_decoded: u64,
     pub packets_concealed: u64,
     /// Of the concealed packets, those rebuilt from the next packet's FEC data.
@@ -114,8 +119,19 @@ pub struct AudioStats {
     pub output_underruns: u64,
 }
 
+/// QUIC-level counters of the connection, read when the viewer ends.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TransportStats {
+    pub udp_rx_bytes: u64,
+    pub udp_rx_datagrams: u64,
+    pub udp_tx_bytes: u64,
+    pub lost_packets: u64,
+    pub rtt_us: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct Stats {
+    pub transport: Option<TransportStats>,
     pub video: VideoStats,
     pub audio: AudioStats,
     pub clock_offset_us: Option<i64>,
@@ -131,6 +147,13 @@ impl Stats {
         json!({
             "duration_s": (duration.as_secs_f64() * 1000.0).round() / 1000.0,
             "rendition": self.rendition,
+            "transport": self.transport.map(|t| json!({
+                "udp_rx_bytes": t.udp_rx_bytes,
+                "udp_rx_datagrams": t.udp_rx_datagrams,
+                "udp_tx_bytes": t.udp_tx_bytes,
+                "lost_packets": t.lost_packets,
+                "rtt_ms": t.rtt_us as f64 / 1000.0,
+            })),
             "clock": {"offset_us": self.clock_offset_us, "rtt_us": self.rtt_us},
             "video": {
                 "frames_received": v.frames_received,
@@ -160,6 +183,7 @@ impl Stats {
                     "reorder": s.reorder.to_json(),
                     "decode": s.decode.to_json(),
                     "present": s.present.to_json(),
+                    "outside_encoder": s.outside_encoder.to_json(),
                 },
                 "pixel_clock": {
                     "read": v.pixel_clock_read,
@@ -169,6 +193,7 @@ impl Stats {
             },
             "audio": {
                 "packets_received": a.packets_received,
+                "bytes": a.bytes,
                 "packets_decoded": a.packets_decoded,
                 "packets_concealed": a.packets_concealed,
                 "packets_recovered_fec": a.packets_recovered_fec,

@@ -84,6 +84,8 @@ pub struct DecoderContext {
     pub sink: PictureSink,
     /// Viewer clock when connecting started, for the first-frame time.
     pub connect_start_us: u64,
+    /// dav1d worker threads (0: one per core).
+    pub decoder_threads: u32,
 }
 
 pub fn spawn(
@@ -93,7 +95,7 @@ pub fn spawn(
     let mut settings = dav1d::Settings::new();
     // Output each frame as soon as it is decoded: no frame-level pipelining delay.
     settings.set_max_frame_delay(1);
-    settings.set_n_threads(2);
+    settings.set_n_threads(ctx.decoder_threads);
     let decoder = dav1d::Decoder::with_settings(&settings)
         .map_err(|e| anyhow::anyhow!("cannot start the dav1d decoder: {e}"))?;
     Ok(thread::Builder::new()
@@ -261,6 +263,9 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
             .record_us(to_server(info.first_byte_us).saturating_sub(encoded_us));
         v.latency_decoded
             .record_us(to_server(decoded_us).saturating_sub(info.header.capture_us));
+        v.stages
+            .outside_encoder
+            .record_us(to_server(decoded_us).saturating_sub(encoded_us));
     }
     drop(s);
     if let Some((slot, p)) = presentable {

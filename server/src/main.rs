@@ -44,7 +44,7 @@ struct Args {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=10))]
     speed: u8,
     /// rav1e tiles per frame (parallelism across cores).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 2)]
     tiles: usize,
     /// rav1e worker threads.
     #[arg(long, default_value_t = 2)]

@@ -39,6 +39,9 @@ pub struct EncoderSettings {
     pub min_quantizer: u8,
     /// Tune for PSNR (cheaper) instead of psychovisual quality.
     pub tune_psnr: bool,
+    /// rav1e's scene-change detection (inserts keyframes at cuts). Off for live content:
+    /// keyframes come on an interval and on request.
+    pub scene_detection: bool,
 }
 
 impl EncoderSettings {
@@ -49,21 +52,23 @@ impl EncoderSettings {
             fps,
             bitrate_kbps,
             speed: 10,
-            tiles: 4,
+            tiles: 2,
             threads: 2,
             keyframe_interval: fps as u64 * 2,
             rdo_lookahead_frames: 1,
-            max_quantizer: 200,
+            max_quantizer: 255,
             min_quantizer: 0,
             tune_psnr: true,
+            scene_detection: false,
         }
     }
 
     fn rav1e_config(&self) -> Config {
         let mut speed = SpeedSettings::from_preset(self.speed);
         speed.rdo_lookahead_frames = self.rdo_lookahead_frames;
-        // Scene detection needs lookahead frames; live content gets keyframes on demand.
-        speed.scene_detection_mode = SceneDetectionSpeed::None;
+        if !self.scene_detection {
+            speed.scene_detection_mode = SceneDetectionSpeed::None;
+        }
         let enc = EncoderConfig {
             width: self.width,
             height: self.height,

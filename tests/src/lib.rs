@@ -24,9 +24,12 @@ pub fn exclusive() -> MutexGuard<'static, ()> {
 
 /// Path of a workspace binary built beside the running test executable.
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let exe = std::env::current_exe().expect("executable path");
+    // Tests run from target/<profile>/deps/, binaries (benchmarks) from target/<profile>/.
+    let mut dir = exe.parent().expect("target dir");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target dir");
+    }
     let path = dir.join(name);
     assert!(
         path.is_file(),
@@ -98,6 +101,10 @@ impl ServerProcess {
             log,
             _log_dir: log_dir,
         })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn ca(&self) -> PathBuf {

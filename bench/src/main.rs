@@ -1,0 +1,403 @@
+//! `streamsocket-bench`: the figures in docs/BENCHMARKS.md.
+//!
+//! - `encoder`: rav1e on the test pattern, setting by setting: throughput, per-frame encode
+//!   time, pipeline delay (frames in before the first frame out) and bitrate.
+//! - `e2e`: the release server and a headless viewer on loopback: capture-to-decoded latency
+//!   split into stages, first-frame time over repeated joins, bytes on the wire against media
+//!   bytes, server CPU.
+//!
+//! Run through `scripts/bench.sh`, which builds in release mode first.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use streamsocket_server::clock::MediaClock;
+use streamsocket_server::frame::RawFrame;
+use streamsocket_server::test_source::{is_flash_frame, VideoPattern};
+use streamsocket_server::video_encoder::{EncoderSettings, VideoEncoder};
+use streamsocket_tests::{num, run_viewer, ServerProcess};
+
+#[derive(Parser)]
+#[command(version, about = "StreamSocket benchmarks (see docs/BENCHMARKS.md)")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Content {
+    Pattern,
+    Busy,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sweep rav1e settings on the test pattern.
+    Encoder {
+        #[arg(long, default_value_t = 640)]
+        width: usize,
+        #[arg(long, default_value_t = 360)]
+        height: usize,
+        /// Frames per configuration.
+        #[arg(long, default_value_t = 150)]
+        frames: u64,
+        /// Only the StreamSocket default configuration.
+        #[arg(long)]
+        default_only: bool,
+        /// Only configurations whose label contains this text (repeatable).
+        #[arg(long)]
+        only: Vec<String>,
+        /// Picture content: the test pattern, or the pattern under a moving fine texture
+        /// (closer to a camera's detailed, noisy picture).
+        #[arg(long, value_enum, default_value_t = Content::Pattern)]
+        content: Content,
+    },
+    /// Server and headless viewer on loopback: latency stages, first frame, overhead.
+    E2e {
+        /// Length of the main viewing run.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Number of short sessions to measure the first-frame time.
+        #[arg(long, default_value_t = 10)]
+        joins: u32,
+        /// Extra server options, one per flag (e.g. --server-arg=--tiles --server-arg=2).
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_args: Vec<String>,
+        /// Extra viewer options, one per flag.
+        #[arg(long = "client-arg", allow_hyphen_values = true)]
+        client_args: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Args::parse().command {
+        Command::Encoder {
+            width,
+            height,
+            frames,
+            default_only,
+            only,
+            content,
+        } => encoder_sweep(width, height, frames, default_only, &only, content),
+        Command::E2e {
+            seconds,
+            joins,
+            server_args,
+            client_args,
+        } => e2e(seconds, joins, &server_args, &client_args),
+    }
+}
+
+/// One encoder configuration of the sweep: a label and a change to the defaults.
+type Variant = (&'static str, fn(&mut EncoderSettings));
+
+fn encoder_sweep(
+    width: usize,
+    height: usize,
+    frames: u64,
+    default_only: bool,
+    only: &[String],
+    content: Content,
+) -> anyhow::Result<()> {
+    let fps = 30;
+    let bitrate = if width * height > 640 * 360 {
+        2000
+    } else {
+        800
+    };
+    let variants: Vec<Variant> = vec![
+        ("StreamSocket default (speed 10, 2 tiles, 2 threads, PSNR, lookahead 1, no scene detection, quantizer ceiling 255)", |_| {}),
+        ("rav1e speed-10 preset as is (1 tile, lookahead 10, scene detection, psychovisual)", |s| {
+            s.tiles = 1;
+            s.rdo_lookahead_frames = 10;
+            s.scene_detection = true;
+            s.tune_psnr = false;
+        }),
+        ("preset + 4 tiles", |s| {
+            s.tiles = 4;
+            s.rdo_lookahead_frames = 10;
+            s.scene_detection = true;
+            s.tune_psnr = false;
+        }),
+        ("preset + 4 tiles + tune PSNR", |s| {
+            s.tiles = 4;
+            s.rdo_lookahead_frames = 10;
+            s.scene_detection = true;
+        }),
+        ("preset + 4 tiles + PSNR + no scene detection", |s| {
+            s.tiles = 4;
+            s.rdo_lookahead_frames = 10;
+        }),
+        ("default, 1 tile", |s| s.tiles = 1),
+        ("default, 4 tiles", |s| s.tiles = 4),
+        ("default, 8 tiles", |s| s.tiles = 8),
+        ("default, 1 thread", |s| s.threads = 1),
+        ("default, lookahead 0", |s| s.rdo_lookahead_frames = 0),
+        ("default, lookahead 3", |s| s.rdo_lookahead_frames = 3),
+        ("default, speed 9", |s| s.speed = 9),
+        ("default, psychovisual", |s| s.tune_psnr = false),
+        ("default, keyframe every 1 s", |s| s.keyframe_interval = 30),
+        ("default, keyframe every 10 s", |s| s.keyframe_interval = 300),
+        ("default, quantizer ceiling 100 (rav1e's default)", |s| s.max_quantizer = 100),
+        ("default, quantizer ceiling 200", |s| s.max_quantizer = 200),
+        ("default at 200 kbit/s", |s| s.bitrate_kbps = 200),
+        ("default at 200 kbit/s, quantizer ceiling 200", |s| {
+            s.bitrate_kbps = 200;
+            s.max_quantizer = 200;
+        }),
+        ("default at 100 kbit/s", |s| s.bitrate_kbps = 100),
+    ];
+    let variants: Vec<&Variant> = if default_only {
+        variants.iter().take(1).collect()
+    } else {
+        variants
+            .iter()
+            .filter(|(label, _)| only.is_empty() || only.iter().any(|o| label.contains(o.as_str())))
+            .collect()
+    };
+    let inputs = make_inputs(width, height, fps, frames, content)?;
+    println!(
+        "# rav1e on {content:?} content, {width}x{height} @ {fps} fps, {bitrate} kbit/s, {frames} frames each"
+    );
+    println!();
+    println!(
+        "test source cost: render {:.2} ms + RGB to I420 {:.2} ms per frame (p50)",
+        inputs.render_ms_p50, inputs.convert_ms_p50
+    );
+    println!();
+    println!("| configuration | encode fps | encode ms p50 | p95 | delay (frames in before first out) | kbit/s |");
+    println!("|---|---|---|---|---|---|");
+    let mut results = Vec::new();
+    for (label, change) in variants {
+        let (label, change) = (*label, *change);
+        let mut settings = EncoderSettings::realtime(width, height, fps, bitrate);
+        change(&mut settings);
+        let r = match encode_run(&settings, &inputs.frames) {
+            Ok(r) => r,
+            Err(e) => {
+                println!("| {label} | rejected: {e:#} | | | | |");
+                continue;
+            }
+        };
+        println!(
+            "| {label} | {:.1} | {:.1} | {:.1} | {} | {:.0} |",
+            r["fps"].as_f64().unwrap_or(0.0),
+            r["encode_ms_p50"].as_f64().unwrap_or(0.0),
+            r["encode_ms_p95"].as_f64().unwrap_or(0.0),
+            r["pipeline_delay_frames"],
+            r["kbps"].as_f64().unwrap_or(0.0),
+        );
+        results.push(json!({"configuration": label, "result": r}));
+    }
+    eprintln!("{}", serde_json::to_string(&results)?);
+    Ok(())
+}
+
+struct Inputs {
+    frames: Vec<RawFrame>,
+    render_ms_p50: f64,
+    convert_ms_p50: f64,
+}
+
+/// Renders the input once (timing the test source's own cost), so only encoding is timed later.
+fn make_inputs(
+    width: usize,
+    height: usize,
+    fps: u32,
+    frames: u64,
+    content: Content,
+) -> anyhow::Result<Inputs> {
+    let mut pattern = VideoPattern::new(width, height);
+    let mut render = Histogram::<u64>::new(3)?;
+    let mut convert = Histogram::<u64>::new(3)?;
+    // A fixed pseudo-random texture, twice the picture, scrolled a little every frame.
+    let texture: Vec<u8> = {
+        let mut state = 0x1234_5678_9abc_def1u64;
+        (0..width * 2 * height * 2)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 56) as u8
+            })
+            .collect()
+    };
+    let mut out = Vec::with_capacity(frames as usize);
+    for i in 0..frames {
+        let us = i * 1_000_000 / fps as u64;
+        let t = Instant::now();
+        let mut rgb = pattern.render(i, us, is_flash_frame(i, fps)).to_vec();
+        render.record(t.elapsed().as_micros() as u64)?;
+        if let Content::Busy = content {
+            let (dx, dy) = ((i * 3) as usize % width, (i * 2) as usize % height);
+            for y in 16..height {
+                let row = &texture[(y + dy) * width * 2 + dx..][..width];
+                for (px, n) in rgb[y * width * 3..(y + 1) * width * 3]
+                    .chunks_exact_mut(3)
+                    .zip(row)
+                {
+                    for c in px {
+                        *c = (*c / 2).saturating_add(n / 2);
+                    }
+                }
+            }
+        }
+        let t = Instant::now();
+        out.push(RawFrame::from_rgb(&rgb, width, height, us)?);
+        convert.record(t.elapsed().as_micros() as u64)?;
+    }
+    Ok(Inputs {
+        frames: out,
+        render_ms_p50: render.value_at_quantile(0.5) as f64 / 1000.0,
+        convert_ms_p50: convert.value_at_quantile(0.5) as f64 / 1000.0,
+    })
+}
+
+/// Encodes the frames as fast as possible and measures the encoder alone.
+fn encode_run(settings: &EncoderSettings, inputs: &[RawFrame]) -> anyhow::Result<Value> {
+    let clock = MediaClock::start();
+    let mut encoder = VideoEncoder::new(settings.clone(), 0, clock)?;
+    let mut per_call = Histogram::<u64>::new(3)?;
+    let mut delay = None;
+    let mut out_frames = 0u64;
+    let mut bytes = 0u64;
+    let started = Instant::now();
+    for (i, raw) in inputs.iter().enumerate() {
+        let t = Instant::now();
+        let out = encoder.encode(raw, false)?;
+        per_call.record(t.elapsed().as_micros() as u64)?;
+        if !out.is_empty() && delay.is_none() {
+            delay = Some(i as u64);
+        }
+        out_frames += out.len() as u64;
+        bytes += out.iter().map(|f| f.payload.len() as u64).sum::<u64>();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let seconds_of_video = out_frames as f64 / settings.fps as f64;
+    Ok(json!({
+        "fps": inputs.len() as f64 / elapsed,
+        "encode_ms_p50": per_call.value_at_quantile(0.5) as f64 / 1000.0,
+        "encode_ms_p95": per_call.value_at_quantile(0.95) as f64 / 1000.0,
+        "pipeline_delay_frames": delay,
+        "kbps": bytes as f64 * 8.0 / 1000.0 / seconds_of_video.max(1e-9),
+        "frames_out": out_frames,
+    }))
+}
+
+/// CPU time (user + system) of a process so far, from /proc.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+fn e2e(
+    seconds: u64,
+    joins: u32,
+    server_args: &[String],
+    client_args: &[String],
+) -> anyhow::Result<()> {
+    let extra: Vec<&str> = server_args.iter().map(String::as_str).collect();
+    let server = ServerProcess::start(&extra)?;
+    let addr = server.addr.to_string();
+    let ca = server.ca();
+    let ca = ca.to_str().context("CA path")?;
+    let pid = server.pid();
+
+    // Let the encoder run idle for a moment, then measure the server's CPU while one viewer watches.
+    std::thread::sleep(Duration::from_secs(1));
+    let cpu_before = cpu_seconds(pid);
+    let t0 = Instant::now();
+    let secs = seconds.to_string();
+    let mut viewer_args = vec!["--headless", "--duration", &secs, "--ca", ca];
+    viewer_args.extend(client_args.iter().map(String::as_str));
+    let run = run_viewer(&addr, &viewer_args, &[], Duration::from_secs(seconds + 30))?;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu_after = cpu_seconds(pid);
+    anyhow::ensure!(
+        run.output.status.success(),
+        "viewer failed:\n{}",
+        run.stderr()
+    );
+    let stats = run.stats().clone();
+
+    let mut first = Histogram::<u64>::new(3)?;
+    for _ in 0..joins {
+        let mut join_args = vec!["--headless", "--duration", "1.5", "--ca", ca];
+        join_args.extend(client_args.iter().map(String::as_str));
+        let j = run_viewer(&addr, &join_args, &[], Duration::from_secs(30))?;
+        anyhow::ensure!(j.output.status.success(), "viewer failed:\n{}", j.stderr());
+        first.record((num(j.stats(), "/video/first_frame_ms") * 1000.0) as u64)?;
+    }
+
+    let duration = num(&stats, "/duration_s");
+    println!("# End to end on loopback, test pattern (server options: {server_args:?}, viewer options: {client_args:?})");
+    println!();
+    println!(
+        "- frames: {} received, {} decoded, {} skipped; received fps {:.1}",
+        stats["video"]["frames_received"],
+        stats["video"]["frames_decoded"],
+        stats["video"]["frames_skipped"],
+        num(&stats, "/video/frames_received") / duration
+    );
+    println!(
+        "- audio: {} received, {} decoded, {} concealed",
+        stats["audio"]["packets_received"],
+        stats["audio"]["packets_decoded"],
+        stats["audio"]["packets_concealed"]
+    );
+    if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
+        println!(
+            "- server CPU with one viewer: {:.0}% of one core",
+            (b - a) / wall * 100.0
+        );
+    }
+    let media = num(&stats, "/video/bytes") + num(&stats, "/audio/bytes");
+    let wire = num(&stats, "/transport/udp_rx_bytes");
+    println!(
+        "- bytes: media {:.0} kB, on the wire (UDP payload received) {:.0} kB: overhead {:.1}%",
+        media / 1000.0,
+        wire / 1000.0,
+        (wire / media - 1.0) * 100.0
+    );
+    println!(
+        "- first frame over {joins} joins: p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+        first.value_at_quantile(0.5) as f64 / 1000.0,
+        first.value_at_quantile(0.95) as f64 / 1000.0,
+        first.max() as f64 / 1000.0
+    );
+    println!();
+    println!("| stage | p50 ms | p95 ms | p99 ms |");
+    println!("|---|---|---|---|");
+    for stage in [
+        "encoder_queue",
+        "encoder_wait",
+        "encode",
+        "transport",
+        "reassembly",
+        "reorder",
+        "decode",
+        "outside_encoder",
+    ] {
+        let s = &stats["video"]["stages_ms"][stage];
+        println!("| {stage} | {} | {} | {} |", s["p50"], s["p95"], s["p99"]);
+    }
+    let l = &stats["video"]["latency_ms"];
+    println!(
+        "| **capture to decoded** | **{}** | **{}** | **{}** |",
+        l["p50"], l["p95"], l["p99"]
+    );
+    let a = &stats["audio"]["latency_ms"];
+    println!(
+        "| audio capture to decoded (incl. 20 ms packet, jitter buffer) | {} | {} | {} |",
+        a["p50"], a["p95"], a["p99"]
+    );
+    eprintln!("{}", serde_json::to_string(&stats)?);
+    Ok(())
+}

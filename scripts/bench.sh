@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Reproduces the figures in docs/BENCHMARKS.md: builds in release mode, sweeps rav1e settings,
+# then runs the server and a headless viewer on loopback.
+#   scripts/bench.sh            # everything
+#   scripts/bench.sh encoder    # one part (encoder | e2e), extra options passed on
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+cargo build --release --locked --workspace --bins
+B=./target/release/streamsocket-bench
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
+case "${1:-all}" in
+  encoder) shift; $B encoder "$@" 2>/dev/null ;;
+  e2e) shift; $B e2e "$@" 2>/dev/null ;;
+  all)
+    $B encoder 2>/dev/null
+    $B encoder --width 1280 --height 720 --frames 60 --default-only 2>/dev/null
+    $B e2e 2>/dev/null
+    ;;
+  *) echo "usage: scripts/bench.sh [all|encoder|e2e] [options]" >&2; exit 2 ;;
+esac
