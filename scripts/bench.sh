@@ -14,7 +14,9 @@ case "${1:-all}" in
   e2e) shift; $B e2e "$@" 2>/dev/null ;;
   all)
     $B encoder 2>/dev/null
+    $B encoder --content busy 2>/dev/null
     $B encoder --width 1280 --height 720 --frames 60 --default-only 2>/dev/null
+    $B encoder --width 1280 --height 720 --frames 60 --default-only --content busy 2>/dev/null
     $B e2e 2>/dev/null
     ;;
   *) echo "usage: scripts/bench.sh [all|encoder|e2e] [options]" >&2; exit 2 ;;

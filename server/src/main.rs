@@ -13,6 +13,11 @@ use streamsocket_server::server::{EncoderTuning, Server, ServerOptions};
 /// the CA file (certs/ca.pem) or the fingerprint it prints. The default source is the
 /// embedded test pattern (moving picture, frame counter, clock, a machine-readable timestamp
 /// row, and a flash with an audio click once a second).
+///
+/// The defaults (640x360 at 30 fps, rav1e speed 10 with 2 tiles on 2 threads) are what a
+/// 2-core machine encodes in real time; 1280x720 reaches only about 20 fps there. See
+/// docs/BENCHMARKS.md for what each encoder setting costs. Ctrl-C or SIGTERM stops the
+/// server and tells every viewer why.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -85,12 +90,15 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let addr = server
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let local = match server.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Machine-readable lines first (tests and scripts read them), then a human hint.
-    println!("listening on {addr}");
+    println!("listening on {local}");
     println!("fingerprint {}", server.fingerprint);
     println!(
         "source: test pattern {}x{} @ {} fps, AV1 {} kbit/s, Opus {} kbit/s",
@@ -98,18 +106,39 @@ async fn main() -> ExitCode {
     );
     println!(
         "watch with: streamsocket-client {} --ca {}",
-        viewer_address(&opts.listen),
+        viewer_address(&local),
         opts.certs.join("ca.pem").display()
     );
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+    let shutdown = shutdown_signal();
     match server.serve(shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
