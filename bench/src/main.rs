@@ -264,7 +264,7 @@ fn make_inputs(
 /// Encodes the frames as fast as possible and measures the encoder alone.
 fn encode_run(settings: &EncoderSettings, inputs: &[RawFrame]) -> anyhow::Result<Value> {
     let clock = MediaClock::start();
-    let mut encoder = VideoEncoder::new(settings.clone(), 0, clock)?;
+    let mut encoder = VideoEncoder::new(settings.clone(), 0, clock, 0)?;
     let mut per_call = Histogram::<u64>::new(3)?;
     let mut delay = None;
     let mut out_frames = 0u64;

@@ -3,6 +3,7 @@
 //! to the speakers with cpal (or nowhere, headless or without a sound device).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -128,6 +129,8 @@ pub struct AudioContext {
     pub stats: Arc<Mutex<Stats>>,
     /// Try to open the default speakers (false: headless).
     pub speakers: bool,
+    /// Play silence instead of the stream (the M key).
+    pub muted: Arc<AtomicBool>,
 }
 
 pub fn spawn(
@@ -197,7 +200,11 @@ fn run(
                                 .record_us(now_server.saturating_sub(header.capture_us));
                         }
                         drop(s);
-                        output.play(&pcm);
+                        output.play(if ctx.muted.load(Ordering::Relaxed) {
+                            &silence
+                        } else {
+                            &pcm
+                        });
                     }
                     Err(e) => {
                         a.decode_errors += 1;
@@ -218,7 +225,7 @@ fn run(
                     }
                     drop(s);
                     tracing::trace!("audio packet {seq} concealed");
-                    if result.is_err() {
+                    if result.is_err() || ctx.muted.load(Ordering::Relaxed) {
                         pcm.fill(0);
                     }
                     output.play(&pcm);

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,11 +11,12 @@ use streamsocket_certs::Fingerprint;
 use streamsocket_client::audio::{self, AudioContext};
 use streamsocket_client::clock::ViewerClock;
 use streamsocket_client::clock_sync::ClockSync;
+use streamsocket_client::commands::{self, Command};
 use streamsocket_client::session::{self, ConnectOptions, Ended, Pipes};
 use streamsocket_client::stats::{Stats, TransportStats};
 use streamsocket_client::tls::{default_ca, Trust};
 use streamsocket_client::video_decoder::{self, DecoderContext, LatestPicture, PictureSink};
-use streamsocket_client::window::Presenter;
+use streamsocket_client::window::{Presenter, WindowLinks};
 use streamsocket_proto::control::WishedRendition;
 use streamsocket_proto::ErrorCode;
 
@@ -22,7 +24,11 @@ use streamsocket_proto::ErrorCode;
 ///
 /// The server is verified against a CA file (default certs/ca.pem, as the server generates
 /// it) or a pinned certificate fingerprint (printed by the server at start). There is no
-/// option to skip verification. Keys in the window: Q or Esc quits.
+/// option to skip verification.
+///
+/// Keys in the window: 1-9 pick a rendition, Up/Down (or +/-) step quality, A automatic,
+/// [ and ] audio bitrate, M mute, Space pause/resume, S stats overlay, H or F1 help, Q or Esc
+/// quit. Headless viewers take the same requests from --script or --stdin-commands.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -50,12 +56,29 @@ struct Args {
     /// End-to-end latency to aim for, in ms; the server drops frames that cannot make it.
     #[arg(long, default_value_t = 300, value_name = "MS")]
     latency_target: u16,
-    /// Rendition to ask for (index in the server's ladder); automatic when not given.
-    #[arg(long, value_name = "N")]
+    /// Rendition to start with: its position in the server's ladder, 1 = highest (as the keys
+    /// 1-9). Automatic quality when not given.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
     quality: Option<u8>,
+    /// Timed requests for tests and benchmarks: comma-separated SECONDS:COMMAND from the start,
+    /// e.g. "2:quality=3,4:up,6:pause,7:resume". Commands: quality=N (1-based), up, down, auto,
+    /// audio-up, audio-down, mute, pause, resume, quit.
+    #[arg(long, value_name = "STEPS", value_parser = parse_script_arg)]
+    script: Option<Script>,
+    /// Read the same commands from standard input, one per line.
+    #[arg(long)]
+    stdin_commands: bool,
     /// dav1d decoder threads (0 = one per core).
     #[arg(long, default_value_t = 1, value_name = "N")]
     decoder_threads: u32,
+}
+
+/// `--script` steps: when, from the start, and what.
+#[derive(Debug, Clone)]
+struct Script(Vec<(Duration, Command)>);
+
+fn parse_script_arg(text: &str) -> Result<Script, String> {
+    commands::parse_script(text).map(Script)
 }
 
 fn main() -> ExitCode {
@@ -98,7 +121,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         trust,
         rendition: args
             .quality
-            .map_or(WishedRendition::Auto, WishedRendition::Fixed),
+            .map_or(WishedRendition::Auto, |n| WishedRendition::Fixed(n - 1)),
         latency_target_ms: args.latency_target,
     };
     let session = match runtime.block_on(session::connect(&opts, clock, &sync)) {
@@ -131,6 +154,15 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut s = stats.lock().expect("not poisoned");
         s.clock_offset_us = sync.lock().expect("not poisoned").offset_us();
         s.rendition = Some(rendition.id);
+        s.auto = args.quality.is_none();
+        s.audio.bitrate_bps = w.audio.bitrate_bps;
+    }
+    let target_rendition = Arc::new(AtomicU8::new(rendition.id));
+    let muted = Arc::new(AtomicBool::new(false));
+    let (command_tx, command_rx) = tokio::sync::mpsc::unbounded_channel();
+    // A viewer that did not ask for a rendition runs automatic quality.
+    if args.quality.is_none() {
+        let _ = command_tx.send(Command::Auto);
     }
 
     let (frame_tx, frame_rx) = crossbeam_channel::bounded(32);
@@ -160,6 +192,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             sink,
             connect_start_us,
             decoder_threads: args.decoder_threads,
+            target_rendition: target_rendition.clone(),
         },
     )?;
     let audio = audio::spawn(
@@ -168,6 +201,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             clock,
             stats: stats.clone(),
             speakers: !args.headless,
+            muted: muted.clone(),
         },
     )?;
 
@@ -177,29 +211,92 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         frames: frame_tx,
         audio: audio_tx,
         keyframe_requests: keyframe_rx,
+        commands: command_rx,
+        target_rendition,
     };
+    // Local commands from scripts: quit ends the run, mute acts here; the rest go to the server.
+    let (quit_tx, mut quit_rx) = tokio::sync::watch::channel(false);
+    let quit_tx = Arc::new(quit_tx);
+    let local = {
+        let (quit, muted, tx, stats) = (
+            quit_tx.clone(),
+            muted.clone(),
+            command_tx.clone(),
+            stats.clone(),
+        );
+        move |cmd: Command| match cmd {
+            Command::Quit => {
+                let _ = quit.send(true);
+            }
+            Command::ToggleMute => {
+                let m = !muted.load(Ordering::Relaxed);
+                muted.store(m, Ordering::Relaxed);
+                stats.lock().expect("not poisoned").audio.muted = m;
+            }
+            other => {
+                let _ = tx.send(other);
+            }
+        }
+    };
+    if let Some(Script(steps)) = args.script.clone() {
+        let local = local.clone();
+        runtime.spawn(async move {
+            for (at, cmd) in steps {
+                tokio::time::sleep_until((started + at).into()).await;
+                tracing::info!("script: {cmd:?}");
+                local(cmd);
+            }
+        });
+    }
+    if args.stdin_commands {
+        let local = local.clone();
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lines() {
+                let Ok(line) = line else { break };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match line.parse::<Command>() {
+                    Ok(cmd) => local(cmd),
+                    Err(e) => eprintln!("{e}"),
+                }
+            }
+        });
+    }
     let mut running = runtime.spawn(session::run(session, pipes, clock, sync, stats.clone()));
     let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
 
     let closed_by_user = match presenter.as_mut() {
         Some(p) => {
-            let exit = p.run(&latest, clock, &stats, || {
-                !running.is_finished() && deadline.is_none_or(|d| Instant::now() < d)
+            let links = WindowLinks {
+                latest: &latest,
+                clock,
+                stats: &stats,
+                commands: command_tx.clone(),
+                muted: muted.clone(),
+                server: &args.server,
+            };
+            let exit = p.run(links, || {
+                !running.is_finished()
+                    && !*quit_rx.borrow()
+                    && deadline.is_none_or(|d| Instant::now() < d)
             });
             exit == streamsocket_client::window::WindowExit::Closed
         }
         None => {
             runtime.block_on(async {
-                match deadline {
-                    Some(d) => {
-                        let _ = tokio::time::timeout_at(d.into(), &mut running).await;
+                let until_deadline = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d.into()).await,
+                        None => std::future::pending().await,
                     }
-                    None => {
-                        tokio::select! {
-                            _ = &mut running => {}
-                            _ = tokio::signal::ctrl_c() => {}
-                        }
-                    }
+                };
+                let until_quit = quit_rx.wait_for(|quit| *quit);
+                tokio::select! {
+                    _ = &mut running => {}
+                    _ = until_deadline => {}
+                    _ = until_quit => {}
+                    _ = tokio::signal::ctrl_c() => {}
                 }
             });
             false

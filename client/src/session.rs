@@ -2,11 +2,14 @@
 //! clock pings, and receiving frame streams and audio datagrams.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Sender, TrySendError};
-use streamsocket_proto::control::{ControlMessage, Hello, Ping, Welcome, WishedRendition};
+use streamsocket_proto::control::{
+    ControlMessage, Hello, Ping, Rendition, Welcome, WishedRendition,
+};
 use streamsocket_proto::media::AudioHeader;
 use streamsocket_proto::{ErrorCode, PROTOCOL_VERSION};
 use streamsocket_transport::{read_frame, ControlReader, ControlWriter, ReadError};
@@ -16,6 +19,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::audio::NetAudio;
 use crate::clock::ViewerClock;
 use crate::clock_sync::{ClockSync, Exchange};
+use crate::commands::Command;
 use crate::stats::Stats;
 use crate::tls::{client_config, Trust, VerifyFailure};
 use crate::video_decoder::NetFrame;
@@ -224,11 +228,15 @@ pub enum Ended {
     Lost(String),
 }
 
-/// Everything the receive tasks feed.
+/// Everything the receive tasks feed, and what drives the control task.
 pub struct Pipes {
     pub frames: Sender<NetFrame>,
     pub audio: Sender<NetAudio>,
     pub keyframe_requests: UnboundedReceiver<u8>,
+    /// Requests from the keyboard or a script (those the server must hear of).
+    pub commands: UnboundedReceiver<Command>,
+    /// The rendition the server last confirmed, for the decoder.
+    pub target_rendition: Arc<AtomicU8>,
 }
 
 /// Runs the control task and the receivers until the connection ends.
@@ -247,15 +255,150 @@ pub async fn run(
         stats.clone(),
     ));
     let audio = tokio::spawn(receive_audio(conn.clone(), pipes.audio, stats.clone()));
-    let ended = control(&mut session, pipes.keyframe_requests, clock, sync, stats).await;
+    let ended = control(
+        &mut session,
+        pipes.keyframe_requests,
+        pipes.commands,
+        pipes.target_rendition,
+        clock,
+        sync,
+        stats,
+    )
+    .await;
     video.abort();
     audio.abort();
     ended
 }
 
+/// The viewer's choices, as the control task tracks them.
+struct Choices {
+    ladder: Vec<Rendition>,
+    /// Position in the ladder of the rendition asked for last.
+    index: usize,
+    auto: bool,
+    audio_bitrates: Vec<u32>,
+    audio_bitrate: u32,
+    paused: bool,
+}
+
+impl Choices {
+    fn from_welcome(w: &Welcome) -> Self {
+        Self {
+            ladder: w.video.renditions.clone(),
+            index: w
+                .video
+                .renditions
+                .iter()
+                .position(|r| r.id == w.rendition)
+                .unwrap_or(0),
+            auto: false,
+            audio_bitrates: w.audio_bitrates.clone(),
+            audio_bitrate: w.audio.bitrate_bps,
+            paused: false,
+        }
+    }
+
+    /// The message a command sends to the server, if any.
+    fn apply(&mut self, cmd: Command) -> Option<ControlMessage> {
+        let select = |index: usize, choices: &mut Self| {
+            let r = choices.ladder.get(index)?;
+            choices.index = index;
+            Some(ControlMessage::SelectRendition {
+                rendition: WishedRendition::Fixed(r.id),
+            })
+        };
+        match cmd {
+            Command::Quality(i) => {
+                if (i as usize) >= self.ladder.len() {
+                    tracing::warn!(
+                        "no rendition {}: the server offers {}",
+                        i + 1,
+                        self.ladder.len()
+                    );
+                    return None;
+                }
+                self.auto = false;
+                select(i as usize, self)
+            }
+            Command::QualityUp => {
+                self.auto = false;
+                select(self.index.checked_sub(1)?, self)
+            }
+            Command::QualityDown => {
+                self.auto = false;
+                select(self.index + 1, self)
+            }
+            Command::Auto => {
+                self.auto = true;
+                Some(ControlMessage::SelectRendition {
+                    rendition: WishedRendition::Auto,
+                })
+            }
+            Command::AudioBitrateUp | Command::AudioBitrateDown => {
+                let at = self
+                    .audio_bitrates
+                    .iter()
+                    .position(|b| *b == self.audio_bitrate)?;
+                let to = if cmd == Command::AudioBitrateUp {
+                    at + 1
+                } else {
+                    at.checked_sub(1)?
+                };
+                let bitrate_bps = *self.audio_bitrates.get(to)?;
+                Some(ControlMessage::SetAudioBitrate { bitrate_bps })
+            }
+            Command::TogglePause | Command::Pause | Command::Resume => {
+                self.paused = match cmd {
+                    Command::Pause => true,
+                    Command::Resume => false,
+                    _ => !self.paused,
+                };
+                Some(ControlMessage::SetPaused {
+                    paused: self.paused,
+                })
+            }
+            // Local commands: the window and the speakers handle them.
+            Command::ToggleMute | Command::ToggleStats | Command::ToggleHelp | Command::Quit => {
+                None
+            }
+        }
+    }
+}
+
+/// Automatic quality, viewer side: the highest rendition this viewer keeps up with. Steps
+/// down at once when frames pile up or get skipped, up again after 10 s without trouble.
+#[derive(Default)]
+struct AutoQuality {
+    last_trouble_count: u64,
+    clean_seconds: u32,
+}
+
+impl AutoQuality {
+    /// Called once a second in automatic mode; returns the ladder position to move to.
+    fn tick(&mut self, stats: &Stats, index: usize, rungs: usize) -> Option<usize> {
+        let v = &stats.video;
+        let trouble = v.frames_dropped_decoder_busy + v.frames_skipped + v.frames_not_presented / 4;
+        let new_trouble = trouble.saturating_sub(self.last_trouble_count);
+        self.last_trouble_count = trouble;
+        if new_trouble > 2 {
+            self.clean_seconds = 0;
+            return (index + 1 < rungs).then_some(index + 1);
+        }
+        self.clean_seconds += 1;
+        if self.clean_seconds >= 10 && index > 0 {
+            self.clean_seconds = 0;
+            return Some(index - 1);
+        }
+        None
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn control(
     session: &mut Session,
     mut keyframe_requests: UnboundedReceiver<u8>,
+    mut commands: UnboundedReceiver<Command>,
+    target_rendition: Arc<AtomicU8>,
     clock: ViewerClock,
     sync: Arc<Mutex<ClockSync>>,
     stats: Arc<Mutex<Stats>>,
@@ -264,8 +407,41 @@ async fn control(
     let mut ping_seq = 0u32;
     let mut pings_sent_at = std::collections::HashMap::new();
     let mut ping_timer = tokio::time::interval(Duration::from_millis(50));
+    let mut choices = Choices::from_welcome(&session.welcome);
+    let mut auto = AutoQuality::default();
+    let mut auto_timer = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
+            Some(cmd) = commands.recv() => {
+                let Some(msg) = choices.apply(cmd) else { continue };
+                {
+                    let mut s = stats.lock().expect("not poisoned");
+                    s.auto = choices.auto;
+                    s.paused = choices.paused;
+                    if matches!(msg, ControlMessage::SelectRendition { .. }) {
+                        s.video.switch_requested_us = Some(clock.now_us());
+                    }
+                }
+                if let Err(e) = session.writer.send(&msg).await {
+                    return ended_by(&session.conn, e.to_string());
+                }
+            }
+            _ = auto_timer.tick(), if choices.auto => {
+                let step = {
+                    let s = stats.lock().expect("not poisoned");
+                    auto.tick(&s, choices.index, choices.ladder.len())
+                };
+                if let Some(index) = step {
+                    let id = choices.ladder[index].id;
+                    choices.index = index;
+                    tracing::info!("automatic quality: moving to {}", choices.ladder[index].name);
+                    stats.lock().expect("not poisoned").video.switch_requested_us = Some(clock.now_us());
+                    let msg = ControlMessage::SelectRendition { rendition: WishedRendition::Fixed(id) };
+                    if let Err(e) = session.writer.send(&msg).await {
+                        return ended_by(&session.conn, e.to_string());
+                    }
+                }
+            }
             _ = ping_timer.tick() => {
                 if ping_seq == 5 {
                     ping_timer = tokio::time::interval_at(
@@ -305,8 +481,22 @@ async fn control(
                         st.rtt_us = s.min_rtt_us();
                     }
                 }
+                Ok(Some(ControlMessage::RenditionChanged { rendition, .. })) => {
+                    target_rendition.store(rendition, Ordering::Relaxed);
+                    if let Some(i) = choices.ladder.iter().position(|r| r.id == rendition) {
+                        choices.index = i;
+                    }
+                    stats.lock().expect("not poisoned").rendition = Some(rendition);
+                }
+                Ok(Some(ControlMessage::AudioBitrateChanged { bitrate_bps })) => {
+                    choices.audio_bitrate = bitrate_bps;
+                    stats.lock().expect("not poisoned").audio.bitrate_bps = bitrate_bps;
+                }
                 Ok(Some(ControlMessage::Error { code, message })) => {
                     tracing::warn!("server: {} ({message})", code.describe());
+                    if code == ErrorCode::UnknownRendition {
+                        stats.lock().expect("not poisoned").video.switch_requested_us = None;
+                    }
                 }
                 Ok(Some(ControlMessage::Goodbye { code, message })) => return Ended::Server { code, message },
                 Ok(Some(other)) => tracing::debug!("ignoring {} from the server", other.name()),
@@ -351,7 +541,6 @@ async fn receive_frames(
                     if f.header.keyframe {
                         s.video.keyframes += 1;
                     }
-                    s.rendition = Some(f.header.rendition);
                     let frame = NetFrame {
                         header: f.header,
                         payload: f.payload,

@@ -82,6 +82,14 @@ pub struct VideoStats {
     pub frames_malformed: u64,
     pub decode_errors: u64,
     pub frames_presented: u64,
+    /// Decoded frames by picture size (width, height).
+    pub frames_by_size: std::collections::BTreeMap<(u32, u32), u64>,
+    /// Times the picture moved to another rendition.
+    pub rendition_switches: u64,
+    /// When the viewer last asked for another rendition (viewer clock), until the switch.
+    pub switch_requested_us: Option<u64>,
+    /// Request to first decoded frame of the new rendition.
+    pub switch_time: Latency,
     /// Decoded frames replaced by a newer one before the window could show them.
     pub frames_not_presented: u64,
     pub keyframes: u64,
@@ -117,6 +125,9 @@ pub struct AudioStats {
     pub latency: Latency,
     pub output_device: Option<String>,
     pub output_underruns: u64,
+    /// The viewer's current audio bitrate.
+    pub bitrate_bps: u32,
+    pub muted: bool,
 }
 
 /// QUIC-level counters of the connection, read when the viewer ends.
@@ -136,7 +147,11 @@ pub struct Stats {
     pub audio: AudioStats,
     pub clock_offset_us: Option<i64>,
     pub rtt_us: Option<u64>,
+    /// The rendition the server last confirmed.
     pub rendition: Option<u8>,
+    /// Automatic quality is on.
+    pub auto: bool,
+    pub paused: bool,
 }
 
 impl Stats {
@@ -147,6 +162,8 @@ impl Stats {
         json!({
             "duration_s": (duration.as_secs_f64() * 1000.0).round() / 1000.0,
             "rendition": self.rendition,
+            "auto": self.auto,
+            "paused": self.paused,
             "transport": self.transport.map(|t| json!({
                 "udp_rx_bytes": t.udp_rx_bytes,
                 "udp_rx_datagrams": t.udp_rx_datagrams,
@@ -165,6 +182,13 @@ impl Stats {
                 "frames_malformed": v.frames_malformed,
                 "decode_errors": v.decode_errors,
                 "frames_presented": v.frames_presented,
+                "rendition_switches": v.rendition_switches,
+                "frames_by_size": v
+                    .frames_by_size
+                    .iter()
+                    .map(|((w, h), n)| (format!("{w}x{h}"), *n))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+                "switch_ms": v.switch_time.to_json(),
                 "frames_not_presented": v.frames_not_presented,
                 "keyframes": v.keyframes,
                 "keyframe_requests": v.keyframe_requests,
@@ -205,6 +229,7 @@ impl Stats {
                 "latency_ms": a.latency.to_json(),
                 "output_device": a.output_device,
                 "output_underruns": a.output_underruns,
+                "bitrate_bps": a.bitrate_bps,
             },
         })
     }

@@ -2,6 +2,7 @@
 //! thread, converts pictures for the window, and measures latency.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use streamsocket_proto::pixel_clock;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::clock::ViewerClock;
-use crate::reorder::{Reorder, Sequenced};
+use crate::reorder::{Ready, Reorder, Sequenced};
 use crate::stats::Stats;
 
 /// A frame as it came off the network, with the viewer's arrival times.
@@ -86,6 +87,8 @@ pub struct DecoderContext {
     pub connect_start_us: u64,
     /// dav1d worker threads (0: one per core).
     pub decoder_threads: u32,
+    /// The rendition the server last confirmed for this viewer.
+    pub target_rendition: Arc<AtomicU8>,
 }
 
 pub fn spawn(
@@ -110,23 +113,98 @@ struct InFlight {
     decode_start_us: u64,
 }
 
+/// Per-rendition reordering, and which rendition is on screen. Frames of the rendition the
+/// server last confirmed (`target`) are collected apart; the picture switches to it at its
+/// first decodable frame (a keyframe), so the old rendition plays until then.
+struct Tracks {
+    current: Option<u8>,
+    current_track: Reorder<NetFrame>,
+    target_track: Option<(u8, Reorder<NetFrame>)>,
+    /// Counters of tracks already dropped.
+    skipped_before: u64,
+    late_before: u64,
+    /// Frames of a rendition neither shown nor wanted (left over from before a switch).
+    stale: u64,
+    switches: u64,
+}
+
+impl Tracks {
+    fn new() -> Self {
+        Self {
+            current: None,
+            current_track: Reorder::new(GAP_TIMEOUT),
+            target_track: None,
+            skipped_before: 0,
+            late_before: 0,
+            stale: 0,
+            switches: 0,
+        }
+    }
+
+    /// Takes a frame; returns the frames to decode and whether the picture switched rendition.
+    fn push(&mut self, frame: NetFrame, target: u8, now: Instant) -> (Ready<NetFrame>, bool) {
+        let r = frame.header.rendition;
+        if self.current.is_none() {
+            self.current = Some(r);
+        }
+        if Some(r) == self.current {
+            return (self.current_track.push(frame, now), false);
+        }
+        if r != target {
+            self.stale += 1;
+            return (Ready::default(), false);
+        }
+        if self.target_track.as_ref().is_none_or(|(t, _)| *t != r) {
+            self.target_track = Some((r, Reorder::new(GAP_TIMEOUT)));
+        }
+        let (_, track) = self.target_track.as_mut().expect("just set");
+        let ready = track.push(frame, now);
+        if ready.frames.is_empty() {
+            return (ready, false);
+        }
+        // The target is decodable: it becomes the picture.
+        let (r, track) = self.target_track.take().expect("present");
+        let old = std::mem::replace(&mut self.current_track, track);
+        self.skipped_before += old.skipped;
+        self.late_before += old.late;
+        self.current = Some(r);
+        self.switches += 1;
+        (ready, true)
+    }
+
+    fn skipped(&self) -> u64 {
+        self.skipped_before + self.current_track.skipped
+    }
+
+    fn late(&self) -> u64 {
+        self.late_before + self.current_track.late + self.stale
+    }
+}
+
 fn run(mut decoder: dav1d::Decoder, input: Receiver<NetFrame>, ctx: DecoderContext) {
-    let mut reorder: Reorder<NetFrame> = Reorder::new(GAP_TIMEOUT);
+    let mut tracks = Tracks::new();
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-    let mut last_rendition = 0u8;
     loop {
-        let wait = reorder
+        let wait = tracks
+            .current_track
             .gap_deadline()
             .map(|d| d.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_millis(500));
-        let ready = match input.recv_timeout(wait) {
-            Ok(frame) => {
-                last_rendition = frame.header.rendition;
-                reorder.push(frame, Instant::now())
-            }
-            Err(RecvTimeoutError::Timeout) => reorder.poll(Instant::now()),
+        let target = ctx.target_rendition.load(Ordering::Relaxed);
+        let (ready, switched) = match input.recv_timeout(wait) {
+            Ok(frame) => tracks.push(frame, target, Instant::now()),
+            Err(RecvTimeoutError::Timeout) => (tracks.current_track.poll(Instant::now()), false),
             Err(RecvTimeoutError::Disconnected) => return,
         };
+        if switched {
+            let mut s = ctx.stats.lock().expect("not poisoned");
+            s.video.rendition_switches += 1;
+            if let Some(asked) = s.video.switch_requested_us.take() {
+                s.video
+                    .switch_time
+                    .record_us(ctx.clock.now_us().saturating_sub(asked));
+            }
+        }
         let mut need_keyframe = ready.need_keyframe;
         for frame in ready.frames {
             if let Err(e) = decode_one(&mut decoder, frame, &mut in_flight, &ctx) {
@@ -134,20 +212,20 @@ fn run(mut decoder: dav1d::Decoder, input: Receiver<NetFrame>, ctx: DecoderConte
                 ctx.stats.lock().expect("not poisoned").video.decode_errors += 1;
                 decoder.flush();
                 in_flight.clear();
-                need_keyframe |= reorder.decoder_failed().need_keyframe;
+                need_keyframe |= tracks.current_track.decoder_failed().need_keyframe;
                 break;
             }
         }
         {
             let mut s = ctx.stats.lock().expect("not poisoned");
-            s.video.frames_skipped = reorder.skipped;
-            s.video.frames_late = reorder.late;
+            s.video.frames_skipped = tracks.skipped();
+            s.video.frames_late = tracks.late();
             if need_keyframe {
                 s.video.keyframe_requests += 1;
             }
         }
-        if need_keyframe {
-            let _ = ctx.keyframe_requests.send(last_rendition);
+        if let (true, Some(r)) = (need_keyframe, tracks.current) {
+            let _ = ctx.keyframe_requests.send(r);
         }
     }
 }
@@ -230,6 +308,7 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
     }
     v.width = w as u32;
     v.height = h as u32;
+    *v.frames_by_size.entry((w as u32, h as u32)).or_insert(0) += 1;
     match read_ms {
         Some(ms) => {
             v.pixel_clock_read += 1;

@@ -1,11 +1,15 @@
-//! The presenter: a minifb window showing the newest decoded picture.
+//! The presenter: a minifb window showing the newest decoded picture, the keyboard, and the
+//! stats and help overlays drawn on the picture.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use minifb::{Key, KeyRepeat, Window, WindowOptions};
+use minifb::{KeyRepeat, Window, WindowOptions};
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::clock::ViewerClock;
+use crate::commands::{self, Command, HELP};
 use crate::stats::Stats;
 use crate::video_decoder::LatestPicture;
 
@@ -20,9 +24,35 @@ pub enum WindowExit {
 
 pub struct Presenter {
     window: Window,
-    pixels: Vec<u32>,
+    /// The picture as decoded, kept to redraw overlays without a new frame.
+    picture: Vec<u32>,
+    /// What the window shows: the picture plus overlays.
+    shown: Vec<u32>,
     width: usize,
     height: usize,
+    show_stats: bool,
+    show_help: bool,
+    /// Rates for the overlay, over the last second: (start, frames shown, bytes received).
+    rate_window: (Instant, u64, u64),
+    rates: Rates,
+}
+
+/// Frame rate and video bitrate over the last second.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Rates {
+    pub fps: f64,
+    pub kbps: f64,
+}
+
+/// What the window needs besides pictures.
+pub struct WindowLinks<'a> {
+    pub latest: &'a LatestPicture,
+    pub clock: ViewerClock,
+    pub stats: &'a Arc<Mutex<Stats>>,
+    /// Requests for the server (quality, audio bitrate, pause).
+    pub commands: UnboundedSender<Command>,
+    pub muted: Arc<AtomicBool>,
+    pub server: &'a str,
 }
 
 impl Presenter {
@@ -44,18 +74,21 @@ impl Presenter {
         })?;
         Ok(Self {
             window,
-            pixels: vec![0; width * height],
+            picture: vec![0; width * height],
+            shown: vec![0; width * height],
             width,
             height,
+            show_stats: false,
+            show_help: false,
+            rate_window: (Instant::now(), 0, 0),
+            rates: Rates::default(),
         })
     }
 
     /// Shows pictures as they come until the window closes or `keep_going` returns false.
     pub fn run(
         &mut self,
-        latest: &LatestPicture,
-        clock: ViewerClock,
-        stats: &Arc<Mutex<Stats>>,
+        links: WindowLinks<'_>,
         mut keep_going: impl FnMut() -> bool,
     ) -> WindowExit {
         // Poll often: a frame waits at most this long before it is shown.
@@ -68,23 +101,39 @@ impl Presenter {
             if !keep_going() {
                 return WindowExit::Stopped;
             }
-            let keys = self.window.get_keys_pressed(KeyRepeat::No);
-            if keys.iter().any(|k| matches!(k, Key::Q | Key::Escape)) {
-                return WindowExit::Closed;
+            let mut redraw = false;
+            for key in self.window.get_keys_pressed(KeyRepeat::No) {
+                match commands::for_key(key) {
+                    Some(Command::Quit) => return WindowExit::Closed,
+                    Some(Command::ToggleStats) => {
+                        self.show_stats = !self.show_stats;
+                        redraw = true;
+                    }
+                    Some(Command::ToggleHelp) => {
+                        self.show_help = !self.show_help;
+                        redraw = true;
+                    }
+                    Some(Command::ToggleMute) => {
+                        let muted = !links.muted.load(Ordering::Relaxed);
+                        links.muted.store(muted, Ordering::Relaxed);
+                        links.stats.lock().expect("not poisoned").audio.muted = muted;
+                        redraw = true;
+                    }
+                    Some(cmd) => {
+                        tracing::info!("key {key:?}: {cmd:?}");
+                        let _ = links.commands.send(cmd);
+                    }
+                    None => {}
+                }
             }
-            if let Some(p) = latest.take() {
-                self.pixels = p.pixels;
+            if let Some(p) = links.latest.take() {
+                self.picture = p.pixels;
                 self.width = p.width;
                 self.height = p.height;
-                if let Err(e) =
-                    self.window
-                        .update_with_buffer(&self.pixels, self.width, self.height)
-                {
-                    tracing::warn!("window update failed: {e}");
-                }
+                self.present(&links);
                 last_update = Instant::now();
-                let shown_us = clock.now_us();
-                let mut s = stats.lock().expect("not poisoned");
+                let shown_us = links.clock.now_us();
+                let mut s = links.stats.lock().expect("not poisoned");
                 s.video.frames_presented += 1;
                 s.video
                     .stages
@@ -96,12 +145,170 @@ impl Presenter {
                         .latency_presented
                         .record_us(shown_server.saturating_sub(p.capture_us));
                 }
+            } else if redraw {
+                self.present(&links);
+                last_update = Instant::now();
             } else if last_update.elapsed() > Duration::from_millis(16) {
                 // Keep handling window events while no picture comes.
                 self.window.update();
                 last_update = Instant::now();
             }
             std::thread::sleep(poll);
+        }
+    }
+
+    fn present(&mut self, links: &WindowLinks<'_>) {
+        let overlay = if self.show_help {
+            Some(help_lines())
+        } else if self.show_stats {
+            let s = links.stats.lock().expect("not poisoned");
+            let elapsed = self.rate_window.0.elapsed().as_secs_f64();
+            if elapsed >= 1.0 {
+                self.rates = Rates {
+                    fps: (s.video.frames_presented - self.rate_window.1) as f64 / elapsed,
+                    kbps: (s.video.bytes - self.rate_window.2) as f64 * 8.0 / 1000.0 / elapsed,
+                };
+                self.rate_window = (Instant::now(), s.video.frames_presented, s.video.bytes);
+            }
+            Some(stats_lines(&s, self.rates, links.server))
+        } else {
+            None
+        };
+        let buffer = match overlay {
+            Some(lines) => {
+                self.shown.clone_from(&self.picture);
+                draw_panel(&mut self.shown, self.width, self.height, &lines);
+                &self.shown
+            }
+            None => &self.picture,
+        };
+        if let Err(e) = self
+            .window
+            .update_with_buffer(buffer, self.width, self.height)
+        {
+            tracing::warn!("window update failed: {e}");
+        }
+    }
+}
+
+fn help_lines() -> Vec<String> {
+    let mut lines = vec!["StreamSocket keys".to_string(), String::new()];
+    lines.extend(HELP.iter().map(|(k, what)| format!("{k:<9} {what}")));
+    lines
+}
+
+/// The stats overlay: rendition, size, frame rate, bitrate, latency, skips, audio loss.
+pub fn stats_lines(s: &Stats, rates: Rates, server: &str) -> Vec<String> {
+    let v = &s.video;
+    let a = &s.audio;
+    let loss = if a.packets_received + a.packets_concealed > 0 {
+        100.0 * a.packets_concealed as f64 / (a.packets_decoded + a.packets_concealed).max(1) as f64
+    } else {
+        0.0
+    };
+    vec![
+        server.to_string(),
+        format!(
+            "rendition {}{}{}",
+            s.rendition.map_or("-".to_string(), |r| (r + 1).to_string()),
+            if s.auto { " (auto)" } else { "" },
+            if s.paused { " PAUSED" } else { "" }
+        ),
+        format!("size {}x{} {:.1} fps", v.width, v.height, rates.fps),
+        format!("video {:.0} kbit/s", rates.kbps),
+        format!(
+            "latency p50 {:.0} p95 {:.0} ms",
+            v.latency_presented.percentile_ms(0.5),
+            v.latency_presented.percentile_ms(0.95)
+        ),
+        format!("skipped {} late {}", v.frames_skipped, v.frames_late),
+        format!(
+            "audio {} kbit/s loss {loss:.1}%{}",
+            a.bitrate_bps / 1000,
+            if a.muted { " MUTED" } else { "" }
+        ),
+    ]
+}
+
+/// Draws text lines on a darkened panel in the top-left corner (8x8 font, doubled when the
+/// picture is large enough).
+fn draw_panel(pixels: &mut [u32], width: usize, height: usize, lines: &[String]) {
+    use font8x8::legacy::BASIC_LEGACY;
+    let scale = if width >= 560 { 2 } else { 1 };
+    let line_h = 10 * scale;
+    let panel_w = (lines.iter().map(|l| l.len()).max().unwrap_or(0) * 8 * scale + 16).min(width);
+    let panel_h = (lines.len() * line_h + 12).min(height);
+    let (x0, y0) = (4usize, 20usize.min(height.saturating_sub(panel_h)));
+    for y in y0..(y0 + panel_h).min(height) {
+        for px in &mut pixels[y * width + x0..y * width + (x0 + panel_w).min(width)] {
+            // Darken to a quarter: the picture stays visible behind the text.
+            *px = (*px >> 2) & 0x003F_3F3F;
+        }
+    }
+    for (row, line) in lines.iter().enumerate() {
+        let ty = y0 + 6 + row * line_h;
+        for (col, ch) in line.chars().enumerate() {
+            let glyph = BASIC_LEGACY.get(ch as usize).copied().unwrap_or([0; 8]);
+            let tx = x0 + 8 + col * 8 * scale;
+            for (gy, bits) in glyph.iter().enumerate() {
+                for gx in 0..8 {
+                    if bits >> gx & 1 == 0 {
+                        continue;
+                    }
+                    for dy in 0..scale {
+                        for dx in 0..scale {
+                            let (x, y) = (tx + gx * scale + dx, ty + gy * scale + dy);
+                            if x < width && y < height {
+                                pixels[y * width + x] = 0x00FF_FFFF;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panel_draws_white_text_on_a_darkened_picture() {
+        let (w, h) = (320, 180);
+        let mut pixels = vec![0x0080_8080u32; w * h];
+        draw_panel(&mut pixels, w, h, &["HELLO".to_string()]);
+        assert!(pixels.contains(&0x00FF_FFFF), "text drawn");
+        assert!(pixels.contains(&0x0020_2020), "panel darkened");
+        assert_eq!(pixels[w * h - 1], 0x0080_8080, "rest untouched");
+    }
+
+    #[test]
+    fn stats_overlay_names_what_the_issue_asks_for() {
+        let s = Stats {
+            rendition: Some(1),
+            auto: true,
+            ..Stats::default()
+        };
+        let text = stats_lines(
+            &s,
+            Rates {
+                fps: 29.5,
+                kbps: 800.0,
+            },
+            "localhost:4443",
+        )
+        .join("\n");
+        for needle in [
+            "rendition 2 (auto)",
+            "29.5 fps",
+            "800 kbit/s",
+            "latency p50",
+            "skipped",
+            "audio",
+            "loss",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
         }
     }
 }

@@ -175,7 +175,10 @@ pub struct Welcome {
     pub video: VideoFormat,
     /// The rendition this viewer will receive first.
     pub rendition: RenditionId,
+    /// The audio format; `bitrate_bps` is this viewer's audio bitrate.
     pub audio: AudioFormat,
+    /// The audio bitrates on offer, lowest first (at most 16).
+    pub audio_bitrates: Vec<u32>,
 }
 
 /// A clock probe from the viewer. The server answers with a [`Pong`] at once.
@@ -216,6 +219,29 @@ pub enum ControlMessage {
         code: ErrorCode,
         message: String,
     },
+    /// The viewer asks for another rendition (or automatic choice).
+    SelectRendition {
+        rendition: WishedRendition,
+    },
+    /// The server confirms which rendition the viewer gets from now on; its frames follow,
+    /// starting with a keyframe. `automatic` echoes whether the viewer asked for automatic.
+    RenditionChanged {
+        rendition: RenditionId,
+        automatic: bool,
+    },
+    /// The viewer pauses (true) or resumes (false) the stream; the server stops sending media
+    /// to it while paused and resumes on a keyframe.
+    SetPaused {
+        paused: bool,
+    },
+    /// The viewer asks for one of the audio bitrates the welcome offers.
+    SetAudioBitrate {
+        bitrate_bps: u32,
+    },
+    /// The server confirms the viewer's audio bitrate.
+    AudioBitrateChanged {
+        bitrate_bps: u32,
+    },
 }
 
 mod tag {
@@ -226,6 +252,11 @@ mod tag {
     pub const PONG: u8 = 0x05;
     pub const KEYFRAME_REQUEST: u8 = 0x06;
     pub const GOODBYE: u8 = 0x07;
+    pub const SELECT_RENDITION: u8 = 0x08;
+    pub const RENDITION_CHANGED: u8 = 0x09;
+    pub const SET_PAUSED: u8 = 0x0A;
+    pub const SET_AUDIO_BITRATE: u8 = 0x0B;
+    pub const AUDIO_BITRATE_CHANGED: u8 = 0x0C;
 }
 
 impl ControlMessage {
@@ -239,6 +270,11 @@ impl ControlMessage {
             ControlMessage::Pong(_) => "pong",
             ControlMessage::KeyframeRequest { .. } => "keyframe-request",
             ControlMessage::Goodbye { .. } => "goodbye",
+            ControlMessage::SelectRendition { .. } => "select-rendition",
+            ControlMessage::RenditionChanged { .. } => "rendition-changed",
+            ControlMessage::SetPaused { .. } => "set-paused",
+            ControlMessage::SetAudioBitrate { .. } => "set-audio-bitrate",
+            ControlMessage::AudioBitrateChanged { .. } => "audio-bitrate-changed",
         }
     }
 
@@ -277,6 +313,11 @@ impl ControlMessage {
                 out.put_u8(w.audio.channels);
                 out.put_u32(w.audio.frame_duration_us);
                 out.put_u32(w.audio.bitrate_bps);
+                let rates = &w.audio_bitrates[..w.audio_bitrates.len().min(MAX_RENDITIONS)];
+                out.put_u8(rates.len() as u8);
+                for b in rates {
+                    out.put_u32(*b);
+                }
             }
             ControlMessage::Error { code, message } => {
                 out.put_u8(tag::ERROR);
@@ -303,6 +344,30 @@ impl ControlMessage {
                 out.put_u8(tag::GOODBYE);
                 out.put_u16(code.to_u16());
                 put_string(out, message, MAX_REASON);
+            }
+            ControlMessage::SelectRendition { rendition } => {
+                out.put_u8(tag::SELECT_RENDITION);
+                out.put_u8(rendition.to_u8());
+            }
+            ControlMessage::RenditionChanged {
+                rendition,
+                automatic,
+            } => {
+                out.put_u8(tag::RENDITION_CHANGED);
+                out.put_u8(*rendition);
+                out.put_u8(*automatic as u8);
+            }
+            ControlMessage::SetPaused { paused } => {
+                out.put_u8(tag::SET_PAUSED);
+                out.put_u8(*paused as u8);
+            }
+            ControlMessage::SetAudioBitrate { bitrate_bps } => {
+                out.put_u8(tag::SET_AUDIO_BITRATE);
+                out.put_u32(*bitrate_bps);
+            }
+            ControlMessage::AudioBitrateChanged { bitrate_bps } => {
+                out.put_u8(tag::AUDIO_BITRATE_CHANGED);
+                out.put_u32(*bitrate_bps);
             }
         }
         let len = (out.len() - start - 4) as u32;
@@ -413,6 +478,17 @@ impl ControlMessage {
                     frame_duration_us: r.u32("audio frame duration")?,
                     bitrate_bps: r.u32("audio bitrate")?,
                 };
+                let rate_count = r.u8("audio bitrate count")? as usize;
+                if rate_count > MAX_RENDITIONS {
+                    return Err(DecodeError::Invalid {
+                        what: "audio bitrate count",
+                        reason: "at most 16",
+                    });
+                }
+                let mut audio_bitrates = Vec::with_capacity(rate_count);
+                for _ in 0..rate_count {
+                    audio_bitrates.push(r.u32("audio bitrate on offer")?);
+                }
                 ControlMessage::Welcome(Welcome {
                     version,
                     session_id,
@@ -420,6 +496,7 @@ impl ControlMessage {
                     video: VideoFormat { codec, renditions },
                     rendition,
                     audio,
+                    audio_bitrates,
                 })
             }
             tag::ERROR => ControlMessage::Error {
@@ -443,6 +520,22 @@ impl ControlMessage {
                 code: ErrorCode::from_u16(r.u16("goodbye code")?),
                 message: r.string(MAX_REASON, "goodbye message")?,
             },
+            tag::SELECT_RENDITION => ControlMessage::SelectRendition {
+                rendition: WishedRendition::from_u8(r.u8("selected rendition")?),
+            },
+            tag::RENDITION_CHANGED => ControlMessage::RenditionChanged {
+                rendition: r.u8("changed rendition")?,
+                automatic: bool_field(r.u8("automatic flag")?, "automatic flag")?,
+            },
+            tag::SET_PAUSED => ControlMessage::SetPaused {
+                paused: bool_field(r.u8("paused flag")?, "paused flag")?,
+            },
+            tag::SET_AUDIO_BITRATE => ControlMessage::SetAudioBitrate {
+                bitrate_bps: r.u32("audio bitrate")?,
+            },
+            tag::AUDIO_BITRATE_CHANGED => ControlMessage::AudioBitrateChanged {
+                bitrate_bps: r.u32("audio bitrate")?,
+            },
             other => {
                 return Err(DecodeError::UnknownTag {
                     what: "message type",
@@ -452,6 +545,17 @@ impl ControlMessage {
         };
         r.finish()?;
         Ok(msg)
+    }
+}
+
+fn bool_field(v: u8, what: &'static str) -> Result<bool, DecodeError> {
+    match v {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(DecodeError::Invalid {
+            what,
+            reason: "must be 0 or 1",
+        }),
     }
 }
 
@@ -506,6 +610,7 @@ mod tests {
                     frame_duration_us: 20_000,
                     bitrate_bps: 64_000,
                 },
+                audio_bitrates: vec![24_000, 64_000],
             }),
             ControlMessage::Error {
                 code: ErrorCode::UnknownRendition,
@@ -526,6 +631,24 @@ mod tests {
                 server_send_us: 1_001,
             }),
             ControlMessage::KeyframeRequest { rendition: 3 },
+            ControlMessage::SelectRendition {
+                rendition: WishedRendition::Fixed(1),
+            },
+            ControlMessage::SelectRendition {
+                rendition: WishedRendition::Auto,
+            },
+            ControlMessage::RenditionChanged {
+                rendition: 2,
+                automatic: true,
+            },
+            ControlMessage::SetPaused { paused: true },
+            ControlMessage::SetPaused { paused: false },
+            ControlMessage::SetAudioBitrate {
+                bitrate_bps: 96_000,
+            },
+            ControlMessage::AudioBitrateChanged {
+                bitrate_bps: 24_000,
+            },
             ControlMessage::Goodbye {
                 code: ErrorCode::ServerShuttingDown,
                 message: "bye".into(),
@@ -666,6 +789,12 @@ mod tests {
             panic!("not a hello")
         };
         assert_eq!(h.client_name, "é".repeat(MAX_NAME / 2));
+    }
+
+    #[test]
+    fn flags_other_than_0_or_1_are_errors() {
+        assert!(ControlMessage::decode_body(&[tag::SET_PAUSED, 2]).is_err());
+        assert!(ControlMessage::decode_body(&[tag::RENDITION_CHANGED, 0, 7]).is_err());
     }
 
     #[test]

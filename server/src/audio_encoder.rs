@@ -55,7 +55,7 @@ pub struct AudioPacket {
 
 pub struct AudioEncoder {
     opus: opus::Encoder,
-    next_seq: u32,
+    bitrate_bps: u32,
     out: Vec<u8>,
 }
 
@@ -75,13 +75,24 @@ impl AudioEncoder {
             .context("setting Opus expected loss")?;
         Ok(Self {
             opus,
-            next_seq: 0,
+            bitrate_bps: settings.bitrate_bps,
             out: vec![0; MAX_AUDIO_PAYLOAD],
         })
     }
 
-    /// Encodes one 20 ms frame of mono samples captured at `capture_us`.
-    pub fn encode(&mut self, pcm: &[i16], capture_us: u64) -> anyhow::Result<AudioPacket> {
+    pub fn bitrate_bps(&self) -> u32 {
+        self.bitrate_bps
+    }
+
+    /// Encodes one 20 ms frame of mono samples captured at `capture_us`. `seq` is the packet's
+    /// number on the capture clock, the same in every bitrate, so a viewer switching bitrate
+    /// sees one continuous sequence.
+    pub fn encode(
+        &mut self,
+        pcm: &[i16],
+        seq: u32,
+        capture_us: u64,
+    ) -> anyhow::Result<AudioPacket> {
         anyhow::ensure!(
             pcm.len() == SAMPLES_PER_FRAME,
             "an Opus frame is {SAMPLES_PER_FRAME} samples, got {}",
@@ -91,11 +102,7 @@ impl AudioEncoder {
             .opus
             .encode(pcm, &mut self.out)
             .map_err(|e| anyhow!("Opus encoding failed: {e}"))?;
-        let header = AudioHeader {
-            seq: self.next_seq,
-            capture_us,
-        };
-        self.next_seq = self.next_seq.wrapping_add(1);
+        let header = AudioHeader { seq, capture_us };
         Ok(AudioPacket {
             seq: header.seq,
             capture_us,

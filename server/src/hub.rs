@@ -1,16 +1,24 @@
-//! The hub: fan-out of encoded media from the encoders to every viewer session. Frames are
-//! shared by reference count; a session that falls behind loses frames (counted), it never
-//! slows the encoders or other sessions.
+//! The hub: fan-out of encoded media from the encoders to every viewer session, and the
+//! encoders' lifecycle. An encoder runs while at least one viewer watches its rendition: it
+//! starts with the first and stops after the last leaves. Frames are shared by reference
+//! count; a session that falls behind loses frames (counted), it never slows the encoders or
+//! other sessions.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crossbeam_channel::Sender;
 use streamsocket_proto::control::{AudioFormat, Rendition};
 use streamsocket_proto::RenditionId;
 use tokio::sync::broadcast;
 
 use crate::audio_encoder::AudioPacket;
-use crate::video_encoder::{EncodedFrame, EncoderStats, KeyframeRequests};
+use crate::clock::MediaClock;
+use crate::frame::RawFrame;
+use crate::video_encoder::{
+    self, EncodedFrame, EncoderSettings, EncoderStats, KeyframeRequests, VideoEncoder,
+};
 
 /// Frames a session may fall behind before it loses some: about half a second at 30 fps.
 pub const VIDEO_QUEUE: usize = 16;
@@ -18,37 +26,103 @@ pub const VIDEO_QUEUE: usize = 16;
 pub const AUDIO_QUEUE: usize = 25;
 /// At most one forced keyframe per rendition per interval, whoever asks.
 pub const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(500);
+/// Source frames waiting for an encoder: more would only add latency when it is slow.
+const ENCODER_INPUT: usize = 2;
 
-/// One rendition's output.
+/// Where the source delivers frames: one entry per running encoder.
+pub type Taps = Arc<Mutex<Vec<(RenditionId, Sender<Arc<RawFrame>>)>>>;
+
+/// One rendition: its encoder's output, keyframe requests and counters.
 pub struct RenditionChannel {
     pub info: Rendition,
     pub frames: broadcast::Sender<Arc<EncodedFrame>>,
     pub keyframes: Arc<KeyframeRequests>,
     pub stats: Arc<EncoderStats>,
+    settings: EncoderSettings,
+    viewers: Mutex<usize>,
+    next_seq: Arc<AtomicU64>,
+    /// Times the encoder was started.
+    pub starts: AtomicU64,
+}
+
+impl RenditionChannel {
+    pub fn viewers(&self) -> usize {
+        *self.viewers.lock().expect("not poisoned")
+    }
+}
+
+/// One audio bitrate on offer.
+pub struct AudioChannel {
+    pub bitrate_bps: u32,
+    pub packets: broadcast::Sender<Arc<AudioPacket>>,
 }
 
 pub struct Hub {
     renditions: Vec<RenditionChannel>,
-    audio: broadcast::Sender<Arc<AudioPacket>>,
+    audio: Vec<AudioChannel>,
     audio_format: AudioFormat,
+    taps: Taps,
+    clock: MediaClock,
+}
+
+/// A viewer watching a rendition; dropping it may stop the encoder.
+pub struct Watch {
+    hub: Arc<Hub>,
+    rendition: RenditionId,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.hub.unwatch(self.rendition);
+    }
+}
+
+impl Watch {
+    pub fn rendition(&self) -> RenditionId {
+        self.rendition
+    }
 }
 
 impl Hub {
-    pub fn new(ladder: Vec<Rendition>, audio_format: AudioFormat) -> Self {
-        let renditions = ladder
+    /// `renditions` pairs each rung with its encoder settings; `audio_bitrates` lists the
+    /// Opus bitrates, each with its encoder fed by the audio source.
+    pub fn new(
+        renditions: Vec<(Rendition, EncoderSettings)>,
+        audio_format: AudioFormat,
+        audio_bitrates: &[u32],
+        clock: MediaClock,
+    ) -> Self {
+        let renditions = renditions
             .into_iter()
-            .map(|info| RenditionChannel {
+            .map(|(info, settings)| RenditionChannel {
                 info,
                 frames: broadcast::channel(VIDEO_QUEUE).0,
                 keyframes: Arc::new(KeyframeRequests::new(KEYFRAME_MIN_INTERVAL)),
                 stats: Arc::new(EncoderStats::default()),
+                settings,
+                viewers: Mutex::new(0),
+                next_seq: Arc::new(AtomicU64::new(0)),
+                starts: AtomicU64::new(0),
+            })
+            .collect();
+        let audio = audio_bitrates
+            .iter()
+            .map(|&bitrate_bps| AudioChannel {
+                bitrate_bps,
+                packets: broadcast::channel(AUDIO_QUEUE).0,
             })
             .collect();
         Self {
             renditions,
-            audio: broadcast::channel(AUDIO_QUEUE).0,
+            audio,
             audio_format,
+            taps: Arc::new(Mutex::new(Vec::new())),
+            clock,
         }
+    }
+
+    pub fn taps(&self) -> Taps {
+        self.taps.clone()
     }
 
     pub fn ladder(&self) -> Vec<Rendition> {
@@ -63,22 +137,94 @@ impl Hub {
         &self.renditions
     }
 
-    pub fn audio_format(&self) -> AudioFormat {
-        self.audio_format
-    }
-
-    pub fn publish_video(&self, frame: EncodedFrame) {
-        if let Some(r) = self.rendition(frame.rendition) {
-            // No receiver means no viewer: nothing to do.
-            let _ = r.frames.send(Arc::new(frame));
+    /// The audio format with the given bitrate.
+    pub fn audio_format(&self, bitrate_bps: u32) -> AudioFormat {
+        AudioFormat {
+            bitrate_bps,
+            ..self.audio_format
         }
     }
 
-    pub fn publish_audio(&self, packet: AudioPacket) {
-        let _ = self.audio.send(Arc::new(packet));
+    pub fn audio_bitrates(&self) -> Vec<u32> {
+        self.audio.iter().map(|a| a.bitrate_bps).collect()
     }
 
-    pub fn subscribe_audio(&self) -> broadcast::Receiver<Arc<AudioPacket>> {
-        self.audio.subscribe()
+    pub fn audio_channel(&self, bitrate_bps: u32) -> Option<&AudioChannel> {
+        self.audio.iter().find(|a| a.bitrate_bps == bitrate_bps)
+    }
+
+    pub fn publish_audio(&self, index: usize, packet: AudioPacket) {
+        if let Some(a) = self.audio.get(index) {
+            // No receiver means no viewer at this bitrate: nothing to do.
+            let _ = a.packets.send(Arc::new(packet));
+        }
+    }
+
+    /// Starts watching a rendition: subscribes to its frames and starts its encoder if this
+    /// is the first viewer. `None` if there is no such rendition or its encoder cannot start.
+    pub fn watch(
+        self: &Arc<Self>,
+        id: RenditionId,
+    ) -> Option<(Watch, broadcast::Receiver<Arc<EncodedFrame>>)> {
+        let r = self.rendition(id)?;
+        let mut viewers = r.viewers.lock().expect("not poisoned");
+        let frames = r.frames.subscribe();
+        if *viewers == 0 {
+            if let Err(e) = self.start_encoder(r) {
+                tracing::error!(rendition = %r.info.name, "cannot start the encoder: {e:#}");
+                return None;
+            }
+        }
+        *viewers += 1;
+        Some((
+            Watch {
+                hub: self.clone(),
+                rendition: id,
+            },
+            frames,
+        ))
+    }
+
+    fn start_encoder(&self, r: &RenditionChannel) -> anyhow::Result<()> {
+        let encoder = VideoEncoder::new(
+            r.settings.clone(),
+            r.info.id,
+            self.clock,
+            r.next_seq.load(Ordering::Relaxed),
+        )?;
+        let (tx, rx) = crossbeam_channel::bounded(ENCODER_INPUT);
+        let frames = r.frames.clone();
+        let next_seq = r.next_seq.clone();
+        video_encoder::spawn(
+            encoder,
+            rx,
+            r.keyframes.clone(),
+            r.stats.clone(),
+            move |f| {
+                next_seq.store(f.seq + 1, Ordering::Relaxed);
+                let _ = frames.send(Arc::new(f));
+            },
+        );
+        self.taps
+            .lock()
+            .expect("not poisoned")
+            .push((r.info.id, tx));
+        r.starts.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(rendition = %r.info.name, "encoder started (first viewer)");
+        Ok(())
+    }
+
+    fn unwatch(&self, id: RenditionId) {
+        let Some(r) = self.rendition(id) else { return };
+        let mut viewers = r.viewers.lock().expect("not poisoned");
+        *viewers = viewers.saturating_sub(1);
+        if *viewers == 0 {
+            // Dropping the tap closes the encoder's input: its thread finishes and exits.
+            self.taps
+                .lock()
+                .expect("not poisoned")
+                .retain(|(tap, _)| *tap != id);
+            tracing::info!(rendition = %r.info.name, "encoder stopped (last viewer left)");
+        }
     }
 }

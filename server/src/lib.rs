@@ -8,6 +8,8 @@ pub mod audio_encoder;
 pub mod clock;
 pub mod frame;
 pub mod hub;
+pub mod ladder;
+pub mod scaler;
 pub mod server;
 pub mod session;
 pub mod source;

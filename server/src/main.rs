@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use streamsocket_server::ladder::Ladder;
 use streamsocket_server::server::{EncoderTuning, Server, ServerOptions};
 
 /// Stream live AV1 video and Opus audio over QUIC to any number of StreamSocket viewers.
@@ -30,21 +31,30 @@ struct Args {
     /// Extra host name or IP for a certificate generated at start (repeatable).
     #[arg(long = "host", value_name = "NAME|IP")]
     hosts: Vec<String>,
-    /// Picture width in pixels (even).
+    /// Source picture width in pixels (even): the top rendition of the default ladder.
     #[arg(long, default_value_t = 640)]
     width: usize,
-    /// Picture height in pixels (even).
+    /// Source picture height in pixels (even).
     #[arg(long, default_value_t = 360)]
     height: usize,
     /// Frames per second.
     #[arg(long, default_value_t = 30)]
     fps: u32,
-    /// Video bitrate in kbit/s.
+    /// Video bitrate of the top rendition in kbit/s (lower rungs get 50% and 30%).
     #[arg(long, default_value_t = 800)]
     bitrate: u32,
-    /// Audio (Opus) bitrate in kbit/s.
-    #[arg(long, default_value_t = 48)]
-    audio_bitrate: u32,
+    /// The quality ladder, highest first: name:WIDTHxHEIGHT@FPS:KBPS,... (the first rung is the
+    /// source). Default: the source size, two thirds and half of it, e.g.
+    /// 360p:640x360@30:800,240p:426x240@30:400,180p:320x180@30:240.
+    #[arg(long, value_name = "LADDER", conflicts_with = "config")]
+    ladder: Option<String>,
+    /// Ladder from a TOML file: [[rendition]] tables with name, width, height, fps and
+    /// bitrate_kbps, and audio_bitrates_kbps = [..] (see docs/LADDER.md).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Opus bitrates on offer in kbit/s, comma separated; viewers start at 48 and change with [ and ].
+    #[arg(long, value_delimiter = ',', default_value = "24,48,96")]
+    audio_bitrates: Vec<u32>,
     /// rav1e speed preset (0 slowest .. 10 fastest).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=10))]
     speed: u8,
@@ -66,15 +76,29 @@ struct Args {
 async fn main() -> ExitCode {
     init_logging();
     let args = Args::parse();
+    let ladder = match (&args.config, &args.ladder) {
+        (Some(path), _) => Ladder::from_file(path),
+        (None, Some(text)) => Ladder::parse_renditions(text).map(|renditions| Ladder {
+            renditions,
+            audio_bitrates_kbps: args.audio_bitrates.clone(),
+        }),
+        (None, None) => Ok(Ladder {
+            audio_bitrates_kbps: args.audio_bitrates.clone(),
+            ..Ladder::default_for(args.width, args.height, args.fps, args.bitrate)
+        }),
+    };
+    let ladder = match ladder.and_then(|l| l.validate().map(|()| l)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let opts = ServerOptions {
         listen: args.listen,
         certs: args.certs,
         hosts: args.hosts,
-        width: args.width,
-        height: args.height,
-        fps: args.fps,
-        bitrate_kbps: args.bitrate,
-        audio_bitrate_bps: args.audio_bitrate * 1000,
+        ladder,
         encoder: EncoderTuning {
             speed: args.speed,
             tiles: args.tiles,
@@ -100,9 +124,25 @@ async fn main() -> ExitCode {
     // Machine-readable lines first (tests and scripts read them), then a human hint.
     println!("listening on {local}");
     println!("fingerprint {}", server.fingerprint);
+    let top = &opts.ladder.renditions[0];
     println!(
-        "source: test pattern {}x{} @ {} fps, AV1 {} kbit/s, Opus {} kbit/s",
-        opts.width, opts.height, opts.fps, opts.bitrate_kbps, args.audio_bitrate
+        "source: test pattern {}x{} @ {} fps",
+        top.width, top.height, top.fps
+    );
+    for (i, r) in opts.ladder.renditions.iter().enumerate() {
+        println!(
+            "rendition {}: {} {}x{} @ {} fps, AV1 {} kbit/s",
+            i + 1,
+            r.name,
+            r.width,
+            r.height,
+            r.fps,
+            r.bitrate_kbps
+        );
+    }
+    println!(
+        "audio: Opus 48 kHz mono at {:?} kbit/s",
+        opts.ladder.audio_bitrates_kbps
     );
     println!(
         "watch with: streamsocket-client {} --ca {}",

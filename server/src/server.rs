@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use streamsocket_certs::{CertPaths, Fingerprint};
-use streamsocket_proto::control::Rendition;
 use streamsocket_proto::ErrorCode;
 
 use crate::audio_encoder::{AudioEncoder, OpusSettings};
 use crate::clock::MediaClock;
 use crate::hub::Hub;
+use crate::ladder::Ladder;
 use crate::source::{self, SourceStats};
-use crate::video_encoder::{self, EncoderSettings, VideoEncoder};
+use crate::video_encoder::EncoderSettings;
 
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
@@ -24,11 +24,8 @@ pub struct ServerOptions {
     pub certs: PathBuf,
     /// Extra names for a certificate generated at start.
     pub hosts: Vec<String>,
-    pub width: usize,
-    pub height: usize,
-    pub fps: u32,
-    pub bitrate_kbps: u32,
-    pub audio_bitrate_bps: u32,
+    /// Renditions on offer; the first is the source's size and frame rate.
+    pub ladder: Ladder,
     pub encoder: EncoderTuning,
 }
 
@@ -85,78 +82,73 @@ impl Server {
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server_config.transport_config(streamsocket_transport::settings::server());
 
-        anyhow::ensure!(
-            opts.width % 2 == 0 && opts.height % 2 == 0 && opts.width >= 64 && opts.height >= 64,
-            "resolution {}x{} must be even and at least 64x64",
-            opts.width,
-            opts.height
-        );
-        anyhow::ensure!((1..=120).contains(&opts.fps), "fps must be 1 to 120");
-
+        opts.ladder.validate()?;
         let clock = MediaClock::start();
-        let ladder = vec![Rendition {
-            id: 0,
-            name: format!("{}p", opts.height),
-            width: opts.width as u16,
-            height: opts.height as u16,
-            fps: opts.fps as u16,
-            bitrate_kbps: opts.bitrate_kbps,
-        }];
-        let audio_settings = OpusSettings {
-            bitrate_bps: opts.audio_bitrate_bps,
-            ..OpusSettings::default()
-        };
-        let hub = Arc::new(Hub::new(ladder, audio_settings.format()));
+        let t = &opts.encoder;
+        let renditions = opts
+            .ladder
+            .wire()
+            .into_iter()
+            .zip(&opts.ladder.renditions)
+            .map(|(info, spec)| {
+                let settings = EncoderSettings {
+                    speed: t.speed,
+                    tiles: t.tiles,
+                    threads: t.threads,
+                    keyframe_interval: ((t.keyframe_interval_s * spec.fps as f32).round() as u64)
+                        .max(1),
+                    rdo_lookahead_frames: t.rdo_lookahead_frames,
+                    ..EncoderSettings::realtime(
+                        spec.width,
+                        spec.height,
+                        spec.fps,
+                        spec.bitrate_kbps,
+                    )
+                };
+                (info, settings)
+            })
+            .collect();
+        let audio_bitrates: Vec<u32> = opts
+            .ladder
+            .audio_bitrates_kbps
+            .iter()
+            .map(|k| k * 1000)
+            .collect();
+        let hub = Arc::new(Hub::new(
+            renditions,
+            OpusSettings::default().format(),
+            &audio_bitrates,
+            clock,
+        ));
         let stop = Arc::new(AtomicBool::new(false));
 
-        // Video: source thread -> bounded queue -> encoder thread -> hub.
-        let mut outputs = Vec::new();
-        for r in hub.renditions() {
-            let t = &opts.encoder;
-            let settings = EncoderSettings {
-                speed: t.speed,
-                tiles: t.tiles,
-                threads: t.threads,
-                keyframe_interval: ((t.keyframe_interval_s * opts.fps as f32).round() as u64)
-                    .max(1),
-                rdo_lookahead_frames: t.rdo_lookahead_frames,
-                ..EncoderSettings::realtime(
-                    r.info.width as usize,
-                    r.info.height as usize,
-                    r.info.fps as u32,
-                    r.info.bitrate_kbps,
-                )
-            };
-            let encoder = VideoEncoder::new(settings, r.info.id, clock)?;
-            // Two frames of slack: more would only add latency when the encoder is slow.
-            let (tx, rx) = crossbeam_channel::bounded(2);
-            outputs.push(tx);
-            let hub_for_encoder = hub.clone();
-            video_encoder::spawn(
-                encoder,
-                rx,
-                r.keyframes.clone(),
-                r.stats.clone(),
-                move |f| hub_for_encoder.publish_video(f),
-            );
-        }
+        // Video: source thread -> (per running encoder: bounded queue -> scaler + rav1e
+        // thread) -> hub. Encoders start and stop with their viewers (hub::Hub::watch).
+        let top = &opts.ladder.renditions[0];
         let source_stats = Arc::new(SourceStats::default());
         source::spawn_test_video(
-            opts.width,
-            opts.height,
-            opts.fps,
+            top.width,
+            top.height,
+            top.fps,
             clock,
-            outputs,
+            hub.taps(),
             stop.clone(),
             source_stats.clone(),
         );
+        // Audio: one Opus encoder per bitrate on offer, all fed the same samples (cheap).
+        let encoders = audio_bitrates
+            .iter()
+            .map(|&bitrate_bps| {
+                AudioEncoder::new(OpusSettings {
+                    bitrate_bps,
+                    ..OpusSettings::default()
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let hub_for_audio = hub.clone();
-        source::spawn_test_audio(
-            clock,
-            AudioEncoder::new(audio_settings)?,
-            stop.clone(),
-            move |p| hub_for_audio.publish_audio(p),
-        );
+        source::spawn_test_audio(clock, encoders, stop.clone(), move |i, p| {
+            hub_for_audio.publish_audio(i, p)
+        });
 
         let endpoint = quinn::Endpoint::server(server_config, opts.listen)
             .with_context(|| format!("cannot listen on {}", opts.listen))?;
@@ -219,7 +211,7 @@ impl Server {
     }
 }
 
-/// Logs what the encoders are doing every few seconds.
+/// Logs what the encoders are doing every few seconds (only those with viewers).
 async fn log_status(hub: Arc<Hub>, source: Arc<SourceStats>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.tick().await;
@@ -232,9 +224,12 @@ async fn log_status(hub: Arc<Hub>, source: Arc<SourceStats>) {
             let fps = (frames - prev.0) as f64 / 5.0;
             let kbps = (bytes - prev.1) as f64 * 8.0 / 5000.0;
             *prev = (frames, bytes);
+            if r.viewers() == 0 {
+                continue;
+            }
             tracing::info!(
                 rendition = %r.info.name,
-                viewers = r.frames.receiver_count(),
+                viewers = r.viewers(),
                 fps = format!("{fps:.1}"),
                 kbps = format!("{kbps:.0}"),
                 keyframes = r.stats.keyframes.load(Ordering::Relaxed),

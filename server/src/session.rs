@@ -14,10 +14,11 @@ use streamsocket_proto::control::{
 use streamsocket_proto::{ErrorCode, RenditionId, PROTOCOL_VERSION};
 use streamsocket_transport::{close, ControlReader, ControlWriter, ReadError};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::{timeout, Instant};
 
 use crate::clock::MediaClock;
-use crate::hub::Hub;
+use crate::hub::{Hub, Watch};
 use crate::video_encoder::EncodedFrame;
 
 /// How long a new connection has to open its control stream and say hello.
@@ -27,6 +28,8 @@ pub const DEFAULT_LATENCY_TARGET_MS: u16 = 300;
 /// Frame deadlines are clamped to this range whatever the viewer asks.
 const MIN_DEADLINE: Duration = Duration::from_millis(50);
 const MAX_DEADLINE: Duration = Duration::from_secs(5);
+/// Shortest time between two rendition switches of one viewer.
+pub const MIN_SWITCH_INTERVAL: Duration = Duration::from_millis(250);
 /// Stream reset code for a frame that missed its deadline.
 pub const RESET_DEADLINE: VarInt = VarInt::from_u32(1);
 
@@ -123,6 +126,7 @@ async fn run(
     );
 
     let rendition = choose_rendition(hub, &hello);
+    let audio_bitrate = default_audio_bitrate(hub);
     if let WishedRendition::Fixed(id) = hello.rendition {
         if id != rendition {
             let msg = ControlMessage::Error {
@@ -141,7 +145,8 @@ async fn run(
             renditions: hub.ladder(),
         },
         rendition,
-        audio: hub.audio_format(),
+        audio: hub.audio_format(audio_bitrate),
+        audio_bitrates: hub.audio_bitrates(),
     });
     writer.send(&welcome).await.map_err(write_failed)?;
 
@@ -151,22 +156,59 @@ async fn run(
         hello.latency_target_ms
     };
     let deadline = Duration::from_millis(target_ms as u64).clamp(MIN_DEADLINE, MAX_DEADLINE);
+    let (video_tx, video_rx) = mpsc::unbounded_channel();
+    let (audio_tx, audio_rx) = mpsc::unbounded_channel();
     let video = tokio::spawn(send_video(
         conn.clone(),
         hub.clone(),
         rendition,
         deadline,
         stats.clone(),
+        video_rx,
     ));
-    let audio = tokio::spawn(send_audio(conn.clone(), hub.clone(), stats.clone()));
+    let audio = tokio::spawn(send_audio(
+        conn.clone(),
+        hub.clone(),
+        audio_bitrate,
+        stats.clone(),
+        audio_rx,
+    ));
 
-    let result = control_loop(&mut reader, &mut writer, hub, clock).await;
+    let commands = Commands {
+        video: video_tx,
+        audio: audio_tx,
+    };
+    let result = control_loop(&mut reader, &mut writer, hub, clock, &commands).await;
     video.abort();
     audio.abort();
     if let Err((code, reason)) = result {
         return Err(refuse(&mut writer, code, reason).await);
     }
     Ok(())
+}
+
+/// The audio bitrate a viewer starts with: the default when offered, else the middle one.
+fn default_audio_bitrate(hub: &Hub) -> u32 {
+    let rates = hub.audio_bitrates();
+    let wanted = crate::ladder::DEFAULT_AUDIO_KBPS * 1000;
+    if rates.contains(&wanted) {
+        wanted
+    } else {
+        rates[rates.len() / 2]
+    }
+}
+
+/// What the control loop tells the media tasks.
+#[derive(Debug, Clone, Copy)]
+enum MediaCommand {
+    Select(RenditionId),
+    AudioBitrate(u32),
+    Pause(bool),
+}
+
+struct Commands {
+    video: mpsc::UnboundedSender<MediaCommand>,
+    audio: mpsc::UnboundedSender<MediaCommand>,
 }
 
 fn choose_rendition(hub: &Hub, hello: &Hello) -> RenditionId {
@@ -183,6 +225,7 @@ async fn control_loop(
     writer: &mut ControlWriter,
     hub: &Hub,
     clock: MediaClock,
+    commands: &Commands,
 ) -> Result<(), Fatal> {
     loop {
         let msg = match reader.next().await {
@@ -213,6 +256,46 @@ async fn control_loop(
                     writer.send(&msg).await.map_err(write_failed)?;
                 }
             },
+            ControlMessage::SelectRendition { rendition } => {
+                let (id, automatic) = match rendition {
+                    // Automatic for now: the top rung; the viewer steps down when it cannot
+                    // keep up (network-driven choice comes with congestion control).
+                    WishedRendition::Auto => (hub.renditions()[0].info.id, true),
+                    WishedRendition::Fixed(id) => (id, false),
+                };
+                let reply = if hub.rendition(id).is_some() {
+                    let _ = commands.video.send(MediaCommand::Select(id));
+                    ControlMessage::RenditionChanged {
+                        rendition: id,
+                        automatic,
+                    }
+                } else {
+                    ControlMessage::Error {
+                        code: ErrorCode::UnknownRendition,
+                        message: format!("no rendition {id}; {} on offer", hub.renditions().len()),
+                    }
+                };
+                writer.send(&reply).await.map_err(write_failed)?;
+            }
+            ControlMessage::SetPaused { paused } => {
+                let _ = commands.video.send(MediaCommand::Pause(paused));
+                let _ = commands.audio.send(MediaCommand::Pause(paused));
+            }
+            ControlMessage::SetAudioBitrate { bitrate_bps } => {
+                let reply = if hub.audio_channel(bitrate_bps).is_some() {
+                    let _ = commands.audio.send(MediaCommand::AudioBitrate(bitrate_bps));
+                    ControlMessage::AudioBitrateChanged { bitrate_bps }
+                } else {
+                    ControlMessage::Error {
+                        code: ErrorCode::UnknownRendition,
+                        message: format!(
+                            "no audio bitrate {bitrate_bps}; on offer: {:?}",
+                            hub.audio_bitrates()
+                        ),
+                    }
+                };
+                writer.send(&reply).await.map_err(write_failed)?;
+            }
             ControlMessage::Goodbye { .. } => return Ok(()),
             other => {
                 return Err((
@@ -246,50 +329,143 @@ async fn refuse(writer: &mut ControlWriter, code: ErrorCode, reason: String) -> 
     (code, reason)
 }
 
-/// Forwards one rendition's frames to the viewer, starting at a keyframe.
+/// A subscription to one rendition's frames; holding it keeps the encoder running.
+struct Subscription {
+    watch: Watch,
+    frames: broadcast::Receiver<Arc<EncodedFrame>>,
+}
+
+impl Subscription {
+    fn new(hub: &Arc<Hub>, id: RenditionId) -> Option<Self> {
+        let (watch, frames) = hub.watch(id)?;
+        if let Some(r) = hub.rendition(id) {
+            r.keyframes.request();
+        }
+        Some(Self { watch, frames })
+    }
+
+    fn rendition(&self) -> RenditionId {
+        self.watch.rendition()
+    }
+}
+
+/// The next frame of a subscription, or never when there is none.
+async fn next_frame(sub: &mut Option<Subscription>) -> Result<Arc<EncodedFrame>, RecvError> {
+    match sub {
+        Some(s) => s.frames.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Forwards a rendition's frames to the viewer, starting at a keyframe. A switch subscribes to
+/// the new rendition and keeps sending the old one until the new one's first keyframe, so the
+/// picture never stops; pausing drops the subscription (the encoder may stop) and resuming
+/// starts again from a keyframe.
 async fn send_video(
     conn: quinn::Connection,
     hub: Arc<Hub>,
     rendition: RenditionId,
     deadline: Duration,
     stats: Arc<SessionStats>,
+    mut commands: mpsc::UnboundedReceiver<MediaCommand>,
 ) {
-    let Some(channel) = hub.rendition(rendition) else {
-        return;
-    };
-    let mut frames = channel.frames.subscribe();
-    let keyframes = channel.keyframes.clone();
-    // Set by a frame task whose stream was reset: the frames after it are undecodable.
+    let mut current = Subscription::new(&hub, rendition);
+    let mut next: Option<Subscription> = None;
+    let mut wanted = rendition;
+    // Switches are applied at most once per MIN_SWITCH_INTERVAL: a viewer flooding quality
+    // requests gets the last one it asked for, without starting and stopping encoders at will.
+    let mut last_switch = Instant::now();
+    let mut switch_due: Option<Instant> = None;
+    // Set after a loss (reset stream, lag): the frames after it are undecodable until a keyframe.
     let broken = Arc::new(AtomicBool::new(true));
-    keyframes.request();
     loop {
-        let frame = match frames.recv().await {
-            Ok(f) => f,
-            Err(RecvError::Lagged(n)) => {
-                stats.frames_lagged.fetch_add(n, Ordering::Relaxed);
-                broken.store(true, Ordering::Relaxed);
-                keyframes.request();
-                continue;
+        tokio::select! {
+            command = commands.recv() => match command {
+                None => return,
+                Some(MediaCommand::Select(id)) => {
+                    wanted = id;
+                    switch_due = Some(switch_due.unwrap_or(last_switch + MIN_SWITCH_INTERVAL));
+                }
+                Some(MediaCommand::Pause(true)) => {
+                    current = None;
+                    next = None;
+                }
+                Some(MediaCommand::Pause(false)) => {
+                    if current.is_none() {
+                        current = Subscription::new(&hub, wanted);
+                        broken.store(true, Ordering::Relaxed);
+                    }
+                }
+                Some(MediaCommand::AudioBitrate(_)) => {}
+            },
+            _ = async { tokio::time::sleep_until(switch_due.expect("guarded")).await }, if switch_due.is_some() => {
+                switch_due = None;
+                last_switch = Instant::now();
+                if current.as_ref().is_some_and(|c| c.rendition() == wanted) {
+                    next = None;
+                } else if current.is_some() && next.as_ref().is_none_or(|n| n.rendition() != wanted) {
+                    next = Subscription::new(&hub, wanted);
+                }
             }
-            Err(RecvError::Closed) => return,
-        };
-        if broken.load(Ordering::Relaxed) {
-            if !frame.keyframe {
-                stats
-                    .frames_skipped_for_keyframe
-                    .fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            broken.store(false, Ordering::Relaxed);
+            frame = next_frame(&mut next) => match frame {
+                Ok(f) if f.keyframe => {
+                    // The new rendition is decodable from here: switch.
+                    current = next.take();
+                    broken.store(false, Ordering::Relaxed);
+                    forward(&conn, f, deadline, &stats, &broken);
+                }
+                Ok(_) => {
+                    stats.frames_skipped_for_keyframe.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(RecvError::Lagged(n)) => {
+                    stats.frames_lagged.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(RecvError::Closed) => next = None,
+            },
+            frame = next_frame(&mut current) => match frame {
+                Ok(f) => {
+                    if broken.load(Ordering::Relaxed) {
+                        if !f.keyframe {
+                            stats.frames_skipped_for_keyframe.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        broken.store(false, Ordering::Relaxed);
+                    }
+                    forward(&conn, f, deadline, &stats, &broken);
+                }
+                Err(RecvError::Lagged(n)) => {
+                    stats.frames_lagged.fetch_add(n, Ordering::Relaxed);
+                    broken.store(true, Ordering::Relaxed);
+                    if let Some(r) = current.as_ref().and_then(|c| hub.rendition(c.rendition())) {
+                        r.keyframes.request();
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            },
         }
-        tokio::spawn(send_frame(
-            conn.clone(),
-            frame,
-            deadline,
-            stats.clone(),
-            broken.clone(),
-        ));
+        // A frame task that hit its deadline marked the stream broken: ask for a keyframe.
+        if broken.load(Ordering::Relaxed) {
+            if let Some(r) = current.as_ref().and_then(|c| hub.rendition(c.rendition())) {
+                r.keyframes.request();
+            }
+        }
     }
+}
+
+fn forward(
+    conn: &quinn::Connection,
+    frame: Arc<EncodedFrame>,
+    deadline: Duration,
+    stats: &Arc<SessionStats>,
+    broken: &Arc<AtomicBool>,
+) {
+    tokio::spawn(send_frame(
+        conn.clone(),
+        frame,
+        deadline,
+        stats.clone(),
+        broken.clone(),
+    ));
 }
 
 /// Sends one frame on its own stream; resets the stream if it is not delivered (acknowledged)
@@ -340,12 +516,43 @@ async fn send_frame(
     }
 }
 
-/// Forwards audio packets as datagrams.
-async fn send_audio(conn: quinn::Connection, hub: Arc<Hub>, stats: Arc<SessionStats>) {
-    let mut packets = hub.subscribe_audio();
+/// Forwards audio packets of the viewer's bitrate as datagrams.
+async fn send_audio(
+    conn: quinn::Connection,
+    hub: Arc<Hub>,
+    bitrate_bps: u32,
+    stats: Arc<SessionStats>,
+    mut commands: mpsc::UnboundedReceiver<MediaCommand>,
+) {
+    let subscribe = |bps: u32| hub.audio_channel(bps).map(|a| a.packets.subscribe());
+    let mut bitrate = bitrate_bps;
+    let mut packets = subscribe(bitrate);
     let mut warned = false;
     loop {
-        let packet = match packets.recv().await {
+        let packet = tokio::select! {
+            command = commands.recv() => {
+                match command {
+                    None => return,
+                    Some(MediaCommand::AudioBitrate(bps)) => {
+                        bitrate = bps;
+                        if packets.is_some() {
+                            packets = subscribe(bps);
+                        }
+                    }
+                    Some(MediaCommand::Pause(true)) => packets = None,
+                    Some(MediaCommand::Pause(false)) => packets = packets.or_else(|| subscribe(bitrate)),
+                    Some(MediaCommand::Select(_)) => {}
+                }
+                continue;
+            }
+            packet = async {
+                match packets.as_mut() {
+                    Some(p) => p.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => packet,
+        };
+        let packet = match packet {
             Ok(p) => p,
             Err(RecvError::Lagged(n)) => {
                 stats.audio_dropped.fetch_add(n, Ordering::Relaxed);

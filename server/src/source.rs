@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::TrySendError;
 
 use crate::audio_encoder::{AudioEncoder, AudioPacket, SAMPLES_PER_FRAME, SAMPLE_RATE};
 use crate::clock::MediaClock;
 use crate::frame::RawFrame;
+use crate::hub::Taps;
 use crate::test_source::{is_flash_frame, AudioTone, VideoPattern};
 
 /// Counters of the video source.
@@ -33,14 +34,15 @@ fn sleep_until(at: Instant) -> std::time::Duration {
 }
 
 /// Runs the test-pattern video source: one frame per 1/fps of the media clock, each frame's
-/// capture time being its scheduled instant. Frames go to `outputs` (one per encoder);
-/// an encoder whose queue is full loses that frame, counted, rather than delaying the others.
+/// capture time being its scheduled instant. Each frame goes, shared, to every running
+/// encoder (`taps`); an encoder whose queue is full loses that frame, counted, rather than
+/// delaying the others. With no encoder running, nothing is rendered.
 pub fn spawn_test_video(
     width: usize,
     height: usize,
     fps: u32,
     clock: MediaClock,
-    outputs: Vec<Sender<RawFrame>>,
+    taps: Taps,
     stop: Arc<AtomicBool>,
     stats: Arc<SourceStats>,
 ) -> thread::JoinHandle<()> {
@@ -62,6 +64,10 @@ pub fn spawn_test_video(
                     index += skip;
                     continue;
                 }
+                if taps.lock().expect("not poisoned").is_empty() {
+                    index += 1;
+                    continue;
+                }
                 let t0 = Instant::now();
                 let rgb = pattern.render(index, capture_us, is_flash_frame(index, fps));
                 let frame = match RawFrame::from_rgb(rgb, width, height, capture_us) {
@@ -75,13 +81,15 @@ pub fn spawn_test_video(
                     .render_us_total
                     .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
                 stats.frames.fetch_add(1, Ordering::Relaxed);
-                for out in &outputs {
-                    match out.try_send(frame.clone()) {
+                let frame = Arc::new(frame);
+                for (_, tap) in taps.lock().expect("not poisoned").iter() {
+                    match tap.try_send(frame.clone()) {
                         Ok(()) => {}
                         Err(TrySendError::Full(_)) => {
                             stats.dropped_encoder_busy.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(TrySendError::Disconnected(_)) => return,
+                        // The encoder stopped on an error; its tap goes with its last viewer.
+                        Err(TrySendError::Disconnected(_)) => {}
                     }
                 }
                 index += 1;
@@ -90,12 +98,13 @@ pub fn spawn_test_video(
         .expect("spawn video source thread")
 }
 
-/// Runs the test tone through the Opus encoder: one packet per 20 ms of the media clock.
+/// Runs the test tone through the Opus encoders (one per bitrate on offer): one packet per
+/// 20 ms of the media clock. `publish` gets the encoder's index and the packet.
 pub fn spawn_test_audio(
     clock: MediaClock,
-    mut encoder: AudioEncoder,
+    mut encoders: Vec<AudioEncoder>,
     stop: Arc<AtomicBool>,
-    mut publish: impl FnMut(AudioPacket) + Send + 'static,
+    mut publish: impl FnMut(usize, AudioPacket) + Send + 'static,
 ) -> thread::JoinHandle<()> {
     thread::Builder::new()
         .name("audio-source".into())
@@ -110,11 +119,13 @@ pub fn spawn_test_audio(
                 // which is when a microphone would hand it over.
                 sleep_until(clock.instant_at(packet_us(n + 1)));
                 tone.fill(n * SAMPLES_PER_FRAME as u64, &mut pcm);
-                match encoder.encode(&pcm, capture_us) {
-                    Ok(p) => publish(p),
-                    Err(e) => {
-                        tracing::error!("audio source stopped: {e:#}");
-                        return;
+                for (i, encoder) in encoders.iter_mut().enumerate() {
+                    match encoder.encode(&pcm, n as u32, capture_us) {
+                        Ok(p) => publish(i, p),
+                        Err(e) => {
+                            tracing::error!("audio source stopped: {e:#}");
+                            return;
+                        }
                     }
                 }
                 n += 1;

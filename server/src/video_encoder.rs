@@ -16,6 +16,7 @@ use streamsocket_proto::RenditionId;
 
 use crate::clock::MediaClock;
 use crate::frame::RawFrame;
+use crate::scaler::Scaler;
 
 /// rav1e settings for one rendition. The defaults are the real-time tuning measured in
 /// `docs/BENCHMARKS.md` for 2 cores.
@@ -172,7 +173,6 @@ pub struct EncoderStats {
     pub frames_out: AtomicU64,
     pub keyframes: AtomicU64,
     pub bytes_out: AtomicU64,
-    pub encode_us_total: AtomicU64,
 }
 
 /// rav1e wrapped for one rendition.
@@ -185,10 +185,13 @@ pub struct VideoEncoder {
 }
 
 impl VideoEncoder {
+    /// `first_seq` continues a rendition's numbering across encoder restarts, so a viewer
+    /// never sees sequence numbers go backwards.
     pub fn new(
         settings: EncoderSettings,
         rendition: RenditionId,
         clock: MediaClock,
+        first_seq: u64,
     ) -> anyhow::Result<Self> {
         let ctx = settings
             .rav1e_config()
@@ -198,7 +201,7 @@ impl VideoEncoder {
             ctx,
             settings,
             rendition,
-            next_seq: 0,
+            next_seq: first_seq,
             clock,
         })
     }
@@ -293,11 +296,12 @@ fn clamp_u32(v: u64) -> u32 {
     v.min(u32::MAX as u64) as u32
 }
 
-/// Runs an encoder on its own thread until the input channel closes. Every encoded frame is
-/// handed to `publish`.
+/// Runs an encoder on its own thread until its input channel closes: takes source frames at
+/// the rendition's frame rate, scales them to its size, encodes them and hands every encoded
+/// frame to `publish`.
 pub fn spawn(
     mut encoder: VideoEncoder,
-    input: Receiver<RawFrame>,
+    input: Receiver<Arc<RawFrame>>,
     keyframes: Arc<KeyframeRequests>,
     stats: Arc<EncoderStats>,
     mut publish: impl FnMut(EncodedFrame) + Send + 'static,
@@ -305,8 +309,28 @@ pub fn spawn(
     thread::Builder::new()
         .name(format!("rav1e-{}", encoder.rendition))
         .spawn(move || {
-            for raw in input {
+            let (w, h, fps) = (
+                encoder.settings.width,
+                encoder.settings.height,
+                encoder.settings.fps,
+            );
+            let mut scaler = Scaler::new(w, h);
+            let interval_us = 1_000_000 / fps as u64;
+            let mut next_due = 0u64;
+            for source in input {
+                // A rung at a lower frame rate than the source takes every n-th frame.
+                if source.capture_us + interval_us / 2 < next_due {
+                    continue;
+                }
+                next_due = source.capture_us.max(next_due) + interval_us;
                 stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                let raw = match scaler.scale(&source) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!("scaling to {w}x{h} failed, encoder stopped: {e:#}");
+                        return;
+                    }
+                };
                 let force = keyframes.take(Instant::now());
                 match encoder.encode(&raw, force) {
                     Ok(frames) => {
@@ -315,11 +339,6 @@ pub fn spawn(
                             stats
                                 .bytes_out
                                 .fetch_add(f.payload.len() as u64, Ordering::Relaxed);
-                            if let Ok(h) = FrameHeader::decode(&f.header) {
-                                stats
-                                    .encode_us_total
-                                    .fetch_add(h.timing.encode_us as u64, Ordering::Relaxed);
-                            }
                             if f.keyframe {
                                 stats.keyframes.fetch_add(1, Ordering::Relaxed);
                                 keyframes.keyframe_emitted();
@@ -333,7 +352,6 @@ pub fn spawn(
                     }
                 }
             }
-            tracing::debug!("video encoder {} stopped: input closed", encoder.rendition);
         })
         .expect("spawn encoder thread")
 }

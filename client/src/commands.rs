@@ -1,0 +1,186 @@
+//! What a person (keyboard) or a script (`--script`, standard input) can ask of the viewer,
+//! and the key bindings.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use minifb::Key;
+
+/// A request from the keyboard or a script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Rendition by position in the server's ladder, 0 = first (highest).
+    Quality(u8),
+    /// Next higher rendition.
+    QualityUp,
+    /// Next lower rendition.
+    QualityDown,
+    /// Automatic rendition choice.
+    Auto,
+    AudioBitrateUp,
+    AudioBitrateDown,
+    /// Mute or unmute the speakers (local only).
+    ToggleMute,
+    /// Pause or resume the stream (the server stops sending).
+    TogglePause,
+    Pause,
+    Resume,
+    ToggleStats,
+    ToggleHelp,
+    Quit,
+}
+
+/// The key bindings, as shown by the help overlay.
+pub const HELP: &[(&str, &str)] = &[
+    ("1-9", "rendition 1-9 of the ladder"),
+    ("Up / +", "higher quality"),
+    ("Down / -", "lower quality"),
+    ("A", "automatic quality"),
+    ("[ / ]", "audio bitrate down / up"),
+    ("M", "mute / unmute"),
+    ("Space", "pause / resume"),
+    ("S", "stats overlay"),
+    ("H / F1", "this help"),
+    ("Q / Esc", "quit"),
+];
+
+/// The command a key stands for.
+pub fn for_key(key: Key) -> Option<Command> {
+    use Command::*;
+    Some(match key {
+        Key::Key1 | Key::NumPad1 => Quality(0),
+        Key::Key2 | Key::NumPad2 => Quality(1),
+        Key::Key3 | Key::NumPad3 => Quality(2),
+        Key::Key4 | Key::NumPad4 => Quality(3),
+        Key::Key5 | Key::NumPad5 => Quality(4),
+        Key::Key6 | Key::NumPad6 => Quality(5),
+        Key::Key7 | Key::NumPad7 => Quality(6),
+        Key::Key8 | Key::NumPad8 => Quality(7),
+        Key::Key9 | Key::NumPad9 => Quality(8),
+        Key::Up | Key::Equal | Key::NumPadPlus => QualityUp,
+        Key::Down | Key::Minus | Key::NumPadMinus => QualityDown,
+        Key::A => Auto,
+        Key::LeftBracket => AudioBitrateDown,
+        Key::RightBracket => AudioBitrateUp,
+        Key::M => ToggleMute,
+        Key::Space => TogglePause,
+        Key::S => ToggleStats,
+        Key::H | Key::F1 => ToggleHelp,
+        Key::Q | Key::Escape => Quit,
+        _ => return None,
+    })
+}
+
+/// Why a scripted command could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown command {0:?}: use quality=N (1-based), up, down, auto, audio-up, audio-down, mute, pause, resume, quit")]
+pub struct UnknownCommand(String);
+
+impl FromStr for Command {
+    type Err = UnknownCommand;
+
+    /// Script and standard-input form: `quality=2` (or `quality 2`, 1-based like the keys),
+    /// `up`, `down`, `auto`, `audio-up`, `audio-down`, `mute`, `pause`, `resume`, `quit`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim().to_ascii_lowercase();
+        let err = || UnknownCommand(s.trim().to_string());
+        Ok(match t.as_str() {
+            "up" => Command::QualityUp,
+            "down" => Command::QualityDown,
+            "auto" => Command::Auto,
+            "audio-up" => Command::AudioBitrateUp,
+            "audio-down" => Command::AudioBitrateDown,
+            "mute" => Command::ToggleMute,
+            "pause" => Command::Pause,
+            "resume" => Command::Resume,
+            "quit" => Command::Quit,
+            _ => {
+                let n = t
+                    .strip_prefix("quality")
+                    .map(|r| r.trim_start_matches(['=', ' ']))
+                    .ok_or_else(err)?;
+                let n: u8 = n.parse().map_err(|_| err())?;
+                if n == 0 {
+                    return Err(err());
+                }
+                Command::Quality(n - 1)
+            }
+        })
+    }
+}
+
+/// Parses `--script`: comma-separated `SECONDS:COMMAND` pairs, e.g. `2:quality=3,4.5:up`.
+pub fn parse_script(text: &str) -> Result<Vec<(Duration, Command)>, String> {
+    let mut steps = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (at, cmd) = item
+            .split_once(':')
+            .ok_or_else(|| format!("script step {item:?} is not SECONDS:COMMAND"))?;
+        let secs: f64 = at
+            .trim()
+            .parse()
+            .map_err(|_| format!("script step {item:?}: {at:?} is not a number of seconds"))?;
+        if !(secs.is_finite() && secs >= 0.0) {
+            return Err(format!("script step {item:?}: time must be >= 0"));
+        }
+        let cmd: Command = cmd.parse().map_err(|e: UnknownCommand| e.to_string())?;
+        steps.push((Duration::from_secs_f64(secs), cmd));
+    }
+    steps.sort_by_key(|(t, _)| *t);
+    Ok(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_map_to_their_commands() {
+        assert_eq!(for_key(Key::Key1), Some(Command::Quality(0)));
+        assert_eq!(for_key(Key::Key9), Some(Command::Quality(8)));
+        assert_eq!(for_key(Key::NumPad3), Some(Command::Quality(2)));
+        assert_eq!(for_key(Key::Up), Some(Command::QualityUp));
+        assert_eq!(for_key(Key::Equal), Some(Command::QualityUp));
+        assert_eq!(for_key(Key::Down), Some(Command::QualityDown));
+        assert_eq!(for_key(Key::Minus), Some(Command::QualityDown));
+        assert_eq!(for_key(Key::A), Some(Command::Auto));
+        assert_eq!(for_key(Key::LeftBracket), Some(Command::AudioBitrateDown));
+        assert_eq!(for_key(Key::RightBracket), Some(Command::AudioBitrateUp));
+        assert_eq!(for_key(Key::M), Some(Command::ToggleMute));
+        assert_eq!(for_key(Key::Space), Some(Command::TogglePause));
+        assert_eq!(for_key(Key::S), Some(Command::ToggleStats));
+        assert_eq!(for_key(Key::H), Some(Command::ToggleHelp));
+        assert_eq!(for_key(Key::F1), Some(Command::ToggleHelp));
+        assert_eq!(for_key(Key::Q), Some(Command::Quit));
+        assert_eq!(for_key(Key::Escape), Some(Command::Quit));
+        assert_eq!(for_key(Key::Z), None);
+    }
+
+    #[test]
+    fn every_key_in_the_help_exists() {
+        // The help lists ten bindings; each line's first key maps to something.
+        assert_eq!(HELP.len(), 10);
+    }
+
+    #[test]
+    fn script_commands_parse() {
+        assert_eq!("quality=2".parse(), Ok(Command::Quality(1)));
+        assert_eq!("Quality 3".parse(), Ok(Command::Quality(2)));
+        assert_eq!(" up ".parse(), Ok(Command::QualityUp));
+        assert_eq!("audio-down".parse(), Ok(Command::AudioBitrateDown));
+        assert!("quality=0".parse::<Command>().is_err());
+        assert!("jump".parse::<Command>().is_err());
+        let steps = parse_script("3:down, 1.5:quality=2").unwrap();
+        assert_eq!(
+            steps,
+            vec![
+                (Duration::from_millis(1500), Command::Quality(1)),
+                (Duration::from_secs(3), Command::QualityDown)
+            ]
+        );
+        assert!(parse_script("soon:up").is_err());
+        assert!(parse_script("1:fly")
+            .unwrap_err()
+            .contains("unknown command"));
+    }
+}
