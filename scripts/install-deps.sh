@@ -18,6 +18,7 @@ PACKAGES=(
   libxi-dev
   xvfb            # windowed tests without a display
   xauth           # xvfb-run needs it
+  xdotool         # drives the viewer window's keyboard in tests
   build-essential
 )
 

@@ -304,7 +304,9 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
     let v = &mut s.video;
     v.frames_decoded += 1;
     if v.first_frame_ms.is_none() {
-        v.first_frame_ms = Some(decoded_us.saturating_sub(ctx.connect_start_us) as f64 / 1000.0);
+        let ms = decoded_us.saturating_sub(ctx.connect_start_us) as f64 / 1000.0;
+        v.first_frame_ms = Some(ms);
+        tracing::info!("first frame decoded {ms:.0} ms after connecting started ({w}x{h})");
     }
     v.width = w as u32;
     v.height = h as u32;

@@ -94,6 +94,7 @@ impl Presenter {
         // Poll often: a frame waits at most this long before it is shown.
         let poll = Duration::from_millis(2);
         let mut last_update = Instant::now();
+        let mut redraw = false;
         loop {
             if !self.window.is_open() {
                 return WindowExit::Closed;
@@ -101,37 +102,11 @@ impl Presenter {
             if !keep_going() {
                 return WindowExit::Stopped;
             }
-            let mut redraw = false;
-            for key in self.window.get_keys_pressed(KeyRepeat::No) {
-                match commands::for_key(key) {
-                    Some(Command::Quit) => return WindowExit::Closed,
-                    Some(Command::ToggleStats) => {
-                        self.show_stats = !self.show_stats;
-                        redraw = true;
-                    }
-                    Some(Command::ToggleHelp) => {
-                        self.show_help = !self.show_help;
-                        redraw = true;
-                    }
-                    Some(Command::ToggleMute) => {
-                        let muted = !links.muted.load(Ordering::Relaxed);
-                        links.muted.store(muted, Ordering::Relaxed);
-                        links.stats.lock().expect("not poisoned").audio.muted = muted;
-                        redraw = true;
-                    }
-                    Some(cmd) => {
-                        tracing::info!("key {key:?}: {cmd:?}");
-                        let _ = links.commands.send(cmd);
-                    }
-                    None => {}
-                }
-            }
-            if let Some(p) = links.latest.take() {
+            let updated = if let Some(p) = links.latest.take() {
                 self.picture = p.pixels;
                 self.width = p.width;
                 self.height = p.height;
                 self.present(&links);
-                last_update = Instant::now();
                 let shown_us = links.clock.now_us();
                 let mut s = links.stats.lock().expect("not poisoned");
                 s.video.frames_presented += 1;
@@ -145,13 +120,45 @@ impl Presenter {
                         .latency_presented
                         .record_us(shown_server.saturating_sub(p.capture_us));
                 }
+                true
             } else if redraw {
                 self.present(&links);
-                last_update = Instant::now();
+                true
             } else if last_update.elapsed() > Duration::from_millis(16) {
                 // Keep handling window events while no picture comes.
                 self.window.update();
+                true
+            } else {
+                false
+            };
+            redraw = false;
+            if updated {
                 last_update = Instant::now();
+                // Key state changes only when the window updates: read it once per update.
+                for key in self.window.get_keys_pressed(KeyRepeat::No) {
+                    match commands::for_key(key) {
+                        Some(Command::Quit) => return WindowExit::Closed,
+                        Some(Command::ToggleStats) => {
+                            self.show_stats = !self.show_stats;
+                            redraw = true;
+                        }
+                        Some(Command::ToggleHelp) => {
+                            self.show_help = !self.show_help;
+                            redraw = true;
+                        }
+                        Some(Command::ToggleMute) => {
+                            let muted = !links.muted.load(Ordering::Relaxed);
+                            links.muted.store(muted, Ordering::Relaxed);
+                            links.stats.lock().expect("not poisoned").audio.muted = muted;
+                            redraw = true;
+                        }
+                        Some(cmd) => {
+                            tracing::info!("key {key:?}: {cmd:?}");
+                            let _ = links.commands.send(cmd);
+                        }
+                        None => {}
+                    }
+                }
             }
             std::thread::sleep(poll);
         }
