@@ -220,6 +220,38 @@ fn choose_rendition(hub: &Hub, hello: &Hello) -> RenditionId {
     }
 }
 
+/// A token bucket on a viewer's control messages: a viewer that sends more than
+/// `CONTROL_RATE` messages a second (after a burst of `CONTROL_BURST`) is disconnected with
+/// `RateLimited`, so a flood costs the server little and nobody else anything.
+pub const CONTROL_RATE: f64 = 100.0;
+pub const CONTROL_BURST: f64 = 200.0;
+
+struct RateLimit {
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new() -> Self {
+        Self {
+            tokens: CONTROL_BURST,
+            last: Instant::now(),
+        }
+    }
+
+    fn allow(&mut self, now: Instant) -> bool {
+        let refill = now.duration_since(self.last).as_secs_f64() * CONTROL_RATE;
+        self.tokens = (self.tokens + refill).min(CONTROL_BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 async fn control_loop(
     reader: &mut ControlReader,
     writer: &mut ControlWriter,
@@ -227,6 +259,7 @@ async fn control_loop(
     clock: MediaClock,
     commands: &Commands,
 ) -> Result<(), Fatal> {
+    let mut limit = RateLimit::new();
     loop {
         let msg = match reader.next().await {
             Ok(Some(m)) => m,
@@ -235,6 +268,12 @@ async fn control_loop(
             Err(ReadError::Stream(_)) => return Ok(()),
             Err(e) => return Err((e.close_code(), read_error_text(&e))),
         };
+        if !limit.allow(Instant::now()) {
+            return Err((
+                ErrorCode::RateLimited,
+                format!("more than {CONTROL_RATE} control messages a second"),
+            ));
+        }
         match msg {
             ControlMessage::Ping(p) => {
                 let receive = clock.now_us();
@@ -587,5 +626,23 @@ async fn send_audio(
                 stats.audio_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_allows_a_burst_then_the_rate() {
+        let mut l = RateLimit::new();
+        let t0 = l.last;
+        let burst = (0..1000).take_while(|_| l.allow(t0)).count();
+        assert_eq!(burst, CONTROL_BURST as usize);
+        assert!(!l.allow(t0));
+        // After 100 ms, 10 more.
+        let t1 = t0 + Duration::from_millis(100);
+        let more = (0..1000).take_while(|_| l.allow(t1)).count();
+        assert_eq!(more, (CONTROL_RATE / 10.0) as usize);
     }
 }

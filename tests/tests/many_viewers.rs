@@ -148,6 +148,32 @@ fn an_encoder_runs_only_while_watched() {
     );
 }
 
+async fn flooder(
+    server: &ServerProcess,
+) -> (quinn::Endpoint, quinn::Connection, quinn::SendStream) {
+    let (config, _) = client_config(Trust::Ca(server.ca())).unwrap();
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let conn = endpoint
+        .connect_with(config, server.addr, "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let hello = ControlMessage::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        rendition: WishedRendition::Fixed(0),
+        latency_target_ms: 300,
+        client_name: "flooder".into(),
+    });
+    send.write_all(&hello.to_bytes()).await.unwrap();
+    // Read (and drop) the server's answers so that its replies never stall.
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(Some(_)) = recv.read(&mut buf).await {}
+    });
+    (endpoint, conn, send)
+}
+
 #[test]
 fn a_keyframe_flood_does_not_raise_the_keyframe_rate_of_others() {
     let _machine = exclusive();
@@ -159,49 +185,34 @@ fn a_keyframe_flood_does_not_raise_the_keyframe_rate_of_others() {
         server
             .wait_for_log("viewer joined", Duration::from_secs(10))
             .await;
-        let (config, _) = client_config(Trust::Ca(server.ca())).unwrap();
-        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        let conn = endpoint
-            .connect_with(config, server.addr, "localhost")
-            .unwrap()
-            .await
-            .unwrap();
-        let (mut send, recv) = conn.open_bi().await.unwrap();
-        let hello = ControlMessage::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            rendition: WishedRendition::Fixed(0),
-            latency_target_ms: 300,
-            client_name: "flooder".into(),
-        });
-        send.write_all(&hello.to_bytes()).await.unwrap();
-        // Read (and drop) the server's answers so that its replies never stall the flood.
-        tokio::spawn(async move {
-            let mut recv = recv;
-            let mut buf = vec![0u8; 64 * 1024];
-            while let Ok(Some(_)) = recv.read(&mut buf).await {}
-        });
-        // Keyframe and quality requests as fast as the stream takes them, for 5 s.
+        let (_endpoint, conn, mut send) = flooder(&server).await;
+        // Keyframe and quality requests just under the server's message limit, for 5 s:
+        // 45 keyframe requests and 45 rendition switches a second.
         let mut burst = Vec::new();
-        for i in 0..50u8 {
-            ControlMessage::KeyframeRequest { rendition: 0 }.encode(&mut burst);
-            ControlMessage::SelectRendition {
-                rendition: WishedRendition::Fixed(i % 2),
-            }
-            .encode(&mut burst);
-        }
+        ControlMessage::KeyframeRequest { rendition: 0 }.encode(&mut burst);
+        let mut sent = 0u32;
+        let mut tick = tokio::time::interval(Duration::from_millis(22));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let until = tokio::time::Instant::now() + Duration::from_secs(5);
-        let mut sent = 0;
         while tokio::time::Instant::now() < until {
-            match tokio::time::timeout_at(until, send.write_all(&burst)).await {
-                Ok(Ok(())) => sent += 100,
-                Ok(Err(e)) => panic!("the server dropped the flooder early: {e}"),
-                Err(_) => break,
+            tick.tick().await;
+            let mut msgs = burst.clone();
+            ControlMessage::SelectRendition {
+                rendition: WishedRendition::Fixed((sent / 2 % 2) as u8),
             }
+            .encode(&mut msgs);
+            send.write_all(&msgs).await.unwrap();
+            sent += 2;
         }
+        assert!(
+            conn.close_reason().is_none(),
+            "flooder below the limit was disconnected: {:?}",
+            conn.close_reason()
+        );
         conn.close(0u32.into(), b"done");
         sent
     });
-    assert!(sent > 1000, "the flood sent only {sent} requests");
+    assert!(sent > 400, "the flood sent only {sent} requests");
     let run = good.join().unwrap();
     assert!(run.output.status.success(), "{}", run.stderr());
     let s = run.stats();
@@ -212,8 +223,36 @@ fn a_keyframe_flood_does_not_raise_the_keyframe_rate_of_others() {
         keyframes <= limit,
         "{keyframes} keyframes in {seconds} s (limit {limit}):\n{s:#}"
     );
+    let received = num(s, "/video/frames_received");
     assert!(
-        num(s, "/video/frames_decoded") >= 30.0 * 5.0 * 0.5,
+        received >= 30.0 * 5.0 * 0.5,
         "the good viewer kept watching:\n{s:#}"
     );
+    assert!(num(s, "/video/frames_decoded") >= received - 2.0, "{s:#}");
+}
+
+#[test]
+fn a_viewer_over_the_message_limit_is_disconnected() {
+    let _machine = exclusive();
+    let server = ServerProcess::start(&[]).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (_endpoint, conn, mut send) = flooder(&server).await;
+        let mut flood = Vec::new();
+        for _ in 0..2000 {
+            ControlMessage::KeyframeRequest { rendition: 0 }.encode(&mut flood);
+        }
+        let _ = send.write_all(&flood).await;
+        match tokio::time::timeout(Duration::from_secs(10), conn.closed()).await {
+            Ok(quinn::ConnectionError::ApplicationClosed(c)) => {
+                assert_eq!(
+                    streamsocket_proto::ErrorCode::from_u16(c.error_code.into_inner() as u16),
+                    streamsocket_proto::ErrorCode::RateLimited
+                );
+            }
+            other => panic!("expected a RateLimited close, got {other:?}"),
+        }
+    });
+    let mut server = server;
+    assert!(server.is_running());
 }
