@@ -2,7 +2,7 @@
 # Reproduces the figures in docs/BENCHMARKS.md: builds in release mode, sweeps rav1e settings,
 # then runs the server and a headless viewer on loopback.
 #   scripts/bench.sh            # everything
-#   scripts/bench.sh encoder    # one part (encoder | e2e), extra options passed on
+#   scripts/bench.sh encoder    # one part (encoder | e2e | fanout), extra options passed on
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -12,12 +12,14 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 case "${1:-all}" in
   encoder) shift; $B encoder "$@" 2>/dev/null ;;
   e2e) shift; $B e2e "$@" 2>/dev/null ;;
+  fanout) shift; $B fanout "$@" 2>/dev/null ;;
   all)
     $B encoder 2>/dev/null
     $B encoder --content busy 2>/dev/null
     $B encoder --width 1280 --height 720 --frames 60 --default-only 2>/dev/null
     $B encoder --width 1280 --height 720 --frames 60 --default-only --content busy 2>/dev/null
     $B e2e 2>/dev/null
+    $B fanout --viewers 1,8,10,100,200 2>/dev/null
     ;;
-  *) echo "usage: scripts/bench.sh [all|encoder|e2e] [options]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [all|encoder|e2e|fanout] [options]" >&2; exit 2 ;;
 esac

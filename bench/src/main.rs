@@ -55,6 +55,15 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Content::Pattern)]
         content: Content,
     },
+    /// How many viewers one server feeds: light in-process viewers (no decoding) at each count.
+    Fanout {
+        /// Viewer counts to measure, each against a fresh server.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,10,100")]
+        viewers: Vec<usize>,
+        /// Seconds each count watches.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Server and headless viewer on loopback: latency stages, first frame, overhead.
     E2e {
         /// Length of the main viewing run.
@@ -82,6 +91,7 @@ fn main() -> anyhow::Result<()> {
             only,
             content,
         } => encoder_sweep(width, height, frames, default_only, &only, content),
+        Command::Fanout { viewers, seconds } => fanout_table(&viewers, seconds),
         Command::E2e {
             seconds,
             joins,
@@ -292,6 +302,56 @@ fn encode_run(settings: &EncoderSettings, inputs: &[RawFrame]) -> anyhow::Result
     }))
 }
 
+mod fanout;
+
+fn fanout_table(counts: &[usize], seconds: u64) -> anyhow::Result<()> {
+    println!(
+        "# Fan-out: light viewers (no decoding) on rendition 1 (640x360, 30 fps), {seconds} s each"
+    );
+    println!();
+    println!("| viewers | connected | frames per viewer (min / median of {}) | missing | on time | latency p50 ms | p95 ms | server CPU % | server RSS MB | MB per viewer beyond the first |", seconds * 30);
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut cpu_at = std::collections::BTreeMap::new();
+    let mut rss_one: Option<f64> = None;
+    for &n in counts {
+        let r = fanout::run(n, seconds)?;
+        // Every frame: none missing, each viewer got 90% of the frames of the run (the first
+        // ~200 ms go to the join), and p95 within the 300 ms deadline.
+        let on_time = r.connected == n
+            && r.missing == 0
+            && r.frames_min as f64 >= r.expected_frames as f64 * 0.9
+            && r.latency_p95_ms < 300.0;
+        if n == 1 {
+            rss_one = Some(r.rss_mb);
+        }
+        let per_viewer = match rss_one {
+            Some(one) if n > 1 => format!("{:.3}", (r.rss_mb - one) / (n - 1) as f64),
+            _ => "-".to_string(),
+        };
+        println!(
+            "| {n} | {} | {} / {} | {} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {per_viewer} |",
+            r.connected,
+            r.frames_min,
+            r.frames_median,
+            r.missing,
+            if on_time { "yes" } else { "no" },
+            r.latency_p50_ms,
+            r.latency_p95_ms,
+            r.cpu_percent,
+            r.rss_mb,
+        );
+        cpu_at.insert(n, r.cpu_percent);
+    }
+    if let (Some(one), Some(eight)) = (cpu_at.get(&1), cpu_at.get(&8)) {
+        println!();
+        println!(
+            "server CPU with 8 viewers / with 1 viewer: {:.2}",
+            eight / one
+        );
+    }
+    Ok(())
+}
+
 /// CPU time (user + system) of a process so far, from /proc.
 fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -341,6 +401,35 @@ fn e2e(
         first.record((num(j.stats(), "/video/first_frame_ms") * 1000.0) as u64)?;
     }
 
+    // Rendition switches: one viewer hopping between the three rungs every 1.5 s; the rung it
+    // moves to has no other viewer, so its encoder starts on demand (the worst case).
+    let hops = ["3", "1", "2", "1", "3", "2", "1", "3", "1", "2"];
+    let script: Vec<String> = hops
+        .iter()
+        .enumerate()
+        .map(|(i, q)| format!("{}:quality={q}", 1.5 * (i + 1) as f64))
+        .collect();
+    let script = script.join(",");
+    let switch_secs = (1.5 * (hops.len() + 1) as f64).to_string();
+    let mut switch_args = vec![
+        "--headless",
+        "--duration",
+        &switch_secs,
+        "--ca",
+        ca,
+        "--quality",
+        "1",
+        "--script",
+        &script,
+    ];
+    switch_args.extend(client_args.iter().map(String::as_str));
+    let sw = run_viewer(&addr, &switch_args, &[], Duration::from_secs(60))?;
+    anyhow::ensure!(
+        sw.output.status.success(),
+        "viewer failed:\n{}",
+        sw.stderr()
+    );
+
     let duration = num(&stats, "/duration_s");
     println!("# End to end on loopback, test pattern (server options: {server_args:?}, viewer options: {client_args:?})");
     println!();
@@ -376,6 +465,11 @@ fn e2e(
         first.value_at_quantile(0.5) as f64 / 1000.0,
         first.value_at_quantile(0.95) as f64 / 1000.0,
         first.max() as f64 / 1000.0
+    );
+    let swj = &sw.stats()["video"]["switch_ms"];
+    println!(
+        "- rendition switches (request to first decoded frame of the new rung, its encoder started on demand): {} switches, p50 {} ms, p95 {} ms, max {} ms; {} frames skipped, {} decode errors",
+        swj["count"], swj["p50"], swj["p95"], swj["max"], sw.stats()["video"]["frames_skipped"], sw.stats()["video"]["decode_errors"]
     );
     println!();
     println!("| stage | p50 ms | p95 ms | p99 ms |");

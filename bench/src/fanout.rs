@@ -1,0 +1,208 @@
+//! `streamsocket-bench fanout`: how many viewers one server feeds with every frame on time.
+//!
+//! Light viewers run in this process: each is a real QUIC connection that says hello, keeps a
+//! clock estimate with pings, and reads every frame stream and audio datagram, but does not
+//! decode (decoding is the viewer's cost, not the server's). The server is the release
+//! binary, measured from /proc: CPU time and resident memory.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use streamsocket_client::clock::ViewerClock;
+use streamsocket_client::clock_sync::{ClockSync, Exchange};
+use streamsocket_client::tls::{client_config, Trust};
+use streamsocket_proto::control::{ControlMessage, Hello, Ping, WishedRendition};
+use streamsocket_proto::PROTOCOL_VERSION;
+use streamsocket_tests::ServerProcess;
+use streamsocket_transport::{read_frame, ControlReader, ControlWriter};
+
+/// What one light viewer saw.
+#[derive(Default)]
+pub struct Seen {
+    pub frames: u64,
+    /// Sequence numbers that never arrived (between the first and the last received).
+    pub missing: u64,
+    pub audio: u64,
+    pub latency_us: Vec<u64>,
+    pub connected: bool,
+}
+
+async fn light_viewer(
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    addr: std::net::SocketAddr,
+    watch: Duration,
+) -> Seen {
+    let mut seen = Seen::default();
+    let Ok(connecting) = endpoint.connect_with(config, addr, "localhost") else {
+        return seen;
+    };
+    let Ok(conn) = connecting.await else {
+        return seen;
+    };
+    let Ok((send, recv)) = conn.open_bi().await else {
+        return seen;
+    };
+    let (mut writer, mut reader) = (ControlWriter::new(send), ControlReader::new(recv));
+    let hello = ControlMessage::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        rendition: WishedRendition::Fixed(0),
+        latency_target_ms: 300,
+        client_name: "bench light viewer".into(),
+    });
+    if writer.send(&hello).await.is_err() {
+        return seen;
+    }
+    let clock = ViewerClock::start();
+    let sync = Arc::new(std::sync::Mutex::new(ClockSync::default()));
+    match reader.next().await {
+        Ok(Some(ControlMessage::Welcome(w))) => sync
+            .lock()
+            .unwrap()
+            .set_coarse(w.server_time_us, clock.now_us()),
+        _ => return seen,
+    }
+    seen.connected = true;
+    // Control: a ping every 200 ms keeps the clock estimate fresh.
+    let sync_c = sync.clone();
+    let control = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut seq = 0u32;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    seq += 1;
+                    let ping = ControlMessage::Ping(Ping { seq, client_time_us: clock.now_us() });
+                    if writer.send(&ping).await.is_err() { return; }
+                }
+                msg = reader.next() => match msg {
+                    Ok(Some(ControlMessage::Pong(p))) => sync_c.lock().unwrap().add(Exchange {
+                        client_send: p.client_time_us,
+                        server_receive: p.server_receive_us,
+                        server_send: p.server_send_us,
+                        client_receive: clock.now_us(),
+                    }),
+                    Ok(Some(_)) => {}
+                    _ => return,
+                }
+            }
+        }
+    });
+    let audio_conn = conn.clone();
+    let audio = tokio::spawn(async move {
+        let mut n = 0u64;
+        while audio_conn.read_datagram().await.is_ok() {
+            n += 1;
+        }
+        n
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let frames_conn = conn.clone();
+    let receiver = tokio::spawn(async move {
+        while let Ok(mut recv) = frames_conn.accept_uni().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Ok(f) = read_frame(&mut recv).await {
+                    let _ = tx.send((f.header.seq, f.header.capture_us, clock.now_us()));
+                }
+            });
+        }
+    });
+    let until = tokio::time::Instant::now() + watch;
+    let (mut first, mut last) = (u64::MAX, 0u64);
+    loop {
+        match tokio::time::timeout_at(until, rx.recv()).await {
+            Ok(Some((seq, capture_us, at_us))) => {
+                seen.frames += 1;
+                first = first.min(seq);
+                last = last.max(seq);
+                if let Some(server_now) = sync.lock().unwrap().to_server(at_us) {
+                    seen.latency_us.push(server_now.saturating_sub(capture_us));
+                }
+            }
+            _ => break,
+        }
+    }
+    if seen.frames > 0 {
+        seen.missing = (last - first + 1).saturating_sub(seen.frames);
+    }
+    conn.close(0u32.into(), b"done");
+    control.abort();
+    receiver.abort();
+    seen.audio = audio.await.unwrap_or(0);
+    seen
+}
+
+fn proc_field(pid: u32, file: &str, key: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// One run: a fresh server, `n` light viewers for `seconds`.
+pub struct FanoutResult {
+    pub connected: usize,
+    pub frames_min: u64,
+    pub frames_median: u64,
+    pub missing: u64,
+    pub expected_frames: u64,
+    pub latency_p50_ms: f64,
+    pub latency_p95_ms: f64,
+    pub cpu_percent: f64,
+    pub rss_mb: f64,
+}
+
+pub fn run(n: usize, seconds: u64) -> anyhow::Result<FanoutResult> {
+    let server = ServerProcess::start(&[])?;
+    let pid = server.pid();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (config, _) = client_config(Trust::Ca(server.ca()))?;
+    let addr = server.addr;
+    let watch = Duration::from_secs(seconds);
+    let cpu_before = crate::cpu_seconds(pid);
+    let started = Instant::now();
+    let (seen, rss) = runtime.block_on(async {
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("bind");
+        let tasks: Vec<_> = (0..n)
+            .map(|_| tokio::spawn(light_viewer(endpoint.clone(), config.clone(), addr, watch)))
+            .collect();
+        // Resident memory while everybody watches.
+        tokio::time::sleep(watch / 2 + Duration::from_millis(500)).await;
+        let rss = proc_field(pid, "status", "VmRSS:").unwrap_or(0.0) / 1024.0;
+        let mut seen = Vec::new();
+        for t in tasks {
+            seen.push(t.await.unwrap_or_default());
+        }
+        (seen, rss)
+    });
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = match (cpu_before, crate::cpu_seconds(pid)) {
+        (Some(a), Some(b)) => (b - a) / wall * 100.0,
+        _ => f64::NAN,
+    };
+    let mut latency = Histogram::<u64>::new(3)?;
+    for s in &seen {
+        for l in &s.latency_us {
+            latency.record((*l).max(1))?;
+        }
+    }
+    let mut frames: Vec<u64> = seen.iter().map(|s| s.frames).collect();
+    frames.sort_unstable();
+    Ok(FanoutResult {
+        connected: seen.iter().filter(|s| s.connected).count(),
+        frames_min: frames.first().copied().unwrap_or(0),
+        frames_median: frames.get(frames.len() / 2).copied().unwrap_or(0),
+        missing: seen.iter().map(|s| s.missing).sum(),
+        expected_frames: seconds * 30,
+        latency_p50_ms: latency.value_at_quantile(0.5) as f64 / 1000.0,
+        latency_p95_ms: latency.value_at_quantile(0.95) as f64 / 1000.0,
+        cpu_percent: cpu,
+        rss_mb: rss,
+    })
+}
