@@ -111,17 +111,12 @@ async fn light_viewer(
     });
     let until = tokio::time::Instant::now() + watch;
     let (mut first, mut last) = (u64::MAX, 0u64);
-    loop {
-        match tokio::time::timeout_at(until, rx.recv()).await {
-            Ok(Some((seq, capture_us, at_us))) => {
-                seen.frames += 1;
-                first = first.min(seq);
-                last = last.max(seq);
-                if let Some(server_now) = sync.lock().unwrap().to_server(at_us) {
-                    seen.latency_us.push(server_now.saturating_sub(capture_us));
-                }
-            }
-            _ => break,
+    while let Ok(Some((seq, capture_us, at_us))) = tokio::time::timeout_at(until, rx.recv()).await {
+        seen.frames += 1;
+        first = first.min(seq);
+        last = last.max(seq);
+        if let Some(server_now) = sync.lock().unwrap().to_server(at_us) {
+            seen.latency_us.push(server_now.saturating_sub(capture_us));
         }
     }
     if seen.frames > 0 {
