@@ -193,6 +193,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             connect_start_us,
             decoder_threads: args.decoder_threads,
             target_rendition: target_rendition.clone(),
+            live_within_us: args.latency_target as u64 * 1000,
         },
     )?;
     let audio = audio::spawn(

@@ -98,6 +98,9 @@ pub struct VideoStats {
     pub width: u32,
     pub height: u32,
     pub first_frame_ms: Option<f64>,
+    /// From the start of connecting to the first decoded frame that is live (captured less
+    /// than the latency target before it was decoded).
+    pub live_ms: Option<f64>,
     pub latency_decoded: Latency,
     pub latency_presented: Latency,
     pub stages: Stages,
@@ -196,6 +199,7 @@ impl Stats {
                 "width": v.width,
                 "height": v.height,
                 "first_frame_ms": v.first_frame_ms.map(|x| (x * 100.0).round() / 100.0),
+                "live_ms": v.live_ms.map(|x| (x * 100.0).round() / 100.0),
                 "latency_ms": v.latency_decoded.to_json(),
                 "latency_presented_ms": v.latency_presented.to_json(),
                 "stages_ms": {

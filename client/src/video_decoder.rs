@@ -89,6 +89,8 @@ pub struct DecoderContext {
     pub decoder_threads: u32,
     /// The rendition the server last confirmed for this viewer.
     pub target_rendition: Arc<AtomicU8>,
+    /// A frame decoded within this long of its capture counts as live (the latency target).
+    pub live_within_us: u64,
 }
 
 pub fn spawn(
@@ -342,8 +344,11 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
         v.stages
             .transport
             .record_us(to_server(info.first_byte_us).saturating_sub(encoded_us));
-        v.latency_decoded
-            .record_us(to_server(decoded_us).saturating_sub(info.header.capture_us));
+        let latency_us = to_server(decoded_us).saturating_sub(info.header.capture_us);
+        v.latency_decoded.record_us(latency_us);
+        if v.live_ms.is_none() && latency_us <= ctx.live_within_us {
+            v.live_ms = Some(decoded_us.saturating_sub(ctx.connect_start_us) as f64 / 1000.0);
+        }
         v.stages
             .outside_encoder
             .record_us(to_server(decoded_us).saturating_sub(encoded_us));

@@ -26,6 +26,8 @@ pub const VIDEO_QUEUE: usize = 16;
 pub const AUDIO_QUEUE: usize = 25;
 /// At most one forced keyframe per rendition per interval, whoever asks.
 pub const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(500);
+/// Longest group of pictures kept for joiners (frames); a longer group is not cached past this.
+const GOP_CACHE_MAX: usize = 300;
 /// Source frames waiting for an encoder: more would only add latency when it is slow.
 const ENCODER_INPUT: usize = 2;
 
@@ -36,6 +38,10 @@ pub type Taps = Arc<Mutex<Vec<(RenditionId, Sender<Arc<RawFrame>>)>>>;
 pub struct RenditionChannel {
     pub info: Rendition,
     pub frames: broadcast::Sender<Arc<EncodedFrame>>,
+    /// The current group of pictures: the last keyframe and every frame since, for joiners
+    /// that start from it instead of waiting for a new keyframe. Publishing and subscribing
+    /// both happen under this lock, so a joiner sees every frame exactly once.
+    gop: Arc<Mutex<Vec<Arc<EncodedFrame>>>>,
     pub keyframes: Arc<KeyframeRequests>,
     pub stats: Arc<EncoderStats>,
     settings: EncoderSettings,
@@ -97,6 +103,7 @@ impl Hub {
             .map(|(info, settings)| RenditionChannel {
                 info,
                 frames: broadcast::channel(VIDEO_QUEUE).0,
+                gop: Arc::new(Mutex::new(Vec::new())),
                 keyframes: Arc::new(KeyframeRequests::new(KEYFRAME_MIN_INTERVAL)),
                 stats: Arc::new(EncoderStats::default()),
                 settings,
@@ -161,20 +168,29 @@ impl Hub {
     }
 
     /// Starts watching a rendition: subscribes to its frames and starts its encoder if this
-    /// is the first viewer. `None` if there is no such rendition or its encoder cannot start.
+    /// is the first viewer. Also returns the current group of pictures (from its keyframe,
+    /// possibly empty) that came before the subscription. `None` if there is no such
+    /// rendition or its encoder cannot start.
     pub fn watch(
         self: &Arc<Self>,
         id: RenditionId,
-    ) -> Option<(Watch, broadcast::Receiver<Arc<EncodedFrame>>)> {
+    ) -> Option<(
+        Watch,
+        broadcast::Receiver<Arc<EncodedFrame>>,
+        Vec<Arc<EncodedFrame>>,
+    )> {
         let r = self.rendition(id)?;
         let mut viewers = r.viewers.lock().expect("not poisoned");
-        let frames = r.frames.subscribe();
         if *viewers == 0 {
             if let Err(e) = self.start_encoder(r) {
                 tracing::error!(rendition = %r.info.name, "cannot start the encoder: {e:#}");
                 return None;
             }
         }
+        let (frames, gop) = {
+            let gop = r.gop.lock().expect("not poisoned");
+            (r.frames.subscribe(), gop.clone())
+        };
         *viewers += 1;
         Some((
             Watch {
@@ -182,6 +198,7 @@ impl Hub {
                 rendition: id,
             },
             frames,
+            gop,
         ))
     }
 
@@ -195,6 +212,9 @@ impl Hub {
         let (tx, rx) = crossbeam_channel::bounded(ENCODER_INPUT);
         let frames = r.frames.clone();
         let next_seq = r.next_seq.clone();
+        let gop = r.gop.clone();
+        // A new encoder starts a new group: what the last one left is not decodable after it.
+        gop.lock().expect("not poisoned").clear();
         video_encoder::spawn(
             encoder,
             rx,
@@ -202,7 +222,15 @@ impl Hub {
             r.stats.clone(),
             move |f| {
                 next_seq.store(f.seq + 1, Ordering::Relaxed);
-                let _ = frames.send(Arc::new(f));
+                let f = Arc::new(f);
+                let mut gop = gop.lock().expect("not poisoned");
+                if f.keyframe {
+                    gop.clear();
+                }
+                if gop.len() < GOP_CACHE_MAX {
+                    gop.push(f.clone());
+                }
+                let _ = frames.send(f);
             },
         );
         self.taps
@@ -224,6 +252,8 @@ impl Hub {
                 .lock()
                 .expect("not poisoned")
                 .retain(|(tap, _)| *tap != id);
+            // The group ends with its encoder: nobody may start from it later.
+            r.gop.lock().expect("not poisoned").clear();
             tracing::info!(rendition = %r.info.name, "encoder stopped (last viewer left)");
         }
     }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use streamsocket_server::ladder::Ladder;
 use streamsocket_server::server::{EncoderTuning, Server, ServerOptions};
+use streamsocket_server::session::JoinStrategy;
 
 /// Stream live AV1 video and Opus audio over QUIC to any number of StreamSocket viewers.
 ///
@@ -55,6 +56,12 @@ struct Args {
     /// Opus bitrates on offer in kbit/s, comma separated; viewers start at 48 and change with [ and ].
     #[arg(long, value_delimiter = ',', default_value = "24,48,96")]
     audio_bitrates: Vec<u32>,
+    /// How a joining or switching viewer gets its first keyframe: "gop" sends the current
+    /// group of pictures from its keyframe at once, "keyframe" asks the encoder for a new one
+    /// (coalesced, at most one per rendition every 500 ms), "hybrid" sends the group when it
+    /// is at most 8 frames old and asks for a keyframe otherwise. See docs/BENCHMARKS.md.
+    #[arg(long, value_enum, default_value_t = Join::Hybrid)]
+    join: Join,
     /// rav1e speed preset (0 slowest .. 10 fastest).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=10))]
     speed: u8,
@@ -70,6 +77,13 @@ struct Args {
     /// rav1e RDO lookahead in frames (each adds a frame of latency).
     #[arg(long, default_value_t = 1)]
     rdo_lookahead: usize,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Join {
+    Gop,
+    Keyframe,
+    Hybrid,
 }
 
 #[tokio::main]
@@ -99,6 +113,11 @@ async fn main() -> ExitCode {
         certs: args.certs,
         hosts: args.hosts,
         ladder,
+        join: match args.join {
+            Join::Gop => JoinStrategy::Gop,
+            Join::Keyframe => JoinStrategy::Keyframe,
+            Join::Hybrid => JoinStrategy::Hybrid,
+        },
         encoder: EncoderTuning {
             speed: args.speed,
             tiles: args.tiles,

@@ -14,6 +14,7 @@ use crate::audio_encoder::{AudioEncoder, OpusSettings};
 use crate::clock::MediaClock;
 use crate::hub::Hub;
 use crate::ladder::Ladder;
+use crate::session::JoinStrategy;
 use crate::source::{self, SourceStats};
 use crate::video_encoder::EncoderSettings;
 
@@ -27,6 +28,8 @@ pub struct ServerOptions {
     /// Renditions on offer; the first is the source's size and frame rate.
     pub ladder: Ladder,
     pub encoder: EncoderTuning,
+    /// How joining and switching viewers get their first keyframe.
+    pub join: JoinStrategy,
 }
 
 /// rav1e knobs exposed on the command line, for tuning and benchmarks.
@@ -42,6 +45,7 @@ pub struct EncoderTuning {
 /// A running server: its address and fingerprint, and the handles that keep it alive.
 pub struct Server {
     endpoint: quinn::Endpoint,
+    join: JoinStrategy,
     hub: Arc<Hub>,
     clock: MediaClock,
     stop: Arc<AtomicBool>,
@@ -154,6 +158,7 @@ impl Server {
             .with_context(|| format!("cannot listen on {}", opts.listen))?;
         Ok(Server {
             endpoint,
+            join: opts.join,
             hub,
             clock,
             stop,
@@ -185,10 +190,11 @@ impl Server {
                     let Some(incoming) = incoming else { break };
                     let hub = self.hub.clone();
                     let clock = self.clock;
+                    let join = self.join;
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(async move {
                         match incoming.await {
-                            Ok(conn) => crate::session::serve(conn, hub, clock, id).await,
+                            Ok(conn) => crate::session::serve(conn, hub, clock, id, join).await,
                             Err(e) => tracing::debug!("handshake failed: {e}"),
                         }
                     });
