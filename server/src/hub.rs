@@ -34,6 +34,14 @@ const ENCODER_INPUT: usize = 2;
 /// Where the source delivers frames: one entry per running encoder.
 pub type Taps = Arc<Mutex<Vec<(RenditionId, Sender<Arc<RawFrame>>)>>>;
 
+/// What watching a rendition gives: the guard that keeps its encoder running, the live
+/// frames, and the current group of pictures from before the subscription.
+pub type Watching = (
+    Watch,
+    broadcast::Receiver<Arc<EncodedFrame>>,
+    Vec<Arc<EncodedFrame>>,
+);
+
 /// One rendition: its encoder's output, keyframe requests and counters.
 pub struct RenditionChannel {
     pub info: Rendition,
@@ -171,14 +179,7 @@ impl Hub {
     /// is the first viewer. Also returns the current group of pictures (from its keyframe,
     /// possibly empty) that came before the subscription. `None` if there is no such
     /// rendition or its encoder cannot start.
-    pub fn watch(
-        self: &Arc<Self>,
-        id: RenditionId,
-    ) -> Option<(
-        Watch,
-        broadcast::Receiver<Arc<EncodedFrame>>,
-        Vec<Arc<EncodedFrame>>,
-    )> {
+    pub fn watch(self: &Arc<Self>, id: RenditionId) -> Option<Watching> {
         let r = self.rendition(id)?;
         let mut viewers = r.viewers.lock().expect("not poisoned");
         if *viewers == 0 {
