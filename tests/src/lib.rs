@@ -223,3 +223,45 @@ pub fn num(stats: &Value, pointer: &str) -> f64 {
         .and_then(Value::as_f64)
         .unwrap_or_else(|| panic!("stats have no number at {pointer}:\n{stats:#}"))
 }
+
+/// Starts a headless viewer of `server` on its own thread (`args` come after `--headless
+/// --ca <server's CA>`); join the handle for its run.
+pub fn spawn_viewer(server: &ServerProcess, args: &[&str]) -> std::thread::JoinHandle<ViewerRun> {
+    let addr = server.addr.to_string();
+    let mut all: Vec<String> = vec![
+        "--headless".into(),
+        "--ca".into(),
+        server.ca().to_string_lossy().into_owned(),
+    ];
+    all.extend(args.iter().map(|s| s.to_string()));
+    std::thread::spawn(move || {
+        let args: Vec<&str> = all.iter().map(String::as_str).collect();
+        run_viewer(&addr, &args, &[], Duration::from_secs(60)).expect("viewer ran")
+    })
+}
+
+/// Asserts that a viewer kept watching for a run of `seconds`: it exited cleanly, received at
+/// least half the frames of the run (the machine is shared and slow) and decoded nearly every
+/// frame it received, without decoding errors, and decoded at least half its audio packets.
+pub fn assert_kept_watching(run: &ViewerRun, seconds: f64, who: &str) {
+    assert!(
+        run.output.status.success(),
+        "{who} failed:\n{}",
+        run.stderr()
+    );
+    let s = run.stats();
+    let received = num(s, "/video/frames_received");
+    assert!(
+        received >= 30.0 * (seconds - 1.0) * 0.5,
+        "{who} starved: {received} frames\n{s:#}"
+    );
+    assert!(
+        num(s, "/video/frames_decoded") >= received - 2.0,
+        "{who} decoded too few:\n{s:#}"
+    );
+    assert_eq!(num(s, "/video/decode_errors"), 0.0, "{who}:\n{s:#}");
+    assert!(
+        num(s, "/audio/packets_decoded") >= 50.0 * (seconds - 1.0) * 0.5,
+        "{who} audio:\n{s:#}"
+    );
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use streamsocket_client::tls::{client_config, Trust};
 use streamsocket_proto::control::{ControlMessage, Ping};
 use streamsocket_proto::ErrorCode;
-use streamsocket_tests::{exclusive, num, run_viewer, ServerProcess};
+use streamsocket_tests::{assert_kept_watching, exclusive, spawn_viewer, ServerProcess};
 
 async fn connect(server: &ServerProcess) -> (quinn::Endpoint, quinn::Connection) {
     let (config, _) = client_config(Trust::Ca(server.ca())).unwrap();
@@ -39,23 +39,7 @@ async fn close_code_after(server: &ServerProcess, bytes: &[u8], finish: bool) ->
 fn broken_viewers_are_disconnected_while_a_good_one_keeps_watching() {
     let _machine = exclusive();
     let server = ServerProcess::start(&[]).unwrap();
-    let addr = server.addr.to_string();
-    let ca = server.ca();
-    let good = std::thread::spawn(move || {
-        run_viewer(
-            &addr,
-            &[
-                "--headless",
-                "--duration",
-                "7",
-                "--ca",
-                ca.to_str().unwrap(),
-            ],
-            &[],
-            Duration::from_secs(40),
-        )
-        .unwrap()
-    });
+    let good = spawn_viewer(&server, &["--duration", "7"]);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -94,20 +78,7 @@ fn broken_viewers_are_disconnected_while_a_good_one_keeps_watching() {
         );
     });
 
-    let run = good.join().unwrap();
-    assert!(
-        run.output.status.success(),
-        "good viewer failed:\n{}",
-        run.stderr()
-    );
-    let stats = run.stats();
-    let received = num(stats, "/video/frames_received");
-    assert!(
-        received >= 30.0 * 6.0 * 0.5,
-        "good viewer starved: {received} frames\n{stats:#}"
-    );
-    assert!(num(stats, "/video/frames_decoded") >= received - 2.0);
-    assert!(num(stats, "/audio/packets_decoded") >= 50.0 * 6.0 * 0.5);
+    assert_kept_watching(&good.join().unwrap(), 7.0, "the good viewer");
     let mut server = server;
     assert!(server.is_running(), "server died:\n{}", server.log());
     let log = server.log();
