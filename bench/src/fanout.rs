@@ -25,6 +25,8 @@ pub struct Seen {
     pub missing: u64,
     pub audio: u64,
     pub latency_us: Vec<u64>,
+    /// Encoder output to the frame fully received: the server's and QUIC's part only.
+    pub delivery_us: Vec<u64>,
     pub connected: bool,
 }
 
@@ -104,19 +106,27 @@ async fn light_viewer(
             let tx = tx.clone();
             tokio::spawn(async move {
                 if let Ok(f) = read_frame(&mut recv).await {
-                    let _ = tx.send((f.header.seq, f.header.capture_us, clock.now_us()));
+                    let t = f.header.timing;
+                    let encoded = f.header.capture_us
+                        + t.queue_us as u64
+                        + t.encoder_wait_us as u64
+                        + t.encode_us as u64;
+                    let _ = tx.send((f.header.seq, f.header.capture_us, encoded, clock.now_us()));
                 }
             });
         }
     });
     let until = tokio::time::Instant::now() + watch;
     let (mut first, mut last) = (u64::MAX, 0u64);
-    while let Ok(Some((seq, capture_us, at_us))) = tokio::time::timeout_at(until, rx.recv()).await {
+    while let Ok(Some((seq, capture_us, encoded_us, at_us))) =
+        tokio::time::timeout_at(until, rx.recv()).await
+    {
         seen.frames += 1;
         first = first.min(seq);
         last = last.max(seq);
         if let Some(server_now) = sync.lock().unwrap().to_server(at_us) {
             seen.latency_us.push(server_now.saturating_sub(capture_us));
+            seen.delivery_us.push(server_now.saturating_sub(encoded_us));
         }
     }
     if seen.frames > 0 {
@@ -146,12 +156,14 @@ pub struct FanoutResult {
     pub expected_frames: u64,
     pub latency_p50_ms: f64,
     pub latency_p95_ms: f64,
+    pub delivery_p50_ms: f64,
+    pub delivery_p95_ms: f64,
     pub cpu_percent: f64,
     pub rss_mb: f64,
 }
 
-pub fn run(n: usize, seconds: u64) -> anyhow::Result<FanoutResult> {
-    let server = ServerProcess::start(&[])?;
+pub fn run(n: usize, seconds: u64, server_args: &[&str]) -> anyhow::Result<FanoutResult> {
+    let server = ServerProcess::start(server_args)?;
     let pid = server.pid();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -182,9 +194,13 @@ pub fn run(n: usize, seconds: u64) -> anyhow::Result<FanoutResult> {
         _ => f64::NAN,
     };
     let mut latency = Histogram::<u64>::new(3)?;
+    let mut delivery = Histogram::<u64>::new(3)?;
     for s in &seen {
         for l in &s.latency_us {
             latency.record((*l).max(1))?;
+        }
+        for d in &s.delivery_us {
+            delivery.record((*d).max(1))?;
         }
     }
     let mut frames: Vec<u64> = seen.iter().map(|s| s.frames).collect();
@@ -197,6 +213,8 @@ pub fn run(n: usize, seconds: u64) -> anyhow::Result<FanoutResult> {
         expected_frames: seconds * 30,
         latency_p50_ms: latency.value_at_quantile(0.5) as f64 / 1000.0,
         latency_p95_ms: latency.value_at_quantile(0.95) as f64 / 1000.0,
+        delivery_p50_ms: delivery.value_at_quantile(0.5) as f64 / 1000.0,
+        delivery_p95_ms: delivery.value_at_quantile(0.95) as f64 / 1000.0,
         cpu_percent: cpu,
         rss_mb: rss,
     })

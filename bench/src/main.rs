@@ -63,6 +63,9 @@ enum Command {
         /// Seconds each count watches.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Extra server options, one per flag (e.g. --server-arg=--ladder --server-arg=180p:320x180@30:500).
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_args: Vec<String>,
     },
     /// Server and headless viewer on loopback: latency stages, first frame, overhead.
     E2e {
@@ -91,7 +94,11 @@ fn main() -> anyhow::Result<()> {
             only,
             content,
         } => encoder_sweep(width, height, frames, default_only, &only, content),
-        Command::Fanout { viewers, seconds } => fanout_table(&viewers, seconds),
+        Command::Fanout {
+            viewers,
+            seconds,
+            server_args,
+        } => fanout_table(&viewers, seconds, &server_args),
         Command::E2e {
             seconds,
             joins,
@@ -304,17 +311,18 @@ fn encode_run(settings: &EncoderSettings, inputs: &[RawFrame]) -> anyhow::Result
 
 mod fanout;
 
-fn fanout_table(counts: &[usize], seconds: u64) -> anyhow::Result<()> {
+fn fanout_table(counts: &[usize], seconds: u64, server_args: &[String]) -> anyhow::Result<()> {
+    let extra: Vec<&str> = server_args.iter().map(String::as_str).collect();
     println!(
-        "# Fan-out: light viewers (no decoding) on rendition 1 (640x360, 30 fps), {seconds} s each"
+        "# Fan-out: light viewers (no decoding) on the first rendition, {seconds} s each (server options: {server_args:?})"
     );
     println!();
-    println!("| viewers | connected | frames per viewer (min / median of {}) | missing | on time | latency p50 ms | p95 ms | server CPU % | server RSS MB | MB per viewer beyond the first |", seconds * 30);
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| viewers | connected | frames per viewer (min / median of {}) | missing | on time | latency p50 ms | p95 ms | delivery p50 ms | p95 ms | server CPU % | server RSS MB | MB per viewer beyond the first |", seconds * 30);
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut cpu_at = std::collections::BTreeMap::new();
     let mut rss_one: Option<f64> = None;
     for &n in counts {
-        let r = fanout::run(n, seconds)?;
+        let r = fanout::run(n, seconds, &extra)?;
         // Every frame: none missing, each viewer got 90% of the frames of the run (the first
         // ~200 ms go to the join), and p95 within the 300 ms deadline.
         let on_time = r.connected == n
@@ -329,7 +337,7 @@ fn fanout_table(counts: &[usize], seconds: u64) -> anyhow::Result<()> {
             _ => "-".to_string(),
         };
         println!(
-            "| {n} | {} | {} / {} | {} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {per_viewer} |",
+            "| {n} | {} | {} / {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {per_viewer} |",
             r.connected,
             r.frames_min,
             r.frames_median,
@@ -337,6 +345,8 @@ fn fanout_table(counts: &[usize], seconds: u64) -> anyhow::Result<()> {
             if on_time { "yes" } else { "no" },
             r.latency_p50_ms,
             r.latency_p95_ms,
+            r.delivery_p50_ms,
+            r.delivery_p95_ms,
             r.cpu_percent,
             r.rss_mb,
         );
