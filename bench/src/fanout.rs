@@ -117,20 +117,23 @@ async fn light_viewer(
         }
     });
     let until = tokio::time::Instant::now() + watch;
-    let (mut first, mut last) = (u64::MAX, 0u64);
+    let mut seqs = Vec::new();
     while let Ok(Some((seq, capture_us, encoded_us, at_us))) =
         tokio::time::timeout_at(until, rx.recv()).await
     {
         seen.frames += 1;
-        first = first.min(seq);
-        last = last.max(seq);
+        seqs.push(seq);
         if let Some(server_now) = sync.lock().unwrap().to_server(at_us) {
             seen.latency_us.push(server_now.saturating_sub(capture_us));
             seen.delivery_us.push(server_now.saturating_sub(encoded_us));
         }
     }
-    if seen.frames > 0 {
-        seen.missing = (last - first + 1).saturating_sub(seen.frames);
+    // Missing: sequence numbers never received between the first and the last, leaving out
+    // the last half second (frames still in flight, possibly out of order, when watching ended).
+    if let (Some(&first), Some(&last)) = (seqs.iter().min(), seqs.iter().max()) {
+        let end = last.saturating_sub(15).max(first);
+        let got = seqs.iter().filter(|&&s| s <= end).count() as u64;
+        seen.missing = (end - first + 1).saturating_sub(got);
     }
     conn.close(0u32.into(), b"done");
     control.abort();
@@ -160,6 +163,9 @@ pub struct FanoutResult {
     pub delivery_p95_ms: f64,
     pub cpu_percent: f64,
     pub rss_mb: f64,
+    /// Frames the server reset at their deadline, and lost to a full hub queue (all sessions).
+    pub server_reset: u64,
+    pub server_lagged: u64,
 }
 
 pub fn run(n: usize, seconds: u64, server_args: &[&str]) -> anyhow::Result<FanoutResult> {
@@ -189,6 +195,15 @@ pub fn run(n: usize, seconds: u64, server_args: &[&str]) -> anyhow::Result<Fanou
         (seen, rss)
     });
     let wall = started.elapsed().as_secs_f64();
+    // The sessions log why frames did not go out when they end.
+    let log = server.log();
+    let sum = |key: &str| -> u64 {
+        log.split_whitespace()
+            .filter_map(|w| w.strip_prefix(key))
+            .filter_map(|v| v.parse::<u64>().ok())
+            .sum()
+    };
+    let (reset, lagged) = (sum("frames_reset="), sum("frames_lagged="));
     let cpu = match (cpu_before, crate::cpu_seconds(pid)) {
         (Some(a), Some(b)) => (b - a) / wall * 100.0,
         _ => f64::NAN,
@@ -217,5 +232,7 @@ pub fn run(n: usize, seconds: u64, server_args: &[&str]) -> anyhow::Result<Fanou
         delivery_p95_ms: delivery.value_at_quantile(0.95) as f64 / 1000.0,
         cpu_percent: cpu,
         rss_mb: rss,
+        server_reset: reset,
+        server_lagged: lagged,
     })
 }

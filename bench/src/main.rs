@@ -351,6 +351,9 @@ fn fanout_table(counts: &[usize], seconds: u64, server_args: &[String]) -> anyho
             r.rss_mb,
         );
         cpu_at.insert(n, r.cpu_percent);
+        if r.server_reset + r.server_lagged > 0 {
+            println!("|  | server: {} frames reset at their deadline, {} lost to a full hub queue | | | | | | | | | | |", r.server_reset, r.server_lagged);
+        }
     }
     if let (Some(one), Some(eight)) = (cpu_at.get(&1), cpu_at.get(&8)) {
         println!();
