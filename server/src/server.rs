@@ -51,15 +51,13 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     pub fingerprint: Fingerprint,
     pub source_stats: Arc<SourceStats>,
-    pub generated_certs: bool,
 }
 
 impl Server {
     /// Loads (or generates) certificates, starts the media pipeline and binds the endpoint.
     pub fn start(opts: &ServerOptions) -> anyhow::Result<Server> {
         let paths = CertPaths::new(&opts.certs);
-        let generated_certs = !paths.server_identity_exists();
-        if generated_certs {
+        if !paths.server_identity_exists() {
             let g = streamsocket_certs::generate(&opts.certs, &opts.hosts)
                 .context("generating certificates")?;
             tracing::info!(
@@ -164,16 +162,11 @@ impl Server {
             stop,
             fingerprint,
             source_stats,
-            generated_certs,
         })
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
         Ok(self.endpoint.local_addr()?)
-    }
-
-    pub fn hub(&self) -> &Arc<Hub> {
-        &self.hub
     }
 
     /// Accepts viewers until `shutdown` completes, then says goodbye to everyone.

@@ -51,14 +51,6 @@ impl VideoPattern {
         }
     }
 
-    pub fn width(&self) -> usize {
-        self.width
-    }
-
-    pub fn height(&self) -> usize {
-        self.height
-    }
-
     /// Draws frame `index` captured at `capture_us`; `flash` marks the once-a-second flash.
     pub fn render(&mut self, index: u64, capture_us: u64, flash: bool) -> &[u8] {
         let (w, h) = (self.width, self.height);

@@ -206,10 +206,6 @@ impl VideoEncoder {
         })
     }
 
-    pub fn settings(&self) -> &EncoderSettings {
-        &self.settings
-    }
-
     /// Sends one frame into rav1e and returns the frames it emitted (with rav1e's pipeline
     /// delay, usually none for the first few inputs, then one per input).
     pub fn encode(
