@@ -265,3 +265,18 @@ pub fn assert_kept_watching(run: &ViewerRun, seconds: f64, who: &str) {
         "{who} audio:\n{s:#}"
     );
 }
+
+/// A raw QUIC connection to `server` that trusts its CA, for tests that speak the protocol
+/// by hand (hostile or scripted viewers). Keep the endpoint alive as long as the connection.
+pub async fn connect_raw(server: &ServerProcess) -> (quinn::Endpoint, quinn::Connection) {
+    let (config, _) =
+        streamsocket_client::tls::client_config(streamsocket_client::tls::Trust::Ca(server.ca()))
+            .expect("client config");
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("address")).expect("bind");
+    let conn = endpoint
+        .connect_with(config, server.addr, "localhost")
+        .expect("connect")
+        .await
+        .expect("handshake");
+    (endpoint, conn)
+}

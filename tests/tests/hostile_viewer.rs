@@ -3,25 +3,15 @@
 
 use std::time::Duration;
 
-use streamsocket_client::tls::{client_config, Trust};
 use streamsocket_proto::control::{ControlMessage, Ping};
 use streamsocket_proto::ErrorCode;
-use streamsocket_tests::{assert_kept_watching, exclusive, spawn_viewer, ServerProcess};
-
-async fn connect(server: &ServerProcess) -> (quinn::Endpoint, quinn::Connection) {
-    let (config, _) = client_config(Trust::Ca(server.ca())).unwrap();
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    let conn = endpoint
-        .connect_with(config, server.addr, "localhost")
-        .unwrap()
-        .await
-        .unwrap();
-    (endpoint, conn)
-}
+use streamsocket_tests::{
+    assert_kept_watching, connect_raw, exclusive, spawn_viewer, ServerProcess,
+};
 
 /// Sends `bytes` on a fresh control stream and returns the code the server closed with.
 async fn close_code_after(server: &ServerProcess, bytes: &[u8], finish: bool) -> ErrorCode {
-    let (_endpoint, conn) = connect(server).await;
+    let (_endpoint, conn) = connect_raw(server).await;
     let (mut send, _recv) = conn.open_bi().await.unwrap();
     send.write_all(bytes).await.unwrap();
     if finish {

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use streamsocket_client::tls::{client_config, Trust};
 use streamsocket_proto::control::{ControlMessage, Hello, WishedRendition};
 use streamsocket_proto::PROTOCOL_VERSION;
-use streamsocket_tests::{assert_kept_watching, exclusive, num, spawn_viewer, ServerProcess};
+use streamsocket_tests::{
+    assert_kept_watching, connect_raw, exclusive, num, spawn_viewer, ServerProcess,
+};
 
 fn sizes(stats: &serde_json::Value) -> Vec<String> {
     stats["video"]["frames_by_size"]
@@ -116,13 +117,7 @@ fn an_encoder_runs_only_while_watched() {
 async fn flooder(
     server: &ServerProcess,
 ) -> (quinn::Endpoint, quinn::Connection, quinn::SendStream) {
-    let (config, _) = client_config(Trust::Ca(server.ca())).unwrap();
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    let conn = endpoint
-        .connect_with(config, server.addr, "localhost")
-        .unwrap()
-        .await
-        .unwrap();
+    let (endpoint, conn) = connect_raw(server).await;
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     let hello = ControlMessage::Hello(Hello {
         version: PROTOCOL_VERSION,
