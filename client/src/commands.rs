@@ -157,8 +157,9 @@ mod tests {
     }
 
     #[test]
-    fn every_key_in_the_help_exists() {
-        // The help lists ten bindings; each line's first key maps to something.
+    fn help_lists_the_ten_bindings() {
+        // One line per binding of `for_key`: numbers, up, down, auto, audio, mute, pause,
+        // stats, help, quit.
         assert_eq!(HELP.len(), 10);
     }
 

@@ -1,6 +1,8 @@
 //! Scaling source pictures to a rendition's size, plane by plane, with `fast_image_resize`'s
 //! SIMD paths.
 
+use std::borrow::Cow;
+
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
@@ -24,23 +26,24 @@ impl Scaler {
         }
     }
 
-    /// The frame at this scaler's size (a copy of the planes when the size already matches).
-    pub fn scale(&mut self, src: &RawFrame) -> anyhow::Result<RawFrame> {
+    /// The frame at this scaler's size: the source itself when the size already matches
+    /// (no copy), else a scaled copy.
+    pub fn scale<'a>(&mut self, src: &'a RawFrame) -> anyhow::Result<Cow<'a, RawFrame>> {
         if src.width == self.width && src.height == self.height {
-            return Ok(src.clone());
+            return Ok(Cow::Borrowed(src));
         }
         let (w, h) = (self.width, self.height);
         let y = self.plane(&src.y, src.width, src.height, w, h)?;
         let u = self.plane(&src.u, src.width / 2, src.height / 2, w / 2, h / 2)?;
         let v = self.plane(&src.v, src.width / 2, src.height / 2, w / 2, h / 2)?;
-        Ok(RawFrame {
+        Ok(Cow::Owned(RawFrame {
             width: w,
             height: h,
             y,
             u,
             v,
             capture_us: src.capture_us,
-        })
+        }))
     }
 
     fn plane(
@@ -73,11 +76,16 @@ mod tests {
             v: vec![200; w * h / 4],
             capture_us: 7,
         };
-        let out = Scaler::new(32, 16).scale(&src).unwrap();
+        let out = Scaler::new(32, 16).scale(&src).unwrap().into_owned();
         assert_eq!((out.width, out.height, out.capture_us), (32, 16, 7));
         assert_eq!(out.y.len(), 32 * 16);
         assert_eq!(out.u.len(), 16 * 8);
         assert!(out.y.iter().all(|&p| p == 100));
         assert!(out.u.iter().all(|&p| p == 50) && out.v.iter().all(|&p| p == 200));
+        let mut same = Scaler::new(64, 32);
+        assert!(
+            matches!(same.scale(&src).unwrap(), Cow::Borrowed(_)),
+            "same size: no copy"
+        );
     }
 }
