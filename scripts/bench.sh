@@ -19,7 +19,9 @@ case "${1:-all}" in
     $B encoder --width 1280 --height 720 --frames 60 --default-only 2>/dev/null
     $B encoder --width 1280 --height 720 --frames 60 --default-only --content busy 2>/dev/null
     $B e2e 2>/dev/null
-    $B fanout --viewers 1,8,10,100,200 2>/dev/null
+    $B fanout --viewers 1,8,10,100,200,300,400 2>/dev/null
+    $B fanout --viewers 1,8,100,200,300,400,500,600 --server-arg=--ladder --server-arg=180p:320x180@30:500 2>/dev/null
+    $B fanout --viewers 500,600 --join-over-ms 1000 --server-arg=--ladder --server-arg=180p:320x180@30:500 2>/dev/null
     ;;
   *) echo "usage: scripts/bench.sh [all|encoder|e2e|fanout] [options]" >&2; exit 2 ;;
 esac

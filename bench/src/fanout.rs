@@ -66,7 +66,8 @@ async fn light_viewer(
         _ => return seen,
     }
     seen.connected = true;
-    // Control: a ping every 200 ms keeps the clock estimate fresh.
+    // Control: pings like the viewer's (five quick ones for a first estimate, then one a
+    // second) keep the clock estimate fresh.
     let sync_c = sync.clone();
     let control = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -75,6 +76,12 @@ async fn light_viewer(
             tokio::select! {
                 _ = tick.tick() => {
                     seq += 1;
+                    if seq == 5 {
+                        tick = tokio::time::interval_at(
+                            tokio::time::Instant::now() + Duration::from_secs(1),
+                            Duration::from_secs(1),
+                        );
+                    }
                     let ping = ControlMessage::Ping(Ping { seq, client_time_us: clock.now_us() });
                     if writer.send(&ping).await.is_err() { return; }
                 }
@@ -168,7 +175,12 @@ pub struct FanoutResult {
     pub server_lagged: u64,
 }
 
-pub fn run(n: usize, seconds: u64, server_args: &[&str]) -> anyhow::Result<FanoutResult> {
+pub fn run(
+    n: usize,
+    seconds: u64,
+    join_over: Duration,
+    server_args: &[&str],
+) -> anyhow::Result<FanoutResult> {
     let server = ServerProcess::start(server_args)?;
     let pid = server.pid();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -181,12 +193,24 @@ pub fn run(n: usize, seconds: u64, server_args: &[&str]) -> anyhow::Result<Fanou
     let cpu_before = crate::cpu_seconds(pid);
     let started = Instant::now();
     let (seen, rss) = runtime.block_on(async {
-        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("bind");
+        // Each viewer has its own socket, as viewers on different machines would: one shared
+        // socket would see every viewer's burst at once and overflow.
         let tasks: Vec<_> = (0..n)
-            .map(|_| tokio::spawn(light_viewer(endpoint.clone(), config.clone(), addr, watch)))
+            .map(|i| {
+                let endpoint = streamsocket_transport::endpoint::client(
+                    "127.0.0.1:0".parse().expect("address"),
+                )
+                .expect("bind");
+                let arrival = join_over * i as u32 / n as u32;
+                let config = config.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(arrival).await;
+                    light_viewer(endpoint, config, addr, watch).await
+                })
+            })
             .collect();
         // Resident memory while everybody watches.
-        tokio::time::sleep(watch / 2 + Duration::from_millis(500)).await;
+        tokio::time::sleep(join_over + watch / 2 + Duration::from_millis(500)).await;
         let rss = proc_field(pid, "status", "VmRSS:").unwrap_or(0.0) / 1024.0;
         let mut seen = Vec::new();
         for t in tasks {

@@ -63,6 +63,9 @@ enum Command {
         /// Seconds each count watches.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Spread the viewers' arrivals evenly over this many milliseconds (0: all at once).
+        #[arg(long, default_value_t = 0)]
+        join_over_ms: u64,
         /// Extra server options, one per flag (e.g. --server-arg=--ladder --server-arg=180p:320x180@30:500).
         #[arg(long = "server-arg", allow_hyphen_values = true)]
         server_args: Vec<String>,
@@ -97,8 +100,14 @@ fn main() -> anyhow::Result<()> {
         Command::Fanout {
             viewers,
             seconds,
+            join_over_ms,
             server_args,
-        } => fanout_table(&viewers, seconds, &server_args),
+        } => fanout_table(
+            &viewers,
+            seconds,
+            Duration::from_millis(join_over_ms),
+            &server_args,
+        ),
         Command::E2e {
             seconds,
             joins,
@@ -311,10 +320,16 @@ fn encode_run(settings: &EncoderSettings, inputs: &[RawFrame]) -> anyhow::Result
 
 mod fanout;
 
-fn fanout_table(counts: &[usize], seconds: u64, server_args: &[String]) -> anyhow::Result<()> {
+fn fanout_table(
+    counts: &[usize],
+    seconds: u64,
+    join_over: Duration,
+    server_args: &[String],
+) -> anyhow::Result<()> {
     let extra: Vec<&str> = server_args.iter().map(String::as_str).collect();
     println!(
-        "# Fan-out: light viewers (no decoding) on the first rendition, {seconds} s each (server options: {server_args:?})"
+        "# Fan-out: light viewers (no decoding) on the first rendition, {seconds} s each, arriving over {} ms (server options: {server_args:?})",
+        join_over.as_millis()
     );
     println!();
     println!("| viewers | connected | frames per viewer (min / median of {}) | missing | on time | latency p50 ms | p95 ms | delivery p50 ms | p95 ms | server CPU % | server RSS MB | MB per viewer beyond the first |", seconds * 30);
@@ -322,7 +337,7 @@ fn fanout_table(counts: &[usize], seconds: u64, server_args: &[String]) -> anyho
     let mut cpu_at = std::collections::BTreeMap::new();
     let mut rss_one: Option<f64> = None;
     for &n in counts {
-        let r = fanout::run(n, seconds, &extra)?;
+        let r = fanout::run(n, seconds, join_over, &extra)?;
         // Every frame: none missing, each viewer got 90% of the frames of the run (the first
         // ~200 ms go to the join), and p95 within the 300 ms deadline.
         let on_time = r.connected == n

@@ -106,7 +106,8 @@ pub async fn connect(
     } else {
         "0.0.0.0:0".parse().expect("valid")
     };
-    let endpoint = quinn::Endpoint::client(bind).map_err(|e| ConnectError::Setup(e.into()))?;
+    let endpoint = streamsocket_transport::endpoint::client(bind)
+        .map_err(|e| ConnectError::Setup(e.into()))?;
     let connecting = endpoint
         .connect_with(config, addr, &server_name)
         .map_err(|e| ConnectError::Failed {

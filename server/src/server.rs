@@ -152,8 +152,14 @@ impl Server {
             hub_for_audio.publish_audio(i, p)
         });
 
-        let endpoint = quinn::Endpoint::server(server_config, opts.listen)
-            .with_context(|| format!("cannot listen on {}", opts.listen))?;
+        let (endpoint, buffers) =
+            streamsocket_transport::endpoint::server(server_config, opts.listen)
+                .with_context(|| format!("cannot listen on {}", opts.listen))?;
+        tracing::debug!(
+            receive_bytes = buffers.receive,
+            send_bytes = buffers.send,
+            "UDP socket buffers"
+        );
         Ok(Server {
             endpoint,
             join: opts.join,

@@ -272,7 +272,9 @@ pub async fn connect_raw(server: &ServerProcess) -> (quinn::Endpoint, quinn::Con
     let (config, _) =
         streamsocket_client::tls::client_config(streamsocket_client::tls::Trust::Ca(server.ca()))
             .expect("client config");
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("address")).expect("bind");
+    let endpoint =
+        streamsocket_transport::endpoint::client("127.0.0.1:0".parse().expect("address"))
+            .expect("bind");
     let conn = endpoint
         .connect_with(config, server.addr, "localhost")
         .expect("connect")

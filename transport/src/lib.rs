@@ -184,3 +184,103 @@ pub mod settings {
         Arc::new(t)
     }
 }
+
+/// QUIC endpoints on UDP sockets with buffers sized for many viewers.
+pub mod endpoint {
+    use std::net::SocketAddr;
+
+    use socket2::{Domain, Protocol, Socket, Type};
+
+    /// UDP socket buffers both ends ask the kernel for. The server sends each frame to every
+    /// viewer at once: at 500 viewers a 2 KB frame is a 1 MB burst, five times the kernel's
+    /// default buffer (212 KB), and whatever overflows is lost and retransmitted late.
+    /// Linux caps the request at `net.core.rmem_max` / `wmem_max`.
+    pub const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+    /// The buffers the kernel granted (Linux reports twice what it grants for bookkeeping;
+    /// these are the figures as reported).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct SocketBuffers {
+        pub receive: usize,
+        pub send: usize,
+    }
+
+    /// Binds a UDP socket at `addr` with [`SOCKET_BUFFER`]-sized buffers (as far as the
+    /// kernel allows; a smaller grant is logged as a warning, not an error).
+    pub fn bind_udp(addr: SocketAddr) -> std::io::Result<(std::net::UdpSocket, SocketBuffers)> {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        // Failing to enlarge a buffer leaves the default: slower at scale, still correct.
+        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+        let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+        socket.bind(&addr.into())?;
+        let buffers = SocketBuffers {
+            receive: socket.recv_buffer_size().unwrap_or(0),
+            send: socket.send_buffer_size().unwrap_or(0),
+        };
+        if buffers.receive < SOCKET_BUFFER || buffers.send < SOCKET_BUFFER {
+            tracing::warn!(
+                receive_bytes = buffers.receive,
+                send_bytes = buffers.send,
+                wanted_bytes = SOCKET_BUFFER,
+                "the kernel granted smaller UDP buffers than asked; with many viewers packets \
+                 may be dropped (raise net.core.rmem_max and net.core.wmem_max)"
+            );
+        }
+        Ok((socket.into(), buffers))
+    }
+
+    /// A server endpoint listening at `addr`. Call inside a tokio runtime.
+    pub fn server(
+        config: quinn::ServerConfig,
+        addr: SocketAddr,
+    ) -> std::io::Result<(quinn::Endpoint, SocketBuffers)> {
+        let (socket, buffers) = bind_udp(addr)?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(config),
+            socket,
+            runtime()?,
+        )?;
+        Ok((endpoint, buffers))
+    }
+
+    /// A client endpoint on an ephemeral port of `addr`'s family. Call inside a tokio runtime.
+    pub fn client(addr: SocketAddr) -> std::io::Result<quinn::Endpoint> {
+        let (socket, _) = bind_udp(addr)?;
+        quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime()?)
+    }
+
+    fn runtime() -> std::io::Result<std::sync::Arc<dyn quinn::Runtime>> {
+        quinn::default_runtime().ok_or_else(|| {
+            std::io::Error::other("no async runtime: QUIC endpoints must be made inside tokio")
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn kernel_max(name: &str) -> usize {
+            std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        }
+
+        #[test]
+        fn buffers_are_as_large_as_the_kernel_allows() {
+            let (socket, buffers) = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+            assert!(socket.local_addr().unwrap().port() != 0);
+            // Linux grants min(request, limit) and reports it doubled.
+            let wanted = |limit: usize| SOCKET_BUFFER.min(limit);
+            assert!(
+                buffers.receive >= wanted(kernel_max("rmem_max")),
+                "{buffers:?}"
+            );
+            assert!(
+                buffers.send >= wanted(kernel_max("wmem_max")),
+                "{buffers:?}"
+            );
+        }
+    }
+}
