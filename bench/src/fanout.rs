@@ -184,7 +184,12 @@ pub fn run(
     let server = ServerProcess::start(server_args)?;
     let pid = server.pid();
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(
+            std::env::var("FANOUT_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1),
+        )
         .enable_all()
         .build()?;
     let (config, _) = client_config(Trust::Ca(server.ca()))?;

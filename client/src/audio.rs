@@ -124,6 +124,64 @@ impl AudioOutput for NullOutput {
     fn play(&mut self, _samples: &[i16]) {}
 }
 
+/// Plays to another output and writes the same samples to a WAV file (`--dump-wav`): 48 kHz
+/// mono 16-bit, exactly what was played, concealment and silence included.
+pub struct WavTee {
+    inner: Box<dyn AudioOutput>,
+    writer: Option<hound::WavWriter<std::io::BufWriter<std::fs::File>>>,
+    stats: Arc<Mutex<Stats>>,
+}
+
+impl WavTee {
+    pub fn create(
+        path: &std::path::Path,
+        inner: Box<dyn AudioOutput>,
+        stats: Arc<Mutex<Stats>>,
+    ) -> anyhow::Result<Self> {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: SAMPLE_RATE,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let writer = hound::WavWriter::create(path, spec)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+        Ok(Self {
+            inner,
+            writer: Some(writer),
+            stats,
+        })
+    }
+}
+
+impl AudioOutput for WavTee {
+    fn play(&mut self, samples: &[i16]) {
+        self.inner.play(samples);
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
+        let mut i16_writer = w.get_i16_writer(samples.len() as u32);
+        for &s in samples {
+            i16_writer.write_sample(s);
+        }
+        if let Err(e) = i16_writer.flush() {
+            tracing::error!("--dump-wav: {e}; no more samples are written");
+            self.stats.lock().expect("not poisoned").audio.dump_errors += 1;
+            self.writer = None;
+        }
+    }
+}
+
+impl Drop for WavTee {
+    fn drop(&mut self) {
+        if let Some(w) = self.writer.take() {
+            if let Err(e) = w.finalize() {
+                tracing::error!("--dump-wav: finishing the file failed: {e}");
+            }
+        }
+    }
+}
+
 pub struct AudioContext {
     pub clock: ViewerClock,
     pub stats: Arc<Mutex<Stats>>,
@@ -131,6 +189,8 @@ pub struct AudioContext {
     pub speakers: bool,
     /// Play silence instead of the stream (the M key).
     pub muted: Arc<AtomicBool>,
+    /// Also write what is played to this WAV file.
+    pub dump_wav: Option<std::path::PathBuf>,
 }
 
 pub fn spawn(
@@ -155,6 +215,17 @@ pub fn spawn(
             }
         } else {
             Box::new(NullOutput)
+        };
+        let output = match &ctx.dump_wav {
+            Some(path) => match WavTee::create(path, output, ctx.stats.clone()) {
+                Ok(tee) => Box::new(tee),
+                Err(e) => {
+                    tracing::error!("--dump-wav: {e:#}");
+                    ctx.stats.lock().expect("not poisoned").audio.dump_errors += 1;
+                    return;
+                }
+            },
+            None => output,
         };
         run(decoder, input, ctx, output)
     })?)

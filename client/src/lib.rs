@@ -16,3 +16,4 @@ pub mod stats;
 pub mod tls;
 pub mod video_decoder;
 pub mod window;
+pub mod y4m_dump;

@@ -17,6 +17,7 @@ use streamsocket_client::stats::{Stats, TransportStats};
 use streamsocket_client::tls::{default_ca, Trust};
 use streamsocket_client::video_decoder::{self, DecoderContext, LatestPicture, PictureSink};
 use streamsocket_client::window::{Presenter, WindowLinks};
+use streamsocket_client::y4m_dump;
 use streamsocket_proto::control::WishedRendition;
 use streamsocket_proto::ErrorCode;
 
@@ -68,6 +69,13 @@ struct Args {
     /// Read the same commands from standard input, one per line.
     #[arg(long)]
     stdin_commands: bool,
+    /// Also write every decoded picture to this Y4M file (for quality measurements); pictures
+    /// of another size after a quality switch go to FILE-WxH.y4m beside it.
+    #[arg(long, value_name = "FILE.y4m")]
+    dump_y4m: Option<PathBuf>,
+    /// Also write the sound as played (48 kHz mono, 16-bit) to this WAV file.
+    #[arg(long, value_name = "FILE.wav")]
+    dump_wav: Option<PathBuf>,
     /// dav1d decoder threads (0 = one per core).
     #[arg(long, default_value_t = 1, value_name = "N")]
     decoder_threads: u32,
@@ -194,6 +202,12 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             decoder_threads: args.decoder_threads,
             target_rendition: target_rendition.clone(),
             live_within_us: args.latency_target as u64 * 1000,
+            dump: args
+                .dump_y4m
+                .as_deref()
+                .map(|path| y4m_dump::Y4mDump::create(path, rendition.fps as u32))
+                .transpose()?
+                .map(std::sync::Mutex::new),
         },
     )?;
     let audio = audio::spawn(
@@ -203,6 +217,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             stats: stats.clone(),
             speakers: !args.headless,
             muted: muted.clone(),
+            dump_wav: args.dump_wav.clone(),
         },
     )?;
 

@@ -82,6 +82,9 @@ pub struct VideoStats {
     pub frames_malformed: u64,
     pub decode_errors: u64,
     pub frames_presented: u64,
+    /// Pictures written by --dump-y4m, and writes that failed.
+    pub frames_dumped: u64,
+    pub dump_errors: u64,
     /// Decoded frames by picture size (width, height).
     pub frames_by_size: std::collections::BTreeMap<(u32, u32), u64>,
     /// Times the picture moved to another rendition.
@@ -113,6 +116,8 @@ pub struct VideoStats {
 #[derive(Debug, Default)]
 pub struct AudioStats {
     pub packets_received: u64,
+    /// Failed writes of --dump-wav.
+    pub dump_errors: u64,
     /// Opus payload bytes received.
     pub bytes: u64,
     pub packets_decoded: u64,
@@ -185,6 +190,8 @@ impl Stats {
                 "frames_malformed": v.frames_malformed,
                 "decode_errors": v.decode_errors,
                 "frames_presented": v.frames_presented,
+                "frames_dumped": v.frames_dumped,
+                "dump_errors": v.dump_errors,
                 "rendition_switches": v.rendition_switches,
                 "frames_by_size": v
                     .frames_by_size
@@ -221,6 +228,7 @@ impl Stats {
             },
             "audio": {
                 "packets_received": a.packets_received,
+                "dump_errors": a.dump_errors,
                 "bytes": a.bytes,
                 "packets_decoded": a.packets_decoded,
                 "packets_concealed": a.packets_concealed,

@@ -91,6 +91,8 @@ pub struct DecoderContext {
     pub target_rendition: Arc<AtomicU8>,
     /// A frame decoded within this long of its capture counts as live (the latency target).
     pub live_within_us: u64,
+    /// `--dump-y4m`: every decoded picture also goes to a file.
+    pub dump: Option<Mutex<crate::y4m_dump::Y4mDump>>,
 }
 
 pub fn spawn(
@@ -293,6 +295,31 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
     let y = picture.plane(Component::Y);
     let y_stride = picture.stride(Component::Y) as usize;
     let read_ms = pixel_clock::read(&y, y_stride, w, h);
+
+    if let Some(dump) = &ctx.dump {
+        let planes = (picture.plane(Component::U), picture.plane(Component::V));
+        let p = crate::y4m_dump::Planes {
+            width: w,
+            height: h,
+            y: &y,
+            y_stride,
+            u: &planes.0,
+            v: &planes.1,
+            uv_stride: picture.stride(Component::U) as usize,
+        };
+        let mut dump = dump.lock().expect("not poisoned");
+        let result = dump.write(&p, info.header.capture_us);
+        let mut s = ctx.stats.lock().expect("not poisoned");
+        match result {
+            Ok(()) => s.video.frames_dumped += 1,
+            Err(e) => {
+                if s.video.dump_errors == 0 {
+                    tracing::error!("--dump-y4m: {e:#}");
+                }
+                s.video.dump_errors += 1;
+            }
+        }
+    }
 
     let presentable = match &ctx.sink {
         PictureSink::Window(slot) => {

@@ -6,15 +6,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use streamsocket_server::ladder::Ladder;
-use streamsocket_server::server::{EncoderTuning, Server, ServerOptions};
+use streamsocket_server::server::{EncoderTuning, Inputs, Server, ServerOptions};
 use streamsocket_server::session::JoinStrategy;
+use streamsocket_server::source::{self, AudioChoice, PictureFormat, VideoChoice};
 
 /// Stream live AV1 video and Opus audio over QUIC to any number of StreamSocket viewers.
 ///
 /// On first start it generates a local CA and a server certificate in --certs; give viewers
-/// the CA file (certs/ca.pem) or the fingerprint it prints. The default source is the
-/// embedded test pattern (moving picture, frame counter, clock, a machine-readable timestamp
-/// row, and a flash with an audio click once a second).
+/// the CA file (certs/ca.pem) or the fingerprint it prints. Sources: --video and --audio
+/// (the embedded test source is a moving picture with a frame counter, a clock, a
+/// machine-readable timestamp row, and a flash with an audio click once a second; files
+/// stream in real time, looping).
 ///
 /// The defaults (640x360 at 30 fps, rav1e speed 10 with 2 tiles on 2 threads) are what a
 /// 2-core machine encodes in real time; 1280x720 reaches only about 20 fps there. See
@@ -32,13 +34,29 @@ struct Args {
     /// Extra host name or IP for a certificate generated at start (repeatable).
     #[arg(long = "host", value_name = "NAME|IP")]
     hosts: Vec<String>,
-    /// Source picture width in pixels (even): the top rendition of the default ladder.
+    /// What to stream: "auto" (the first camera, else the test pattern), "test", "camera",
+    /// or a Y4M file (8-bit 4:2:0, e.g. made with ffmpeg -i in.mp4 -pix_fmt yuv420p out.y4m).
+    #[arg(long, default_value = "auto", value_name = "auto|test|camera|FILE.y4m")]
+    video: VideoChoice,
+    /// Sound to stream: "auto" (the default microphone, else the test tone), "test", "mic",
+    /// "none", or a WAV file (any rate, channels and sample format).
+    #[arg(
+        long,
+        default_value = "auto",
+        value_name = "auto|test|mic|none|FILE.wav"
+    )]
+    audio: AudioChoice,
+    /// Play --video and --audio files once instead of looping them.
+    #[arg(long)]
+    no_loop: bool,
+    /// Picture width in pixels (even) of the test pattern: the top rendition of the default
+    /// ladder. A file's own size is used instead.
     #[arg(long, default_value_t = 640)]
     width: usize,
-    /// Source picture height in pixels (even).
+    /// Picture height in pixels (even).
     #[arg(long, default_value_t = 360)]
     height: usize,
-    /// Frames per second.
+    /// Frames per second (a file's own rate is used instead).
     #[arg(long, default_value_t = 30)]
     fps: u32,
     /// Video bitrate of the top rendition in kbit/s (lower rungs get 50% and 30%).
@@ -90,6 +108,22 @@ enum Join {
 async fn main() -> ExitCode {
     init_logging();
     let args = Args::parse();
+    let wanted = PictureFormat {
+        width: args.width,
+        height: args.height,
+        fps: args.fps,
+    };
+    let looping = !args.no_loop;
+    let opened = source::open_video(&args.video, wanted, looping)
+        .and_then(|video| source::open_audio(&args.audio, looping).map(|audio| (video, audio)));
+    let ((video, video_why), (audio, audio_why)) = match opened {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let format = video.format();
     let ladder = match (&args.config, &args.ladder) {
         (Some(path), _) => Ladder::from_file(path),
         (None, Some(text)) => Ladder::parse_renditions(text).map(|renditions| Ladder {
@@ -98,7 +132,7 @@ async fn main() -> ExitCode {
         }),
         (None, None) => Ok(Ladder {
             audio_bitrates_kbps: args.audio_bitrates.clone(),
-            ..Ladder::default_for(args.width, args.height, args.fps, args.bitrate)
+            ..Ladder::default_for(format.width, format.height, format.fps, args.bitrate)
         }),
     };
     let ladder = match ladder.and_then(|l| l.validate().map(|()| l)) {
@@ -126,7 +160,9 @@ async fn main() -> ExitCode {
             rdo_lookahead_frames: args.rdo_lookahead,
         },
     };
-    let server = match Server::start(&opts) {
+    let video_description = video.describe();
+    let audio_description = audio.as_ref().map(|a| a.describe());
+    let server = match Server::start(&opts, Inputs { video, audio }) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -143,11 +179,11 @@ async fn main() -> ExitCode {
     // Machine-readable lines first (tests and scripts read them), then a human hint.
     println!("listening on {local}");
     println!("fingerprint {}", server.fingerprint);
-    let top = &opts.ladder.renditions[0];
-    println!(
-        "source: test pattern {}x{} @ {} fps",
-        top.width, top.height, top.fps
-    );
+    println!("video: {video_description} ({video_why})");
+    match &audio_description {
+        Some(a) => println!("audio source: {a} ({audio_why})"),
+        None => println!("audio source: none ({audio_why})"),
+    }
     for (i, r) in opts.ladder.renditions.iter().enumerate() {
         println!(
             "rendition {}: {} {}x{} @ {} fps, AV1 {} kbit/s",

@@ -15,7 +15,7 @@ use crate::clock::MediaClock;
 use crate::hub::Hub;
 use crate::ladder::Ladder;
 use crate::session::JoinStrategy;
-use crate::source::{self, SourceStats};
+use crate::source::{self, AudioInput, SourceStats, VideoInput};
 use crate::video_encoder::EncoderSettings;
 
 /// Everything the server needs to start.
@@ -30,6 +30,13 @@ pub struct ServerOptions {
     pub encoder: EncoderTuning,
     /// How joining and switching viewers get their first keyframe.
     pub join: JoinStrategy,
+}
+
+/// Where pictures and sound come from (see [`source::open_video`], [`source::open_audio`]).
+pub struct Inputs {
+    pub video: Box<dyn VideoInput>,
+    /// `None`: the stream has no sound (viewers get no audio packets).
+    pub audio: Option<Box<dyn AudioInput>>,
 }
 
 /// rav1e knobs exposed on the command line, for tuning and benchmarks.
@@ -51,11 +58,13 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     pub fingerprint: Fingerprint,
     pub source_stats: Arc<SourceStats>,
+    /// Set: the audio encoders get silence (the broadcaster muted the microphone).
+    pub muted: Arc<AtomicBool>,
 }
 
 impl Server {
     /// Loads (or generates) certificates, starts the media pipeline and binds the endpoint.
-    pub fn start(opts: &ServerOptions) -> anyhow::Result<Server> {
+    pub fn start(opts: &ServerOptions, inputs: Inputs) -> anyhow::Result<Server> {
         let paths = CertPaths::new(&opts.certs);
         if !paths.server_identity_exists() {
             let g = streamsocket_certs::generate(&opts.certs, &opts.hosts)
@@ -126,31 +135,36 @@ impl Server {
 
         // Video: source thread -> (per running encoder: bounded queue -> scaler + rav1e
         // thread) -> hub. Encoders start and stop with their viewers (hub::Hub::watch).
-        let top = &opts.ladder.renditions[0];
         let source_stats = Arc::new(SourceStats::default());
-        source::spawn_test_video(
-            top.width,
-            top.height,
-            top.fps,
+        source::spawn_video(
+            inputs.video,
             clock,
             hub.taps(),
             stop.clone(),
             source_stats.clone(),
         );
         // Audio: one Opus encoder per bitrate on offer, all fed the same samples (cheap).
-        let encoders = audio_bitrates
-            .iter()
-            .map(|&bitrate_bps| {
-                AudioEncoder::new(OpusSettings {
-                    bitrate_bps,
-                    ..OpusSettings::default()
+        let muted = Arc::new(AtomicBool::new(false));
+        if let Some(audio) = inputs.audio {
+            let encoders = audio_bitrates
+                .iter()
+                .map(|&bitrate_bps| {
+                    AudioEncoder::new(OpusSettings {
+                        bitrate_bps,
+                        ..OpusSettings::default()
+                    })
                 })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let hub_for_audio = hub.clone();
-        source::spawn_test_audio(clock, encoders, stop.clone(), move |i, p| {
-            hub_for_audio.publish_audio(i, p)
-        });
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let hub_for_audio = hub.clone();
+            source::spawn_audio(
+                audio,
+                clock,
+                encoders,
+                stop.clone(),
+                muted.clone(),
+                move |i, p| hub_for_audio.publish_audio(i, p),
+            );
+        }
 
         let (endpoint, buffers) =
             streamsocket_transport::endpoint::server(server_config, opts.listen)
@@ -168,6 +182,7 @@ impl Server {
             stop,
             fingerprint,
             source_stats,
+            muted,
         })
     }
 

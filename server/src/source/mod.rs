@@ -1,0 +1,356 @@
+//! Sources: where raw pictures and sound come from (the test pattern, files, a camera, a
+//! microphone), and the threads that hand them to the encoders.
+//!
+//! Every input sits behind one of two small traits, [`VideoInput`] and [`AudioInput`]: a
+//! blocking call that returns the next picture or 20 ms of sound stamped on the media clock.
+//! Inputs with no clock of their own (the test pattern, files) pace themselves with
+//! [`Pacer`]; devices are paced by the device. The threads here only distribute.
+
+pub mod resample;
+pub mod test_input;
+pub mod wav_file;
+pub mod y4m_file;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::TrySendError;
+
+use crate::audio_encoder::{AudioEncoder, AudioPacket, SAMPLES_PER_FRAME};
+use crate::clock::MediaClock;
+use crate::frame::RawFrame;
+use crate::hub::Taps;
+
+/// Counters of the video source.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    pub frames: AtomicU64,
+    /// Frames the encoder was too busy to take (its input queue was full).
+    pub dropped_encoder_busy: AtomicU64,
+    /// Capture slots skipped because the source thread itself ran late.
+    pub skipped_late: AtomicU64,
+    /// Time spent making pictures (rendering, reading, converting), microseconds.
+    pub render_us_total: AtomicU64,
+}
+
+/// A file input reached its end and does not loop: the source stops without an error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceEnded(pub String);
+
+/// Logs why a source thread stopped: the end of a file is news, anything else an error.
+fn log_stop(kind: &str, e: &anyhow::Error) {
+    if e.downcast_ref::<SourceEnded>().is_some() {
+        tracing::info!("{kind} source stopped: {e}");
+    } else {
+        tracing::error!("{kind} source stopped: {e:#}");
+    }
+}
+
+/// Size and rate of the pictures an input delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PictureFormat {
+    pub width: usize,
+    pub height: usize,
+    pub fps: u32,
+}
+
+/// A source of pictures.
+pub trait VideoInput: Send {
+    /// What it is, for logs and status: "test pattern 640x360 @ 30 fps".
+    fn describe(&self) -> String;
+    /// The size and rate of its pictures (the default ladder's top rung).
+    fn format(&self) -> PictureFormat;
+    /// Blocks until the next picture is due and returns it stamped with its capture time on
+    /// `clock`. `wanted` is false while no encoder runs: an input may then skip making the
+    /// picture (returning `None`) but keeps time.
+    fn next_frame(
+        &mut self,
+        clock: &MediaClock,
+        wanted: bool,
+        stats: &SourceStats,
+    ) -> anyhow::Result<Option<RawFrame>>;
+}
+
+/// A source of sound: 48 kHz mono, 20 ms at a time.
+pub trait AudioInput: Send {
+    /// What it is, for logs and status: "test tone", "music.wav (44100 Hz stereo)".
+    fn describe(&self) -> String;
+    /// Blocks until the next 20 ms (`pcm.len()` samples at 48 kHz) are complete, fills `pcm`
+    /// and returns the capture time of its first sample on `clock`.
+    fn next_chunk(&mut self, clock: &MediaClock, pcm: &mut [i16]) -> anyhow::Result<u64>;
+}
+
+/// Which pictures to stream (`--video`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VideoChoice {
+    /// The first camera when there is one, else the test pattern.
+    Auto,
+    Test,
+    Camera,
+    /// A Y4M file, streamed in real time.
+    File(PathBuf),
+}
+
+impl FromStr for VideoChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "test" => Ok(Self::Test),
+            "camera" => Ok(Self::Camera),
+            path if path.to_ascii_lowercase().ends_with(".y4m") => {
+                Ok(Self::File(PathBuf::from(path)))
+            }
+            other => Err(format!(
+                "expected auto, test, camera or a .y4m file, got {other:?}"
+            )),
+        }
+    }
+}
+
+/// Which sound to stream (`--audio`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioChoice {
+    /// The default microphone when there is one, else the test tone.
+    Auto,
+    Test,
+    Microphone,
+    /// No sound at all.
+    None,
+    /// A WAV file, streamed in real time.
+    File(PathBuf),
+}
+
+impl FromStr for AudioChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "test" => Ok(Self::Test),
+            "mic" | "microphone" => Ok(Self::Microphone),
+            "none" => Ok(Self::None),
+            path if path.to_ascii_lowercase().ends_with(".wav") => {
+                Ok(Self::File(PathBuf::from(path)))
+            }
+            other => Err(format!(
+                "expected auto, test, mic, none or a .wav file, got {other:?}"
+            )),
+        }
+    }
+}
+
+/// Opens the video input `choice` asks for. `wanted` is the size and rate asked on the command
+/// line (the test pattern's, and the camera's closest match); files have their own. Returns
+/// the input and why it was chosen, for the log.
+pub fn open_video(
+    choice: &VideoChoice,
+    wanted: PictureFormat,
+    looping: bool,
+) -> anyhow::Result<(Box<dyn VideoInput>, String)> {
+    let test = || -> Box<dyn VideoInput> {
+        Box::new(test_input::TestPattern::new(
+            wanted.width,
+            wanted.height,
+            wanted.fps,
+        ))
+    };
+    Ok(match choice {
+        VideoChoice::Test => (test(), "asked for (--video test)".into()),
+        VideoChoice::Auto => (test(), "no camera support in this build".into()),
+        VideoChoice::Camera => {
+            anyhow::bail!("--video camera: this build has no camera support")
+        }
+        VideoChoice::File(path) => (
+            Box::new(y4m_file::Y4mFile::open(path, looping)?),
+            "asked for (--video FILE)".into(),
+        ),
+    })
+}
+
+/// Opens the audio input `choice` asks for (`None`: no sound), and why it was chosen.
+pub fn open_audio(
+    choice: &AudioChoice,
+    looping: bool,
+) -> anyhow::Result<(Option<Box<dyn AudioInput>>, String)> {
+    let test = || -> Option<Box<dyn AudioInput>> { Some(Box::new(test_input::TestTone::new())) };
+    Ok(match choice {
+        AudioChoice::Test => (test(), "asked for (--audio test)".into()),
+        AudioChoice::Auto => (test(), "no microphone support in this build".into()),
+        AudioChoice::Microphone => {
+            anyhow::bail!("--audio mic: this build has no microphone support")
+        }
+        AudioChoice::None => (None, "asked for (--audio none)".into()),
+        AudioChoice::File(path) => (
+            Some(Box::new(wav_file::WavFile::open(path, looping)?)),
+            "asked for (--audio FILE)".into(),
+        ),
+    })
+}
+
+/// Paces an input that has no clock of its own: one slot per frame period of the media
+/// clock, each slot's capture time being its scheduled instant.
+#[derive(Debug)]
+pub struct Pacer {
+    /// Frame period as a fraction of a second: `den / num` s (e.g. 1/30, 1001/30000).
+    num: u64,
+    den: u64,
+    index: u64,
+}
+
+impl Pacer {
+    /// Slots of `den / num` seconds, starting at the next one after now.
+    pub fn new(clock: &MediaClock, num: u64, den: u64) -> Self {
+        assert!(num > 0 && den > 0, "a frame period must be positive");
+        let index = clock.now_us() * num / (den * 1_000_000) + 1;
+        Self { num, den, index }
+    }
+
+    /// Capture time of slot `index`, microseconds.
+    pub fn slot_us(&self, index: u64) -> u64 {
+        index * self.den * 1_000_000 / self.num
+    }
+
+    /// Sleeps until the next slot and returns its index and capture time. When the thread
+    /// woke more than a slot late (machine overloaded), the slots missed are skipped and
+    /// counted in `skipped`, so the input stays live instead of falling behind.
+    pub fn wait(&mut self, clock: &MediaClock, skipped: &AtomicU64) -> (u64, u64) {
+        loop {
+            let capture_us = self.slot_us(self.index);
+            let late = sleep_until(clock.instant_at(capture_us));
+            let period_us = self.slot_us(1).max(1);
+            let late_slots = late.as_micros() as u64 / period_us;
+            if late_slots >= 1 {
+                skipped.fetch_add(late_slots, Ordering::Relaxed);
+                self.index += late_slots;
+                continue;
+            }
+            let slot = (self.index, capture_us);
+            self.index += 1;
+            return slot;
+        }
+    }
+}
+
+/// Sleeps until `at`; returns how late we woke.
+fn sleep_until(at: Instant) -> Duration {
+    let now = Instant::now();
+    if at > now {
+        thread::sleep(at - now);
+    }
+    Instant::now().saturating_duration_since(at)
+}
+
+/// Runs a video input on its own thread. Each picture goes, shared, to every running encoder
+/// (`taps`); an encoder whose queue is full loses that picture, counted, rather than delaying
+/// the others. With no encoder running the input is asked for nothing but time.
+pub fn spawn_video(
+    mut input: Box<dyn VideoInput>,
+    clock: MediaClock,
+    taps: Taps,
+    stop: Arc<AtomicBool>,
+    stats: Arc<SourceStats>,
+) -> thread::JoinHandle<()> {
+    thread::Builder::new()
+        .name("video-source".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let wanted = !taps.lock().expect("not poisoned").is_empty();
+                let frame = match input.next_frame(&clock, wanted, &stats) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => continue,
+                    Err(e) => return log_stop("video", &e),
+                };
+                stats.frames.fetch_add(1, Ordering::Relaxed);
+                let frame = Arc::new(frame);
+                for (_, tap) in taps.lock().expect("not poisoned").iter() {
+                    match tap.try_send(frame.clone()) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => {
+                            stats.dropped_encoder_busy.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // The encoder stopped on an error; its tap goes with its last viewer.
+                        Err(TrySendError::Disconnected(_)) => {}
+                    }
+                }
+            }
+        })
+        .expect("spawn video source thread")
+}
+
+/// Runs an audio input through the Opus encoders (one per bitrate on offer) on its own
+/// thread: one packet per 20 ms. While `muted` is set the encoders get silence (the stream
+/// goes on, so viewers' jitter buffers stay primed). `publish` gets the encoder's index and
+/// the packet.
+pub fn spawn_audio(
+    mut input: Box<dyn AudioInput>,
+    clock: MediaClock,
+    mut encoders: Vec<AudioEncoder>,
+    stop: Arc<AtomicBool>,
+    muted: Arc<AtomicBool>,
+    mut publish: impl FnMut(usize, AudioPacket) + Send + 'static,
+) -> thread::JoinHandle<()> {
+    thread::Builder::new()
+        .name("audio-source".into())
+        .spawn(move || {
+            let mut pcm = vec![0i16; SAMPLES_PER_FRAME];
+            let mut seq = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let capture_us = match input.next_chunk(&clock, &mut pcm) {
+                    Ok(t) => t,
+                    Err(e) => return log_stop("audio", &e),
+                };
+                if muted.load(Ordering::Relaxed) {
+                    pcm.fill(0);
+                }
+                for (i, encoder) in encoders.iter_mut().enumerate() {
+                    match encoder.encode(&pcm, seq, capture_us) {
+                        Ok(p) => publish(i, p),
+                        Err(e) => {
+                            tracing::error!("audio encoder stopped: {e:#}");
+                            return;
+                        }
+                    }
+                }
+                seq = seq.wrapping_add(1);
+            }
+        })
+        .expect("spawn audio source thread")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choices_parse_and_explain_mistakes() {
+        assert_eq!("test".parse::<VideoChoice>(), Ok(VideoChoice::Test));
+        assert_eq!(
+            "clip.Y4M".parse::<VideoChoice>(),
+            Ok(VideoChoice::File("clip.Y4M".into()))
+        );
+        assert!("clip.mp4"
+            .parse::<VideoChoice>()
+            .unwrap_err()
+            .contains(".y4m"));
+        assert_eq!("mic".parse::<AudioChoice>(), Ok(AudioChoice::Microphone));
+        assert_eq!("none".parse::<AudioChoice>(), Ok(AudioChoice::None));
+        assert_eq!(
+            "a.wav".parse::<AudioChoice>(),
+            Ok(AudioChoice::File("a.wav".into()))
+        );
+        assert!("a.mp3".parse::<AudioChoice>().is_err());
+    }
+
+    #[test]
+    fn pacer_slots_follow_a_fractional_rate() {
+        let clock = MediaClock::start();
+        let p = Pacer::new(&clock, 30_000, 1001);
+        assert_eq!(p.slot_us(30_000), 1001 * 1_000_000);
+        assert_eq!(p.slot_us(1), 33_366);
+    }
+}

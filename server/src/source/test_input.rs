@@ -1,0 +1,114 @@
+//! The embedded test source as inputs: the pattern and the tone of [`crate::test_source`],
+//! paced by the media clock.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::{AudioInput, Pacer, PictureFormat, SourceStats, VideoInput};
+use crate::audio_encoder::SAMPLE_RATE;
+use crate::clock::MediaClock;
+use crate::frame::RawFrame;
+use crate::test_source::{is_flash_frame, AudioTone, VideoPattern};
+
+/// The moving test pattern at a fixed size and frame rate.
+pub struct TestPattern {
+    pattern: VideoPattern,
+    width: usize,
+    height: usize,
+    fps: u32,
+    pacer: Option<Pacer>,
+}
+
+impl TestPattern {
+    pub fn new(width: usize, height: usize, fps: u32) -> Self {
+        Self {
+            pattern: VideoPattern::new(width, height),
+            width,
+            height,
+            fps,
+            pacer: None,
+        }
+    }
+}
+
+impl VideoInput for TestPattern {
+    fn describe(&self) -> String {
+        format!(
+            "test pattern {}x{} @ {} fps",
+            self.width, self.height, self.fps
+        )
+    }
+
+    fn format(&self) -> PictureFormat {
+        PictureFormat {
+            width: self.width,
+            height: self.height,
+            fps: self.fps,
+        }
+    }
+
+    fn next_frame(
+        &mut self,
+        clock: &MediaClock,
+        wanted: bool,
+        stats: &SourceStats,
+    ) -> anyhow::Result<Option<RawFrame>> {
+        let fps = self.fps as u64;
+        let pacer = self.pacer.get_or_insert_with(|| Pacer::new(clock, fps, 1));
+        let (index, capture_us) = pacer.wait(clock, &stats.skipped_late);
+        if !wanted {
+            return Ok(None);
+        }
+        let t0 = Instant::now();
+        let rgb = self
+            .pattern
+            .render(index, capture_us, is_flash_frame(index, self.fps));
+        let frame = RawFrame::from_rgb(rgb, self.width, self.height, capture_us)?;
+        stats
+            .render_us_total
+            .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+        Ok(Some(frame))
+    }
+}
+
+/// The test tone with its click on every whole second of the media clock.
+pub struct TestTone {
+    tone: AudioTone,
+    pacer: Option<Pacer>,
+    skipped: std::sync::atomic::AtomicU64,
+}
+
+impl TestTone {
+    pub fn new() -> Self {
+        Self {
+            tone: AudioTone::new(SAMPLE_RATE),
+            pacer: None,
+            skipped: Default::default(),
+        }
+    }
+}
+
+impl Default for TestTone {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AudioInput for TestTone {
+    fn describe(&self) -> String {
+        "test tone (440 Hz, a click every second)".into()
+    }
+
+    fn next_chunk(&mut self, clock: &MediaClock, pcm: &mut [i16]) -> anyhow::Result<u64> {
+        let chunks_per_s = SAMPLE_RATE as u64 / pcm.len() as u64;
+        let pacer = self
+            .pacer
+            .get_or_insert_with(|| Pacer::new(clock, chunks_per_s, 1));
+        // A chunk's capture time is its first sample; it is complete one chunk later, which
+        // is when a microphone would hand it over: wait for the slot after it.
+        let (index, end_us) = pacer.wait(clock, &self.skipped);
+        let first = index.saturating_sub(1);
+        self.tone.fill(first * pcm.len() as u64, pcm);
+        Ok(end_us.saturating_sub(pacer.slot_us(1)))
+    }
+}
