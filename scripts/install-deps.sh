@@ -19,6 +19,8 @@ PACKAGES=(
   xvfb            # windowed tests without a display
   xauth           # xvfb-run needs it
   xdotool         # drives the viewer window's keyboard in tests
+  ffmpeg          # ffprobe/ffmpeg read the viewer's recordings back in tests
+  dav1d           # the reference AV1 decoder's tool, an independent check of recordings
   build-essential
 )
 

@@ -191,6 +191,8 @@ pub struct AudioContext {
     pub muted: Arc<AtomicBool>,
     /// Also write what is played to this WAV file.
     pub dump_wav: Option<std::path::PathBuf>,
+    /// `--record`: every packet played also goes to the recording.
+    pub recorder: Option<crate::record::Recorder>,
 }
 
 pub fn spawn(
@@ -257,6 +259,10 @@ fn run(
         }
         while let Some(t) = next_tick.filter(|t| *t <= Instant::now()) {
             let playout = jitter.tick();
+            // Before taking the stats lock: a full recording queue counts there.
+            if let (Playout::Packet(header, payload), Some(r)) = (&playout, &ctx.recorder) {
+                r.audio(payload, header.capture_us);
+            }
             let mut s = ctx.stats.lock().expect("not poisoned");
             let a = &mut s.audio;
             match playout {

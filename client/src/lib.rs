@@ -9,6 +9,7 @@ pub mod audio;
 pub mod clock;
 pub mod clock_sync;
 pub mod commands;
+pub mod record;
 pub mod reorder;
 pub mod session;
 pub mod speakers;

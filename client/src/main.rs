@@ -12,6 +12,7 @@ use streamsocket_client::audio::{self, AudioContext};
 use streamsocket_client::clock::ViewerClock;
 use streamsocket_client::clock_sync::ClockSync;
 use streamsocket_client::commands::{self, Command};
+use streamsocket_client::record::Recorder;
 use streamsocket_client::session::{self, ConnectOptions, Ended, Pipes};
 use streamsocket_client::stats::{Stats, TransportStats};
 use streamsocket_client::tls::{default_ca, Trust};
@@ -69,6 +70,10 @@ struct Args {
     /// Read the same commands from standard input, one per line.
     #[arg(long)]
     stdin_commands: bool,
+    /// Record what arrives, without re-encoding, to this WebM file (AV1 + Opus; plays in
+    /// ffmpeg/ffplay, mpv, VLC and browsers). It starts at the first keyframe.
+    #[arg(long, value_name = "FILE.webm")]
+    record: Option<PathBuf>,
     /// Also write every decoded picture to this Y4M file (for quality measurements); pictures
     /// of another size after a quality switch go to FILE-WxH.y4m beside it.
     #[arg(long, value_name = "FILE.y4m")]
@@ -191,6 +196,13 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             rendition.height as usize,
         )?)
     };
+    let (recorder, recorder_thread) = match &args.record {
+        Some(path) => {
+            let (r, t) = Recorder::start(path, stats.clone())?;
+            (Some(r), Some(t))
+        }
+        None => (None, None),
+    };
     let decoder = video_decoder::spawn(
         frame_rx,
         DecoderContext {
@@ -202,6 +214,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             decoder_threads: args.decoder_threads,
             target_rendition: target_rendition.clone(),
             live_within_us: args.latency_target as u64 * 1000,
+            recorder: recorder.clone(),
             dump: args
                 .dump_y4m
                 .as_deref()
@@ -218,6 +231,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             speakers: !args.headless,
             muted: muted.clone(),
             dump_wav: args.dump_wav.clone(),
+            recorder,
         },
     )?;
 
@@ -346,6 +360,10 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The session task owned the senders: the pipeline threads see their inputs close.
     let _ = decoder.join();
     let _ = audio.join();
+    // The decoder and audio threads held the recording's handles: it can finish now.
+    if let Some(t) = recorder_thread {
+        let _ = t.join();
+    }
 
     let s = stats.lock().expect("not poisoned");
     if let Some(path) = &args.stats_json {

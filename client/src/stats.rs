@@ -113,6 +113,19 @@ pub struct VideoStats {
     pub pixel_clock_unreadable: u64,
 }
 
+/// `--record`: what went into the file, and what did not.
+#[derive(Debug, Default)]
+pub struct RecordingStats {
+    pub video_frames: u64,
+    pub audio_packets: u64,
+    pub bytes: u64,
+    /// Frames before the first keyframe (the file starts at a keyframe).
+    pub waiting_for_keyframe: u64,
+    /// Items lost because the writer's queue was full (disk too slow).
+    pub dropped: u64,
+    pub errors: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct AudioStats {
     pub packets_received: u64,
@@ -153,6 +166,7 @@ pub struct Stats {
     pub transport: Option<TransportStats>,
     pub video: VideoStats,
     pub audio: AudioStats,
+    pub recording: RecordingStats,
     pub clock_offset_us: Option<i64>,
     pub rtt_us: Option<u64>,
     /// The rendition the server last confirmed.
@@ -225,6 +239,14 @@ impl Stats {
                     "matched": v.pixel_clock_matched,
                     "unreadable": v.pixel_clock_unreadable,
                 },
+            },
+            "recording": {
+                "video_frames": self.recording.video_frames,
+                "audio_packets": self.recording.audio_packets,
+                "bytes": self.recording.bytes,
+                "waiting_for_keyframe": self.recording.waiting_for_keyframe,
+                "dropped": self.recording.dropped,
+                "errors": self.recording.errors,
             },
             "audio": {
                 "packets_received": a.packets_received,

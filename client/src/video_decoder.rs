@@ -91,6 +91,8 @@ pub struct DecoderContext {
     pub target_rendition: Arc<AtomicU8>,
     /// A frame decoded within this long of its capture counts as live (the latency target).
     pub live_within_us: u64,
+    /// `--record`: every frame given to the decoder also goes to the recording.
+    pub recorder: Option<crate::record::Recorder>,
     /// `--dump-y4m`: every decoded picture also goes to a file.
     pub dump: Option<Mutex<crate::y4m_dump::Y4mDump>>,
 }
@@ -241,6 +243,13 @@ fn decode_one(
     ctx: &DecoderContext,
 ) -> Result<(), dav1d::Error> {
     let decode_start_us = ctx.clock.now_us();
+    if let Some(r) = &ctx.recorder {
+        r.video(
+            &frame.payload,
+            frame.header.keyframe,
+            frame.header.capture_us,
+        );
+    }
     in_flight.push_back(InFlight {
         header: frame.header,
         first_byte_us: frame.first_byte_us,

@@ -215,3 +215,116 @@ fn bad_source_files_are_clear_errors() {
         .to_string();
     assert!(err.contains(".y4m"), "{err}");
 }
+
+/// Runs a tool the project's install script provides, with a clear failure when it is missing.
+fn tool(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} not found ({e}): run scripts/install-deps.sh"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn a_recording_plays_in_independent_tools() {
+    let _guard = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&[]).expect("server starts");
+    let recording = dir.path().join("rec.webm");
+    let run = run_viewer(
+        &server.addr.to_string(),
+        &[
+            "--ca",
+            server.ca().to_str().unwrap(),
+            "--headless",
+            "--quality",
+            "1",
+            "--duration",
+            "4",
+            "--record",
+            recording.to_str().unwrap(),
+        ],
+        &[],
+        Duration::from_secs(30),
+    )
+    .expect("viewer runs");
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let stats = run.stats();
+    let video = num(stats, "/recording/video_frames");
+    let audio = num(stats, "/recording/audio_packets");
+    assert!(video >= 60.0 && audio >= 100.0, "{stats:#}");
+    assert_eq!(num(stats, "/recording/errors"), 0.0, "{stats:#}");
+    assert_eq!(num(stats, "/recording/dropped"), 0.0, "{stats:#}");
+    // Every frame the viewer decoded went into the file.
+    assert_eq!(video, num(stats, "/video/frames_decoded"), "{stats:#}");
+
+    // ffprobe: both streams, every frame and packet, and the right duration.
+    let path = recording.to_str().unwrap();
+    let probe = tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "format=duration:stream=codec_name,nb_read_frames,width,height",
+            "-of",
+            "compact",
+            path,
+        ],
+    );
+    let field = |line_start: &str, key: &str| -> String {
+        let line = probe
+            .lines()
+            .find(|l| l.contains(line_start))
+            .unwrap_or_else(|| panic!("no {line_start} in ffprobe output:\n{probe}"));
+        line.split('|')
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {line}"))
+            .to_string()
+    };
+    assert_eq!(
+        field("codec_name=av1", "nb_read_frames"),
+        (video as u64).to_string(),
+        "{probe}"
+    );
+    assert_eq!(field("codec_name=av1", "width"), "640", "{probe}");
+    assert_eq!(field("codec_name=av1", "height"), "360", "{probe}");
+    assert_eq!(
+        field("codec_name=opus", "nb_read_frames"),
+        (audio as u64).to_string(),
+        "{probe}"
+    );
+    let duration: f64 = field("format", "duration").parse().unwrap();
+    let expected = video / 30.0;
+    assert!(
+        (duration - expected).abs() < 0.3,
+        "recording lasts {duration} s for {video} frames at 30 fps"
+    );
+
+    // The dav1d tool decodes every frame (the video copied out of WebM into IVF, untouched).
+    let ivf = dir.path().join("rec.ivf");
+    tool(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-i",
+            path,
+            "-map",
+            "0:v",
+            "-c",
+            "copy",
+            "-y",
+            ivf.to_str().unwrap(),
+        ],
+    );
+    let decoded = tool("dav1d", &["-i", ivf.to_str().unwrap(), "-o", "/dev/null"]);
+    let want = format!("Decoded {0}/{0} frames", video as u64);
+    assert!(decoded.contains(&want), "dav1d: {decoded}");
+}
