@@ -191,6 +191,8 @@ pub struct AudioContext {
     pub muted: Arc<AtomicBool>,
     /// Also write what is played to this WAV file.
     pub dump_wav: Option<std::path::PathBuf>,
+    /// The output device to use (part of its name); the default when `None`.
+    pub speaker: Option<String>,
     /// `--record`: every packet played also goes to the recording.
     pub recorder: Option<crate::record::Recorder>,
 }
@@ -204,7 +206,7 @@ pub fn spawn(
     Ok(thread::Builder::new().name("audio".into()).spawn(move || {
         // The cpal stream must live on the thread that made it.
         let output: Box<dyn AudioOutput> = if ctx.speakers {
-            match crate::speakers::Speakers::open() {
+            match crate::speakers::Speakers::open(ctx.speaker.as_deref()) {
                 Ok(s) => {
                     ctx.stats.lock().expect("not poisoned").audio.output_device =
                         Some(s.name().to_string());

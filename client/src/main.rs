@@ -32,11 +32,18 @@ use streamsocket_proto::ErrorCode;
 /// [ and ] audio bitrate, M mute, Space pause/resume, S stats overlay, H or F1 help, Q or Esc
 /// quit. Headless viewers take the same requests from --script or --stdin-commands.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Subcommand>,
     /// Server address, host:port (port defaults to 4443). The host is also the name checked
     /// in the server's certificate unless --server-name is given.
-    server: String,
+    #[arg(required = true)]
+    server: Option<String>,
     /// Name to verify in the server's certificate, when it differs from the host you connect to.
     #[arg(long)]
     server_name: Option<String>,
@@ -78,12 +85,30 @@ struct Args {
     /// of another size after a quality switch go to FILE-WxH.y4m beside it.
     #[arg(long, value_name = "FILE.y4m")]
     dump_y4m: Option<PathBuf>,
+    /// The audio output to play on: part of its name, as `streamsocket-client devices` lists
+    /// them (default: the system's default output).
+    #[arg(long, value_name = "NAME")]
+    speaker: Option<String>,
     /// Also write the sound as played (48 kHz mono, 16-bit) to this WAV file.
     #[arg(long, value_name = "FILE.wav")]
     dump_wav: Option<PathBuf>,
     /// dav1d decoder threads (0 = one per core).
     #[arg(long, default_value_t = 1, value_name = "N")]
     decoder_threads: u32,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Subcommand {
+    /// List the audio outputs (for --speaker), then exit.
+    Devices,
+}
+
+impl Args {
+    fn server(&self) -> &str {
+        self.server
+            .as_deref()
+            .expect("clap requires a server without a subcommand")
+    }
 }
 
 /// `--script` steps: when, from the start, and what.
@@ -97,6 +122,18 @@ fn parse_script_arg(text: &str) -> Result<Script, String> {
 fn main() -> ExitCode {
     init_logging();
     let args = Args::parse();
+    if let Some(Subcommand::Devices) = args.command {
+        let outputs = streamsocket_client::speakers::list();
+        if outputs.is_empty() {
+            println!("audio outputs: none found");
+        } else {
+            println!("audio outputs:");
+            for o in outputs {
+                println!("  {o}");
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
     match run(args) {
         Ok(code) => code,
         Err(e) => {
@@ -129,7 +166,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stats = Arc::new(Mutex::new(Stats::default()));
 
     let opts = ConnectOptions {
-        server: args.server.clone(),
+        server: args.server().to_string(),
         server_name: args.server_name.clone(),
         trust,
         rendition: args
@@ -154,7 +191,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         .expect("welcome names one of its renditions");
     eprintln!(
         "connected to {} (session {}): {} {}x{} @ {} fps AV1, Opus {} Hz, {} kbit/s",
-        args.server,
+        args.server(),
         w.session_id,
         rendition.name,
         rendition.width,
@@ -191,7 +228,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         None
     } else {
         Some(Presenter::open(
-            &format!("StreamSocket - {}", args.server),
+            &format!("StreamSocket - {}", args.server()),
             rendition.width as usize,
             rendition.height as usize,
         )?)
@@ -231,6 +268,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             speakers: !args.headless,
             muted: muted.clone(),
             dump_wav: args.dump_wav.clone(),
+            speaker: args.speaker.clone(),
             recorder,
         },
     )?;
@@ -304,7 +342,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 stats: &stats,
                 commands: command_tx.clone(),
                 muted: muted.clone(),
-                server: &args.server,
+                server: args.server(),
             };
             let exit = p.run(links, || {
                 !running.is_finished()

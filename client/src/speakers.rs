@@ -1,83 +1,204 @@
 //! Speakers through cpal: decoded 48 kHz mono samples go into a lock-free ring buffer that the
-//! device's callback drains, duplicated to every output channel.
+//! device's callback drains, duplicated to every output channel. Any sample format the device
+//! takes; a device that cannot run at 48 kHz gets the sound resampled (rubato) to its rate.
 
 use anyhow::{anyhow, Context as _};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
+use rubato::audioadapter_buffers::direct::InterleavedSlice;
+use rubato::{Fft, FixedSync, Resampler};
 
 use crate::audio::{AudioOutput, SAMPLE_RATE};
 
 /// Most audio queued for the device: 200 ms; beyond it the newest samples are dropped so
 /// the output stays close to live.
-const RING_SAMPLES: usize = SAMPLE_RATE as usize / 5;
+const RING_MS: usize = 200;
+
+/// Whether a device can play at all (ALSA lists "null" and a "default" even without a card).
+fn usable(d: &cpal::Device) -> bool {
+    d.name().is_ok_and(|n| n != "null") && d.default_output_config().is_ok()
+}
+
+/// Audio outputs that can play, by name.
+pub fn list() -> Vec<String> {
+    match cpal::default_host().output_devices() {
+        Ok(devices) => devices
+            .filter(usable)
+            .filter_map(|d| d.name().ok())
+            .collect(),
+        Err(e) => {
+            tracing::debug!("listing audio outputs: {e}");
+            Vec::new()
+        }
+    }
+}
+
+fn find(name: Option<&str>) -> anyhow::Result<cpal::Device> {
+    let host = cpal::default_host();
+    match name {
+        None => host
+            .default_output_device()
+            .filter(usable)
+            .ok_or_else(|| anyhow!("no audio output device")),
+        Some(wanted) => {
+            let lower = wanted.to_lowercase();
+            let devices: Vec<_> = host
+                .output_devices()
+                .map(|d| d.filter(usable).collect())
+                .unwrap_or_default();
+            let names: Vec<String> = devices.iter().filter_map(|d| d.name().ok()).collect();
+            devices
+                .into_iter()
+                .find(|d| d.name().is_ok_and(|n| n.to_lowercase().contains(&lower)))
+                .ok_or_else(|| match names.is_empty() {
+                    true => anyhow!("no audio output named {wanted:?}: none found"),
+                    false => anyhow!(
+                        "no audio output named {wanted:?}; there are: {}",
+                        names.join(", ")
+                    ),
+                })
+        }
+    }
+}
 
 pub struct Speakers {
     _stream: cpal::Stream,
     producer: HeapProd<f32>,
     name: String,
+    /// 48 kHz to the device's rate, when it differs.
+    resampler: Option<Fft<f32>>,
+    pending: Vec<f32>,
+    /// Samples dropped because the device was behind.
+    pub dropped: u64,
 }
 
 impl Speakers {
-    /// Opens the default output device at 48 kHz.
-    pub fn open() -> anyhow::Result<Self> {
-        let host = cpal::default_host();
-        let device = host
-            .default_output_device()
-            .ok_or_else(|| anyhow!("no audio output device"))?;
+    /// Opens the named output (part of its name), or the default one.
+    pub fn open(name: Option<&str>) -> anyhow::Result<Self> {
+        let device = find(name)?;
         let name = device.name().unwrap_or_else(|_| "unnamed device".into());
-        let range = device
+        // 48 kHz if the device offers it (float preferred), else its own default.
+        let mut at_48k: Vec<_> = device
             .supported_output_configs()
             .with_context(|| format!("cannot query {name}"))?
-            .filter(|c| c.sample_format() == cpal::SampleFormat::F32)
-            .find(|c| c.min_sample_rate().0 <= SAMPLE_RATE && c.max_sample_rate().0 >= SAMPLE_RATE)
-            .ok_or_else(|| anyhow!("{name} cannot play 48 kHz float samples"))?;
-        let config = range
-            .with_sample_rate(cpal::SampleRate(SAMPLE_RATE))
-            .config();
-        let channels = config.channels as usize;
-        let (producer, mut consumer): (HeapProd<f32>, HeapCons<f32>) =
-            HeapRb::<f32>::new(RING_SAMPLES).split();
-        let mut mono = Vec::new();
-        let stream = device
-            .build_output_stream(
-                &config,
-                move |data: &mut [f32], _| {
-                    let frames = data.len() / channels;
-                    mono.resize(frames, 0.0);
-                    let got = consumer.pop_slice(&mut mono);
-                    mono[got..].fill(0.0);
-                    for (frame, s) in data.chunks_exact_mut(channels).zip(&mono) {
-                        frame.fill(*s);
-                    }
-                },
-                |e| tracing::warn!("audio output error: {e}"),
-                None,
-            )
-            .with_context(|| format!("cannot open {name}"))?;
+            .filter(|c| {
+                c.min_sample_rate().0 <= SAMPLE_RATE && c.max_sample_rate().0 >= SAMPLE_RATE
+            })
+            .collect();
+        at_48k.sort_by_key(|c| c.sample_format() != cpal::SampleFormat::F32);
+        let config = match at_48k.into_iter().next() {
+            Some(range) => range.with_sample_rate(cpal::SampleRate(SAMPLE_RATE)),
+            None => device
+                .default_output_config()
+                .with_context(|| format!("{name} has no usable output configuration"))?,
+        };
+        let (rate, channels, format) = (
+            config.sample_rate().0,
+            config.channels() as usize,
+            config.sample_format(),
+        );
+        let stream_config = config.config();
+        let ring = rate as usize * RING_MS / 1000;
+        let (producer, consumer): (HeapProd<f32>, HeapCons<f32>) = HeapRb::<f32>::new(ring).split();
+        let err = |e: cpal::StreamError| tracing::warn!("audio output error: {e}");
+        macro_rules! build {
+            ($t:ty) => {{
+                let mut consumer = consumer;
+                let mut mono = Vec::new();
+                device.build_output_stream(
+                    &stream_config,
+                    move |data: &mut [$t], _| {
+                        let frames = data.len() / channels;
+                        mono.resize(frames, 0.0);
+                        let got = consumer.pop_slice(&mut mono);
+                        mono[got..].fill(0.0);
+                        for (frame, s) in data.chunks_exact_mut(channels).zip(&mono) {
+                            frame.fill(<$t as cpal::FromSample<f32>>::from_sample_(*s));
+                        }
+                    },
+                    err,
+                    None,
+                )
+            }};
+        }
+        let stream = match format {
+            cpal::SampleFormat::I8 => build!(i8),
+            cpal::SampleFormat::I16 => build!(i16),
+            cpal::SampleFormat::I32 => build!(i32),
+            cpal::SampleFormat::U8 => build!(u8),
+            cpal::SampleFormat::U16 => build!(u16),
+            cpal::SampleFormat::U32 => build!(u32),
+            cpal::SampleFormat::F32 => build!(f32),
+            cpal::SampleFormat::F64 => build!(f64),
+            other => return Err(anyhow!("{name}: sample format {other} is not supported")),
+        }
+        .with_context(|| format!("cannot open {name}"))?;
         stream
             .play()
             .with_context(|| format!("cannot start {name}"))?;
-        tracing::info!("playing audio on {name}");
+        let resampler = if rate == SAMPLE_RATE {
+            None
+        } else {
+            Some(
+                Fft::<f32>::new(
+                    SAMPLE_RATE as usize,
+                    rate as usize,
+                    960,
+                    1,
+                    FixedSync::Input,
+                )
+                .with_context(|| format!("cannot resample to {rate} Hz for {name}"))?,
+            )
+        };
+        tracing::info!("playing audio on {name} ({rate} Hz, {channels} channel(s), {format})");
         Ok(Self {
             _stream: stream,
             producer,
             name,
+            resampler,
+            pending: Vec::new(),
+            dropped: 0,
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    fn push(&mut self, samples: &[f32]) {
+        if self.producer.vacant_len() < samples.len() {
+            // The device is behind: drop rather than add delay.
+            self.dropped += samples.len() as u64;
+            return;
+        }
+        self.producer.push_slice(samples);
+    }
 }
 
 impl AudioOutput for Speakers {
     fn play(&mut self, samples: &[i16]) {
-        if self.producer.vacant_len() < samples.len() {
-            return; // the device is behind: drop rather than add delay
+        let as_f32 = samples.iter().map(|&s| s as f32 / 32768.0);
+        let Some(resampler) = self.resampler.as_mut() else {
+            let block: Vec<f32> = as_f32.collect();
+            self.push(&block);
+            return;
+        };
+        self.pending.extend(as_f32);
+        let mut out = Vec::new();
+        let mut used = 0;
+        while self.pending.len() - used >= resampler.input_frames_next() {
+            let n = resampler.input_frames_next();
+            let Ok(block) = InterleavedSlice::new(&self.pending[used..used + n], 1, n) else {
+                break;
+            };
+            match resampler.process(&block, None) {
+                Ok(o) => out.extend(o.take_data()),
+                Err(e) => tracing::warn!("audio resampling failed: {e}"),
+            }
+            used += n;
         }
-        for s in samples {
-            let _ = self.producer.try_push(*s as f32 / 32768.0);
-        }
+        self.pending.drain(..used);
+        self.push(&out);
     }
 }

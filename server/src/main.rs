@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use streamsocket_server::clock::MediaClock;
 use streamsocket_server::ladder::Ladder;
 use streamsocket_server::server::{EncoderTuning, Inputs, Server, ServerOptions};
 use streamsocket_server::session::JoinStrategy;
+use streamsocket_server::source::v4l_camera::CameraSelector;
 use streamsocket_server::source::{self, AudioChoice, PictureFormat, VideoChoice};
 
 /// Stream live AV1 video and Opus audio over QUIC to any number of StreamSocket viewers.
@@ -25,6 +27,8 @@ use streamsocket_server::source::{self, AudioChoice, PictureFormat, VideoChoice}
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Subcommand>,
     /// Address and UDP port to listen on.
     #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], streamsocket_proto::DEFAULT_PORT)))]
     listen: SocketAddr,
@@ -46,6 +50,14 @@ struct Args {
         value_name = "auto|test|mic|none|FILE.wav"
     )]
     audio: AudioChoice,
+    /// The camera for --video camera/auto: its index or part of its name, as
+    /// `streamsocket-server devices` lists them (default: the first).
+    #[arg(long, value_name = "INDEX|NAME")]
+    camera: Option<CameraSelector>,
+    /// The microphone for --audio mic/auto: part of its name, as `streamsocket-server
+    /// devices` lists them (default: the system's default input).
+    #[arg(long, value_name = "NAME")]
+    microphone: Option<String>,
     /// Play --video and --audio files once instead of looping them.
     #[arg(long)]
     no_loop: bool,
@@ -97,6 +109,45 @@ struct Args {
     rdo_lookahead: usize,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Subcommand {
+    /// List the cameras (with the modes StreamSocket can use) and microphones, then exit.
+    Devices,
+}
+
+/// `streamsocket-server devices`.
+fn list_devices() -> ExitCode {
+    match source::v4l_camera::list() {
+        Ok(cameras) if cameras.is_empty() => println!("cameras: none found"),
+        Ok(cameras) => {
+            println!("cameras:");
+            for c in cameras {
+                println!("  {}: {}", c.index, c.name);
+                for m in c.modes {
+                    println!(
+                        "      {} {}x{} @ {} fps",
+                        m.format(),
+                        m.width(),
+                        m.height(),
+                        m.frame_rate()
+                    );
+                }
+            }
+        }
+        Err(e) => println!("cameras: cannot list them: {e:#}"),
+    }
+    let microphones = source::microphone::list();
+    if microphones.is_empty() {
+        println!("microphones: none found");
+    } else {
+        println!("microphones:");
+        for m in microphones {
+            println!("  {m}");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum Join {
     Gop,
@@ -108,14 +159,21 @@ enum Join {
 async fn main() -> ExitCode {
     init_logging();
     let args = Args::parse();
+    if let Some(Subcommand::Devices) = args.command {
+        return list_devices();
+    }
     let wanted = PictureFormat {
         width: args.width,
         height: args.height,
         fps: args.fps,
     };
     let looping = !args.no_loop;
-    let opened = source::open_video(&args.video, wanted, looping)
-        .and_then(|video| source::open_audio(&args.audio, looping).map(|audio| (video, audio)));
+    let clock = MediaClock::start();
+    let opened = source::open_video(&args.video, args.camera.as_ref(), wanted, looping, clock)
+        .and_then(|video| {
+            source::open_audio(&args.audio, args.microphone.as_deref(), looping)
+                .map(|audio| (video, audio))
+        });
     let ((video, video_why), (audio, audio_why)) = match opened {
         Ok(inputs) => inputs,
         Err(e) => {
@@ -162,7 +220,14 @@ async fn main() -> ExitCode {
     };
     let video_description = video.describe();
     let audio_description = audio.as_ref().map(|a| a.describe());
-    let server = match Server::start(&opts, Inputs { video, audio }) {
+    let server = match Server::start(
+        &opts,
+        Inputs {
+            clock,
+            video,
+            audio,
+        },
+    ) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -34,6 +34,9 @@ pub struct ServerOptions {
 
 /// Where pictures and sound come from (see [`source::open_video`], [`source::open_audio`]).
 pub struct Inputs {
+    /// The clock the inputs stamp captures on (a camera stamps frames as they arrive); the
+    /// server's clock.
+    pub clock: MediaClock,
     pub video: Box<dyn VideoInput>,
     /// `None`: the stream has no sound (viewers get no audio packets).
     pub audio: Option<Box<dyn AudioInput>>,
@@ -94,7 +97,7 @@ impl Server {
         server_config.transport_config(streamsocket_transport::settings::server());
 
         opts.ladder.validate()?;
-        let clock = MediaClock::start();
+        let clock = inputs.clock;
         let t = &opts.encoder;
         let renditions = opts
             .ladder

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -48,6 +48,8 @@ pub struct ServerProcess {
     _certs_dir: Option<tempfile::TempDir>,
     log: PathBuf,
     _log_dir: tempfile::TempDir,
+    /// What the server printed on standard output after its address and fingerprint.
+    stdout_lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -90,8 +92,14 @@ impl ServerProcess {
                 fingerprint = Some(f.trim().to_string());
             }
         }
-        // Keep draining stdout so the server never blocks on it.
-        std::thread::spawn(move || for _ in lines {});
+        // Keep draining stdout so the server never blocks on it; keep what it says.
+        let stdout_lines = Arc::new(Mutex::new(Vec::new()));
+        let kept = stdout_lines.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().expect("not poisoned").push(line);
+            }
+        });
         Ok(Self {
             child,
             addr: addr.expect("set"),
@@ -100,6 +108,7 @@ impl ServerProcess {
             _certs_dir: owner,
             log,
             _log_dir: log_dir,
+            stdout_lines,
         })
     }
 
@@ -126,6 +135,22 @@ impl ServerProcess {
                 self.log()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the server printed a line starting with `prefix` on standard output.
+    pub fn wait_for_stdout_line(&self, prefix: &str, limit: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            let lines = self.stdout_lines.lock().expect("not poisoned").clone();
+            if let Some(l) = lines.iter().find(|l| l.starts_with(prefix)) {
+                return l.clone();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "server never printed a line starting {prefix:?}: {lines:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -6,8 +6,12 @@
 //! Inputs with no clock of their own (the test pattern, files) pace themselves with
 //! [`Pacer`]; devices are paced by the device. The threads here only distribute.
 
+pub mod camera;
+pub mod convert;
+pub mod microphone;
 pub mod resample;
 pub mod test_input;
+pub mod v4l_camera;
 pub mod wav_file;
 pub mod y4m_file;
 
@@ -91,6 +95,7 @@ pub enum VideoChoice {
     /// The first camera when there is one, else the test pattern.
     Auto,
     Test,
+    /// A camera: the first, or the one `--camera` names.
     Camera,
     /// A Y4M file, streamed in real time.
     File(PathBuf),
@@ -149,8 +154,10 @@ impl FromStr for AudioChoice {
 /// the input and why it was chosen, for the log.
 pub fn open_video(
     choice: &VideoChoice,
+    camera: Option<&v4l_camera::CameraSelector>,
     wanted: PictureFormat,
     looping: bool,
+    clock: MediaClock,
 ) -> anyhow::Result<(Box<dyn VideoInput>, String)> {
     let test = || -> Box<dyn VideoInput> {
         Box::new(test_input::TestPattern::new(
@@ -159,11 +166,23 @@ pub fn open_video(
             wanted.fps,
         ))
     };
+    let open_camera = || -> anyhow::Result<Box<dyn VideoInput>> {
+        let opener = v4l_camera::opener(camera.cloned(), wanted);
+        Ok(Box::new(camera::CameraInput::start(opener, clock)?))
+    };
     Ok(match choice {
         VideoChoice::Test => (test(), "asked for (--video test)".into()),
-        VideoChoice::Auto => (test(), "no camera support in this build".into()),
-        VideoChoice::Camera => {
-            anyhow::bail!("--video camera: this build has no camera support")
+        VideoChoice::Camera => (open_camera()?, "asked for (--video camera)".into()),
+        VideoChoice::Auto if camera.is_some() => (open_camera()?, "--camera given".into()),
+        VideoChoice::Auto => {
+            if v4l_camera::any_present() {
+                match open_camera() {
+                    Ok(c) => (c, "the first camera found".into()),
+                    Err(e) => (test(), format!("the camera did not open: {e:#}")),
+                }
+            } else {
+                (test(), "no camera found".into())
+            }
         }
         VideoChoice::File(path) => (
             Box::new(y4m_file::Y4mFile::open(path, looping)?),
@@ -173,16 +192,29 @@ pub fn open_video(
 }
 
 /// Opens the audio input `choice` asks for (`None`: no sound), and why it was chosen.
+/// `microphone` names one (part of its name); the default input otherwise.
 pub fn open_audio(
     choice: &AudioChoice,
+    microphone: Option<&str>,
     looping: bool,
 ) -> anyhow::Result<(Option<Box<dyn AudioInput>>, String)> {
     let test = || -> Option<Box<dyn AudioInput>> { Some(Box::new(test_input::TestTone::new())) };
+    let mic = || -> anyhow::Result<Option<Box<dyn AudioInput>>> {
+        Ok(Some(Box::new(microphone::Microphone::open(microphone)?)))
+    };
     Ok(match choice {
         AudioChoice::Test => (test(), "asked for (--audio test)".into()),
-        AudioChoice::Auto => (test(), "no microphone support in this build".into()),
-        AudioChoice::Microphone => {
-            anyhow::bail!("--audio mic: this build has no microphone support")
+        AudioChoice::Microphone => (mic()?, "asked for (--audio mic)".into()),
+        AudioChoice::Auto if microphone.is_some() => (mic()?, "--microphone given".into()),
+        AudioChoice::Auto => {
+            if microphone::any_present() {
+                match mic() {
+                    Ok(m) => (m, "the default microphone".into()),
+                    Err(e) => (test(), format!("the microphone did not open: {e:#}")),
+                }
+            } else {
+                (test(), "no microphone found".into())
+            }
         }
         AudioChoice::None => (None, "asked for (--audio none)".into()),
         AudioChoice::File(path) => (

@@ -1,0 +1,249 @@
+//! A microphone through cpal as a live audio input: any sample format, rate and channel
+//! count, downmixed and resampled to 48 kHz mono. The cpal stream lives on its own thread
+//! (streams are not `Send`); its callback only copies samples into a bounded channel.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+
+use super::resample::{downmix, To48k};
+use super::{AudioInput, Pacer};
+use crate::clock::MediaClock;
+
+/// Without samples for this long the microphone counts as lost and the stream carries
+/// silence (paced, so viewers keep playing) until it returns.
+const LOST_AFTER: Duration = Duration::from_millis(200);
+
+/// Whether a device can capture at all: it has a name other than ALSA's "null" and an input
+/// configuration (ALSA offers a "default" device even on machines without a sound card).
+fn usable(d: &cpal::Device) -> bool {
+    d.name().is_ok_and(|n| n != "null") && d.default_input_config().is_ok()
+}
+
+/// Audio inputs that can capture, by name.
+pub fn list() -> Vec<String> {
+    let host = cpal::default_host();
+    match host.input_devices() {
+        Ok(devices) => devices
+            .filter(usable)
+            .filter_map(|d| d.name().ok())
+            .collect(),
+        Err(e) => {
+            tracing::debug!("listing audio inputs: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// Whether a default microphone exists (for `--audio auto`).
+pub fn any_present() -> bool {
+    cpal::default_host()
+        .default_input_device()
+        .is_some_and(|d| usable(&d))
+}
+
+fn find(name: Option<&str>) -> anyhow::Result<cpal::Device> {
+    let host = cpal::default_host();
+    match name {
+        None => host
+            .default_input_device()
+            .filter(usable)
+            .context("no microphone found"),
+        Some(wanted) => {
+            let lower = wanted.to_lowercase();
+            let devices: Vec<_> = host
+                .input_devices()
+                .map(|d| d.filter(usable).collect())
+                .unwrap_or_default();
+            let names: Vec<String> = devices.iter().filter_map(|d| d.name().ok()).collect();
+            devices
+                .into_iter()
+                .find(|d| d.name().is_ok_and(|n| n.to_lowercase().contains(&lower)))
+                .with_context(|| match names.is_empty() {
+                    true => format!("no microphone named {wanted:?}: no microphone found"),
+                    false => format!(
+                        "no microphone named {wanted:?}; there are: {}",
+                        names.join(", ")
+                    ),
+                })
+        }
+    }
+}
+
+pub struct Microphone {
+    description: String,
+    samples: Receiver<Vec<f32>>,
+    to48k: To48k,
+    lost: bool,
+    pacer: Option<Pacer>,
+    skipped: AtomicU64,
+    stop: Arc<AtomicBool>,
+    /// Sample blocks dropped because the encoder thread fell behind.
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl Microphone {
+    /// Opens the named microphone (part of its name) or the default one.
+    pub fn open(name: Option<&str>) -> anyhow::Result<Self> {
+        let (tx, samples) = crossbeam_channel::bounded::<Vec<f32>>(64);
+        let (opened_tx, opened_rx) = crossbeam_channel::bounded(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (thread_stop, thread_dropped) = (stop.clone(), dropped.clone());
+        let name = name.map(str::to_owned);
+        thread::Builder::new()
+            .name("microphone".into())
+            .spawn(move || {
+                let stream = match start_stream(name.as_deref(), tx, thread_dropped) {
+                    Ok((stream, description, rate)) => {
+                        let _ = opened_tx.send(Ok((description, rate)));
+                        stream
+                    }
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e));
+                        return;
+                    }
+                };
+                while !thread_stop.load(Ordering::Relaxed) {
+                    thread::park_timeout(Duration::from_millis(200));
+                }
+                drop(stream);
+            })?;
+        let (description, rate) = opened_rx
+            .recv()
+            .map_err(|_| anyhow!("the microphone thread ended before opening the device"))??;
+        Ok(Self {
+            description,
+            samples,
+            to48k: To48k::new(rate)?,
+            lost: false,
+            pacer: None,
+            skipped: AtomicU64::new(0),
+            stop,
+            dropped,
+        })
+    }
+}
+
+impl Drop for Microphone {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn start_stream(
+    name: Option<&str>,
+    tx: Sender<Vec<f32>>,
+    dropped: Arc<AtomicU64>,
+) -> anyhow::Result<(cpal::Stream, String, u32)> {
+    let device = find(name)?;
+    let device_name = device.name().unwrap_or_else(|_| "unnamed".into());
+    let config = device
+        .default_input_config()
+        .with_context(|| format!("{device_name}: no usable input configuration"))?;
+    let (rate, channels, format) = (
+        config.sample_rate().0,
+        config.channels() as usize,
+        config.sample_format(),
+    );
+    let stream_config = config.config();
+    let description = format!("{device_name} ({rate} Hz, {channels} channel(s), {format})");
+    let err = |e: cpal::StreamError| tracing::warn!("microphone: {e}");
+    macro_rules! build {
+        ($t:ty) => {{
+            let mut mono = Vec::new();
+            let mut as_f32 = Vec::new();
+            device.build_input_stream(
+                &stream_config,
+                move |data: &[$t], _| {
+                    as_f32.clear();
+                    as_f32.extend(
+                        data.iter()
+                            .map(|&s| <f32 as cpal::FromSample<$t>>::from_sample_(s)),
+                    );
+                    mono.clear();
+                    downmix(&as_f32, channels, &mut mono);
+                    if let Err(TrySendError::Full(_)) = tx.try_send(mono.clone()) {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+                err,
+                None,
+            )
+        }};
+    }
+    let stream = match format {
+        cpal::SampleFormat::I8 => build!(i8),
+        cpal::SampleFormat::I16 => build!(i16),
+        cpal::SampleFormat::I32 => build!(i32),
+        cpal::SampleFormat::U8 => build!(u8),
+        cpal::SampleFormat::U16 => build!(u16),
+        cpal::SampleFormat::U32 => build!(u32),
+        cpal::SampleFormat::F32 => build!(f32),
+        cpal::SampleFormat::F64 => build!(f64),
+        other => {
+            return Err(anyhow!(
+                "{device_name}: sample format {other} is not supported"
+            ))
+        }
+    }
+    .with_context(|| format!("cannot open {device_name}"))?;
+    stream
+        .play()
+        .with_context(|| format!("cannot start {device_name}"))?;
+    Ok((stream, description, rate))
+}
+
+impl AudioInput for Microphone {
+    fn describe(&self) -> String {
+        format!("microphone {}", self.description)
+    }
+
+    fn next_chunk(&mut self, clock: &MediaClock, pcm: &mut [i16]) -> anyhow::Result<u64> {
+        let chunk_us = (pcm.len() as u64 * 1_000_000) / crate::audio_encoder::SAMPLE_RATE as u64;
+        loop {
+            if self.to48k.pop_chunk(pcm) {
+                // The chunk's last sample arrived just now (within a device period).
+                return Ok(clock.now_us().saturating_sub(chunk_us));
+            }
+            let wait = if self.lost {
+                Duration::ZERO
+            } else {
+                LOST_AFTER
+            };
+            match self.samples.recv_timeout(wait) {
+                Ok(block) => {
+                    if self.lost {
+                        tracing::info!("microphone delivers again");
+                        self.lost = false;
+                        self.pacer = None;
+                    }
+                    self.to48k.push(&block)?;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if !self.lost {
+                        tracing::warn!(
+                            "no sound from the microphone for {LOST_AFTER:?}: sending silence"
+                        );
+                        self.lost = true;
+                    }
+                    let per_s = 1_000_000 / chunk_us.max(1);
+                    let pacer = self
+                        .pacer
+                        .get_or_insert_with(|| Pacer::new(clock, per_s, 1));
+                    let (_, at) = pacer.wait(clock, &self.skipped);
+                    pcm.fill(0);
+                    return Ok(at.saturating_sub(chunk_us));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    anyhow::bail!("the microphone thread stopped")
+                }
+            }
+        }
+    }
+}
