@@ -489,6 +489,13 @@ async fn control(
                     }
                     stats.lock().expect("not poisoned").rendition = Some(rendition);
                 }
+                Ok(Some(ControlMessage::BroadcastPaused { paused })) => {
+                    tracing::info!(
+                        "the broadcaster {} the stream",
+                        if paused { "paused" } else { "resumed" }
+                    );
+                    stats.lock().expect("not poisoned").broadcast.on_message(paused);
+                }
                 Ok(Some(ControlMessage::AudioBitrateChanged { bitrate_bps })) => {
                     choices.audio_bitrate = bitrate_bps;
                     stats.lock().expect("not poisoned").audio.bitrate_bps = bitrate_bps;
@@ -539,6 +546,7 @@ async fn receive_frames(
                 Ok(f) => {
                     s.video.frames_received += 1;
                     s.video.bytes += f.payload.len() as u64;
+                    s.broadcast.on_frame(f.header.keyframe);
                     if f.header.keyframe {
                         s.video.keyframes += 1;
                     }

@@ -113,6 +113,48 @@ pub struct VideoStats {
     pub pixel_clock_unreadable: u64,
 }
 
+/// The broadcaster's pauses (BroadcastPaused messages) and what arrived around them.
+#[derive(Debug, Default)]
+pub struct BroadcastStats {
+    pub paused: bool,
+    pub pauses: u64,
+    pub resumes: u64,
+    /// Frames that arrived while paused (only those already in flight should).
+    pub frames_during_pause: u64,
+    /// After each resume: was the first frame a keyframe?
+    pub resumed_on_keyframe: u64,
+    pub resumed_without_keyframe: u64,
+    /// Waiting for the first frame after a resume.
+    pub awaiting_first_frame: bool,
+}
+
+impl BroadcastStats {
+    /// Accounts for the server's BroadcastPaused message.
+    pub fn on_message(&mut self, paused: bool) {
+        if paused && !self.paused {
+            self.pauses += 1;
+        }
+        if !paused && self.paused {
+            self.resumes += 1;
+            self.awaiting_first_frame = true;
+        }
+        self.paused = paused;
+    }
+
+    /// Accounts for a frame that arrived.
+    pub fn on_frame(&mut self, keyframe: bool) {
+        if self.paused {
+            self.frames_during_pause += 1;
+        } else if std::mem::take(&mut self.awaiting_first_frame) {
+            if keyframe {
+                self.resumed_on_keyframe += 1;
+            } else {
+                self.resumed_without_keyframe += 1;
+            }
+        }
+    }
+}
+
 /// `--record`: what went into the file, and what did not.
 #[derive(Debug, Default)]
 pub struct RecordingStats {
@@ -167,6 +209,7 @@ pub struct Stats {
     pub video: VideoStats,
     pub audio: AudioStats,
     pub recording: RecordingStats,
+    pub broadcast: BroadcastStats,
     pub clock_offset_us: Option<i64>,
     pub rtt_us: Option<u64>,
     /// The rendition the server last confirmed.
@@ -239,6 +282,14 @@ impl Stats {
                     "matched": v.pixel_clock_matched,
                     "unreadable": v.pixel_clock_unreadable,
                 },
+            },
+            "broadcast": {
+                "paused": self.broadcast.paused,
+                "pauses": self.broadcast.pauses,
+                "resumes": self.broadcast.resumes,
+                "frames_during_pause": self.broadcast.frames_during_pause,
+                "resumed_on_keyframe": self.broadcast.resumed_on_keyframe,
+                "resumed_without_keyframe": self.broadcast.resumed_without_keyframe,
             },
             "recording": {
                 "video_frames": self.recording.video_frames,

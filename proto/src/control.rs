@@ -242,6 +242,11 @@ pub enum ControlMessage {
     AudioBitrateChanged {
         bitrate_bps: u32,
     },
+    /// The broadcaster paused (true) or resumed (false) the whole stream: no media flows to
+    /// anyone while paused, and it resumes on a keyframe.
+    BroadcastPaused {
+        paused: bool,
+    },
 }
 
 mod tag {
@@ -257,6 +262,7 @@ mod tag {
     pub const SET_PAUSED: u8 = 0x0A;
     pub const SET_AUDIO_BITRATE: u8 = 0x0B;
     pub const AUDIO_BITRATE_CHANGED: u8 = 0x0C;
+    pub const BROADCAST_PAUSED: u8 = 0x0D;
 }
 
 impl ControlMessage {
@@ -275,6 +281,7 @@ impl ControlMessage {
             ControlMessage::SetPaused { .. } => "set-paused",
             ControlMessage::SetAudioBitrate { .. } => "set-audio-bitrate",
             ControlMessage::AudioBitrateChanged { .. } => "audio-bitrate-changed",
+            ControlMessage::BroadcastPaused { .. } => "broadcast-paused",
         }
     }
 
@@ -368,6 +375,10 @@ impl ControlMessage {
             ControlMessage::AudioBitrateChanged { bitrate_bps } => {
                 out.put_u8(tag::AUDIO_BITRATE_CHANGED);
                 out.put_u32(*bitrate_bps);
+            }
+            ControlMessage::BroadcastPaused { paused } => {
+                out.put_u8(tag::BROADCAST_PAUSED);
+                out.put_u8(*paused as u8);
             }
         }
         let len = (out.len() - start - 4) as u32;
@@ -536,6 +547,9 @@ impl ControlMessage {
             tag::AUDIO_BITRATE_CHANGED => ControlMessage::AudioBitrateChanged {
                 bitrate_bps: r.u32("audio bitrate")?,
             },
+            tag::BROADCAST_PAUSED => ControlMessage::BroadcastPaused {
+                paused: bool_field(r.u8("broadcast paused flag")?, "broadcast paused flag")?,
+            },
             other => {
                 return Err(DecodeError::UnknownTag {
                     what: "message type",
@@ -643,6 +657,8 @@ mod tests {
             },
             ControlMessage::SetPaused { paused: true },
             ControlMessage::SetPaused { paused: false },
+            ControlMessage::BroadcastPaused { paused: true },
+            ControlMessage::BroadcastPaused { paused: false },
             ControlMessage::SetAudioBitrate {
                 bitrate_bps: 96_000,
             },
@@ -794,6 +810,7 @@ mod tests {
     #[test]
     fn flags_other_than_0_or_1_are_errors() {
         assert!(ControlMessage::decode_body(&[tag::SET_PAUSED, 2]).is_err());
+        assert!(ControlMessage::decode_body(&[tag::BROADCAST_PAUSED, 7]).is_err());
         assert!(ControlMessage::decode_body(&[tag::RENDITION_CHANGED, 0, 7]).is_err());
     }
 

@@ -15,6 +15,7 @@ use tokio::sync::broadcast;
 
 use crate::audio_encoder::AudioPacket;
 use crate::clock::MediaClock;
+use crate::controls::Controls;
 use crate::frame::RawFrame;
 use crate::video_encoder::{
     self, EncodedFrame, EncoderSettings, EncoderStats, KeyframeRequests, VideoEncoder,
@@ -77,6 +78,7 @@ pub struct Hub {
     audio_format: AudioFormat,
     taps: Taps,
     clock: MediaClock,
+    controls: Arc<Controls>,
 }
 
 /// A viewer watching a rendition; dropping it may stop the encoder.
@@ -98,6 +100,11 @@ impl Watch {
 }
 
 impl Hub {
+    /// The broadcaster's controls (pause, mute) and status.
+    pub fn controls(&self) -> &Arc<Controls> {
+        &self.controls
+    }
+
     /// `renditions` pairs each rung with its encoder settings; `audio_bitrates` lists the
     /// Opus bitrates, each with its encoder fed by the audio source.
     pub fn new(
@@ -132,6 +139,7 @@ impl Hub {
             audio,
             audio_format,
             taps: Arc::new(Mutex::new(Vec::new())),
+            controls: Arc::new(Controls::default()),
             clock,
         }
     }

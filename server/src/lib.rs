@@ -6,9 +6,11 @@
 
 pub mod audio_encoder;
 pub mod clock;
+pub mod controls;
 pub mod frame;
 pub mod hub;
 pub mod ladder;
+pub mod preview;
 pub mod scaler;
 pub mod server;
 pub mod session;

@@ -58,6 +58,11 @@ struct Args {
     /// devices` lists them (default: the system's default input).
     #[arg(long, value_name = "NAME")]
     microphone: Option<String>,
+    /// Open the broadcaster's window: the local picture with the server's status; Space pauses
+    /// and resumes the broadcast, M mutes the microphone, Q stops the server. Without a
+    /// display the server runs without it.
+    #[arg(long)]
+    preview: bool,
     /// Play --video and --audio files once instead of looping them.
     #[arg(long)]
     no_loop: bool,
@@ -220,12 +225,20 @@ async fn main() -> ExitCode {
     };
     let video_description = video.describe();
     let audio_description = audio.as_ref().map(|a| a.describe());
+    let (preview_tx, preview_rx) = match args.preview {
+        true => {
+            let (tx, rx) = crossbeam_channel::bounded(2);
+            (Some(tx), Some(rx))
+        }
+        false => (None, None),
+    };
     let server = match Server::start(
         &opts,
         Inputs {
             clock,
             video,
             audio,
+            preview: preview_tx,
         },
     ) {
         Ok(s) => s,
@@ -269,7 +282,19 @@ async fn main() -> ExitCode {
         viewer_address(&local),
         opts.certs.join("ca.pem").display()
     );
-    let shutdown = shutdown_signal();
+    // Q in the preview window stops the server like Ctrl-C.
+    let (quit_tx, quit_rx) = tokio::sync::oneshot::channel::<()>();
+    if let Some(frames) = preview_rx {
+        streamsocket_server::preview::spawn(frames, server.hub(), move || {
+            let _ = quit_tx.send(());
+        });
+    }
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            Ok(()) = quit_rx => {}
+        }
+    };
     match server.serve(shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

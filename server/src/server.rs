@@ -40,6 +40,8 @@ pub struct Inputs {
     pub video: Box<dyn VideoInput>,
     /// `None`: the stream has no sound (viewers get no audio packets).
     pub audio: Option<Box<dyn AudioInput>>,
+    /// The preview window's feed of source pictures (`--preview`).
+    pub preview: Option<crossbeam_channel::Sender<Arc<crate::frame::RawFrame>>>,
 }
 
 /// rav1e knobs exposed on the command line, for tuning and benchmarks.
@@ -61,8 +63,6 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     pub fingerprint: Fingerprint,
     pub source_stats: Arc<SourceStats>,
-    /// Set: the audio encoders get silence (the broadcaster muted the microphone).
-    pub muted: Arc<AtomicBool>,
 }
 
 impl Server {
@@ -143,11 +143,11 @@ impl Server {
             inputs.video,
             clock,
             hub.taps(),
+            inputs.preview,
             stop.clone(),
             source_stats.clone(),
         );
         // Audio: one Opus encoder per bitrate on offer, all fed the same samples (cheap).
-        let muted = Arc::new(AtomicBool::new(false));
         if let Some(audio) = inputs.audio {
             let encoders = audio_bitrates
                 .iter()
@@ -164,7 +164,7 @@ impl Server {
                 clock,
                 encoders,
                 stop.clone(),
-                muted.clone(),
+                hub.controls().clone(),
                 move |i, p| hub_for_audio.publish_audio(i, p),
             );
         }
@@ -185,8 +185,17 @@ impl Server {
             stop,
             fingerprint,
             source_stats,
-            muted,
         })
+    }
+
+    /// The broadcaster's controls: pause, mute, status.
+    pub fn controls(&self) -> Arc<crate::controls::Controls> {
+        self.hub.controls().clone()
+    }
+
+    /// The hub, for the preview window's status.
+    pub fn hub(&self) -> Arc<Hub> {
+        self.hub.clone()
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {

@@ -156,6 +156,13 @@ async fn run(
         audio_bitrates: hub.audio_bitrates(),
     });
     writer.send(&welcome).await.map_err(write_failed)?;
+    let controls = hub.controls().clone();
+    controls.viewer_joined();
+    let _counted = ViewerCount(controls.clone());
+    if controls.paused() {
+        let msg = ControlMessage::BroadcastPaused { paused: true };
+        writer.send(&msg).await.map_err(write_failed)?;
+    }
 
     let target_ms = if hello.latency_target_ms == 0 {
         DEFAULT_LATENCY_TARGET_MS
@@ -193,6 +200,15 @@ async fn run(
         return Err(refuse(&mut writer, code, reason).await);
     }
     Ok(())
+}
+
+/// Counts a viewer as connected while it lives.
+struct ViewerCount(Arc<crate::controls::Controls>);
+
+impl Drop for ViewerCount {
+    fn drop(&mut self) {
+        self.0.viewer_left();
+    }
 }
 
 /// The audio bitrate a viewer starts with: the default when offered, else the middle one.
@@ -268,8 +284,20 @@ async fn control_loop(
     commands: &Commands,
 ) -> Result<(), Fatal> {
     let mut limit = RateLimit::new();
+    let mut paused = hub.controls().watch_paused();
+    paused.mark_unchanged();
     loop {
-        let msg = match reader.next().await {
+        let next = tokio::select! {
+            next = reader.next() => next,
+            changed = paused.changed() => {
+                if changed.is_ok() {
+                    let msg = ControlMessage::BroadcastPaused { paused: *paused.borrow_and_update() };
+                    writer.send(&msg).await.map_err(write_failed)?;
+                }
+                continue;
+            }
+        };
+        let msg = match next {
             Ok(Some(m)) => m,
             Ok(None) => return Ok(()),
             // The viewer went away (closed the connection or reset the stream): not an error.
@@ -458,6 +486,8 @@ async fn send_video(
     let mut switch_due: Option<Instant> = None;
     // Set after a loss (reset stream, lag): the frames after it are undecodable until a keyframe.
     let broken = Arc::new(AtomicBool::new(true));
+    let controls = hub.controls().clone();
+    let mut held_for_pause = false;
     if let Some(c) = current.as_mut() {
         send_backlog(&conn, c, deadline, &stats, &broken);
     }
@@ -502,7 +532,7 @@ async fn send_video(
                 }
             }
             frame = next_frame(&mut next) => match frame {
-                Ok(f) if f.keyframe => {
+                Ok(f) if f.keyframe && !controls.paused() => {
                     // The new rendition is decodable from here: switch.
                     current = next.take();
                     broken.store(false, Ordering::Relaxed);
@@ -518,6 +548,14 @@ async fn send_video(
             },
             frame = next_frame(&mut current) => match frame {
                 Ok(f) => {
+                    // The broadcaster's pause: nothing goes out; after it, a keyframe first.
+                    if controls.paused() {
+                        held_for_pause = true;
+                        continue;
+                    }
+                    if std::mem::take(&mut held_for_pause) {
+                        broken.store(true, Ordering::Relaxed);
+                    }
                     if broken.load(Ordering::Relaxed) {
                         if !f.keyframe {
                             stats.frames_skipped_for_keyframe.fetch_add(1, Ordering::Relaxed);
@@ -663,6 +701,9 @@ async fn send_audio(
                 }
             } => packet,
         };
+        if hub.controls().paused() {
+            continue;
+        }
         let packet = match packet {
             Ok(p) => p,
             Err(RecvError::Lagged(n)) => {

@@ -284,6 +284,7 @@ pub fn spawn_video(
     mut input: Box<dyn VideoInput>,
     clock: MediaClock,
     taps: Taps,
+    mut preview: Option<crossbeam_channel::Sender<Arc<RawFrame>>>,
     stop: Arc<AtomicBool>,
     stats: Arc<SourceStats>,
 ) -> thread::JoinHandle<()> {
@@ -291,7 +292,7 @@ pub fn spawn_video(
         .name("video-source".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let wanted = !taps.lock().expect("not poisoned").is_empty();
+                let wanted = !taps.lock().expect("not poisoned").is_empty() || preview.is_some();
                 let frame = match input.next_frame(&clock, wanted, &stats) {
                     Ok(Some(f)) => f,
                     Ok(None) => continue,
@@ -299,6 +300,12 @@ pub fn spawn_video(
                 };
                 stats.frames.fetch_add(1, Ordering::Relaxed);
                 let frame = Arc::new(frame);
+                // The preview shows what it can; a closed preview stops asking.
+                if let Some(Err(TrySendError::Disconnected(_))) =
+                    preview.as_ref().map(|p| p.try_send(frame.clone()))
+                {
+                    preview = None;
+                }
                 for (_, tap) in taps.lock().expect("not poisoned").iter() {
                     match tap.try_send(frame.clone()) {
                         Ok(()) => {}
@@ -315,15 +322,15 @@ pub fn spawn_video(
 }
 
 /// Runs an audio input through the Opus encoders (one per bitrate on offer) on its own
-/// thread: one packet per 20 ms. While `muted` is set the encoders get silence (the stream
-/// goes on, so viewers' jitter buffers stay primed). `publish` gets the encoder's index and
-/// the packet.
+/// thread: one packet per 20 ms. While the broadcaster mutes the encoders get silence (the
+/// stream goes on, so viewers' jitter buffers stay primed); the level of what is sent goes to
+/// the status. `publish` gets the encoder's index and the packet.
 pub fn spawn_audio(
     mut input: Box<dyn AudioInput>,
     clock: MediaClock,
     mut encoders: Vec<AudioEncoder>,
     stop: Arc<AtomicBool>,
-    muted: Arc<AtomicBool>,
+    controls: Arc<crate::controls::Controls>,
     mut publish: impl FnMut(usize, AudioPacket) + Send + 'static,
 ) -> thread::JoinHandle<()> {
     thread::Builder::new()
@@ -336,9 +343,11 @@ pub fn spawn_audio(
                     Ok(t) => t,
                     Err(e) => return log_stop("audio", &e),
                 };
-                if muted.load(Ordering::Relaxed) {
+                if controls.muted() {
                     pcm.fill(0);
                 }
+                let peak = pcm.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+                controls.set_audio_peak(peak as f32 / 32768.0);
                 for (i, encoder) in encoders.iter_mut().enumerate() {
                     match encoder.encode(&pcm, seq, capture_us) {
                         Ok(p) => publish(i, p),
