@@ -2,7 +2,7 @@
 # Reproduces the figures in docs/BENCHMARKS.md: builds in release mode, sweeps rav1e settings,
 # then runs the server and a headless viewer on loopback.
 #   scripts/bench.sh            # everything
-#   scripts/bench.sh encoder    # one part (encoder | e2e | fanout), extra options passed on
+#   scripts/bench.sh encoder    # one part (encoder | e2e | fanout | capture | quality), extra options passed on
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -13,6 +13,8 @@ case "${1:-all}" in
   encoder) shift; $B encoder "$@" 2>/dev/null ;;
   e2e) shift; $B e2e "$@" 2>/dev/null ;;
   fanout) shift; $B fanout "$@" 2>/dev/null ;;
+  capture) shift; $B capture "$@" 2>/dev/null ;;
+  quality) shift; $B quality "$@" 2>/dev/null ;;
   all)
     $B encoder 2>/dev/null
     $B encoder --content busy 2>/dev/null
@@ -22,6 +24,9 @@ case "${1:-all}" in
     $B fanout --viewers 1,8,10,100,200,300,400 2>/dev/null
     $B fanout --viewers 1,8,100,200,300,400,500,600 --server-arg=--ladder --server-arg=180p:320x180@30:500 2>/dev/null
     $B fanout --viewers 500,600 --join-over-ms 1000 --server-arg=--ladder --server-arg=180p:320x180@30:500 2>/dev/null
+    $B capture 2>/dev/null
+    $B quality --content pattern 2>/dev/null
+    $B quality --content busy 2>/dev/null
     ;;
-  *) echo "usage: scripts/bench.sh [all|encoder|e2e|fanout] [options]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [all|encoder|e2e|fanout|capture|quality] [options]" >&2; exit 2 ;;
 esac

@@ -5,6 +5,9 @@
 //! - `e2e`: the release server and a headless viewer on loopback: capture-to-decoded latency
 //!   split into stages, first-frame time over repeated joins, bytes on the wire against media
 //!   bytes, server CPU.
+//! - `fanout`: how many viewers one server feeds with every frame on time.
+//! - `capture`: the cost of each capture and conversion stage per frame.
+//! - `quality`: PSNR and SSIM of what a viewer decodes, at each rung.
 //!
 //! Run through `scripts/bench.sh`, which builds in release mode first.
 
@@ -28,7 +31,7 @@ struct Args {
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum Content {
+pub enum Content {
     Pattern,
     Busy,
 }
@@ -55,6 +58,21 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Content::Pattern)]
         content: Content,
     },
+    /// Picture quality (PSNR, SSIM) of what a viewer decodes, at each rung of the default ladder.
+    Quality {
+        /// Picture content of the streamed clip.
+        #[arg(long, value_enum, default_value_t = Content::Busy)]
+        content: Content,
+        /// Seconds of viewing per rung.
+        #[arg(long, default_value_t = 6)]
+        seconds: u64,
+        /// Stream this Y4M clip (8-bit 4:2:0, its first 300 frames) instead of generated
+        /// content, e.g. real camera footage.
+        #[arg(long, value_name = "FILE.y4m")]
+        clip: Option<std::path::PathBuf>,
+    },
+    /// Cost per frame of the capture and conversion stages at 640x360 and 1280x720.
+    Capture,
     /// How many viewers one server feeds: light in-process viewers (no decoding) at each count.
     Fanout {
         /// Viewer counts to measure, each against a fresh server.
@@ -108,6 +126,12 @@ fn main() -> anyhow::Result<()> {
             Duration::from_millis(join_over_ms),
             &server_args,
         ),
+        Command::Quality {
+            content,
+            seconds,
+            clip,
+        } => quality::run(content, clip.as_deref(), seconds),
+        Command::Capture => capture::run(),
         Command::E2e {
             seconds,
             joins,
@@ -227,14 +251,14 @@ fn encoder_sweep(
     Ok(())
 }
 
-struct Inputs {
+pub struct Inputs {
     frames: Vec<RawFrame>,
     render_ms_p50: f64,
     convert_ms_p50: f64,
 }
 
 /// Renders the input once (timing the test source's own cost), so only encoding is timed later.
-fn make_inputs(
+pub fn make_inputs(
     width: usize,
     height: usize,
     fps: u32,
@@ -318,7 +342,9 @@ fn encode_run(settings: &EncoderSettings, inputs: &[RawFrame]) -> anyhow::Result
     }))
 }
 
+mod capture;
 mod fanout;
+mod quality;
 
 fn fanout_table(
     counts: &[usize],

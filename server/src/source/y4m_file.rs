@@ -71,7 +71,7 @@ impl Y4mFile {
     }
 
     /// Reads the next picture, restarting the file at its end when looping.
-    fn read(&mut self, capture_us: u64) -> anyhow::Result<RawFrame> {
+    pub fn read_frame(&mut self, capture_us: u64) -> anyhow::Result<RawFrame> {
         loop {
             match self.decoder.read_frame() {
                 Ok(f) => {
@@ -161,10 +161,10 @@ impl VideoInput for Y4mFile {
             .map_or(0, |last| slot.saturating_sub(last + 1));
         self.last_slot = Some(slot);
         for _ in 0..behind {
-            self.read(capture_us)?;
+            self.read_frame(capture_us)?;
         }
         let t0 = Instant::now();
-        let frame = self.read(capture_us)?;
+        let frame = self.read_frame(capture_us)?;
         stats
             .render_us_total
             .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -197,7 +197,7 @@ mod tests {
         write_y4m(&path, 3, y4m::Colorspace::C420jpeg);
         let mut f = Y4mFile::open(&path, true).unwrap();
         assert_eq!((f.width(), f.height(), f.fps()), (32, 16, 25));
-        let firsts: Vec<u8> = (0..7).map(|_| f.read(0).unwrap().y[0]).collect();
+        let firsts: Vec<u8> = (0..7).map(|_| f.read_frame(0).unwrap().y[0]).collect();
         assert_eq!(firsts, [0, 1, 2, 0, 1, 2, 0]);
     }
 
@@ -207,8 +207,8 @@ mod tests {
         let path = dir.path().join("clip.y4m");
         write_y4m(&path, 1, y4m::Colorspace::C420);
         let mut f = Y4mFile::open(&path, false).unwrap();
-        f.read(0).unwrap();
-        let e = f.read(0).unwrap_err();
+        f.read_frame(0).unwrap();
+        let e = f.read_frame(0).unwrap_err();
         assert!(e.downcast_ref::<SourceEnded>().is_some(), "{e:#}");
     }
 
