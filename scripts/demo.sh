@@ -12,7 +12,7 @@ cargo build --release --locked --bins
 
 PORT="${STREAMSOCKET_PORT:-4443}"
 LOG="$(mktemp -t streamsocket-server.XXXXXX.log)"
-./target/release/streamsocket-server --listen "127.0.0.1:${PORT}" --certs certs >"${LOG}.out" 2>"$LOG" &
+./target/release/streamsocket-server --listen "127.0.0.1:${PORT}" --certs certs --video test --audio test >"${LOG}.out" 2>"$LOG" &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
 

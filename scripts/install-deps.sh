@@ -21,6 +21,9 @@ PACKAGES=(
   xdotool         # drives the viewer window's keyboard in tests
   ffmpeg          # ffprobe/ffmpeg read the viewer's recordings back in tests
   dav1d           # the reference AV1 decoder's tool, an independent check of recordings
+  pulseaudio      # a virtual sound card for tests: a null sink and its monitor as microphone
+  pulseaudio-utils
+  libasound2-plugins # ALSA's "pulse" device, through which cpal reaches it
   build-essential
 )
 

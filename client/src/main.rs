@@ -208,6 +208,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         s.audio.bitrate_bps = w.audio.bitrate_bps;
     }
     let target_rendition = Arc::new(AtomicU8::new(rendition.id));
+    let resync = Arc::new(AtomicBool::new(false));
     let muted = Arc::new(AtomicBool::new(false));
     let (command_tx, command_rx) = tokio::sync::mpsc::unbounded_channel();
     // A viewer that did not ask for a rendition runs automatic quality.
@@ -250,6 +251,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             connect_start_us,
             decoder_threads: args.decoder_threads,
             target_rendition: target_rendition.clone(),
+            resync: resync.clone(),
             live_within_us: args.latency_target as u64 * 1000,
             recorder: recorder.clone(),
             dump: args
@@ -281,6 +283,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         keyframe_requests: keyframe_rx,
         commands: command_rx,
         target_rendition,
+        resync,
     };
     // Local commands from scripts: quit ends the run, mute acts here; the rest go to the server.
     let (quit_tx, mut quit_rx) = tokio::sync::watch::channel(false);

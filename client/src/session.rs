@@ -238,6 +238,8 @@ pub struct Pipes {
     pub commands: UnboundedReceiver<Command>,
     /// The rendition the server last confirmed, for the decoder.
     pub target_rendition: Arc<AtomicU8>,
+    /// Tells the decoder the broadcaster paused (see `DecoderContext::resync`).
+    pub resync: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Runs the control task and the receivers until the connection ends.
@@ -261,6 +263,7 @@ pub async fn run(
         pipes.keyframe_requests,
         pipes.commands,
         pipes.target_rendition,
+        pipes.resync,
         clock,
         sync,
         stats,
@@ -400,6 +403,7 @@ async fn control(
     mut keyframe_requests: UnboundedReceiver<u8>,
     mut commands: UnboundedReceiver<Command>,
     target_rendition: Arc<AtomicU8>,
+    resync: Arc<std::sync::atomic::AtomicBool>,
     clock: ViewerClock,
     sync: Arc<Mutex<ClockSync>>,
     stats: Arc<Mutex<Stats>>,
@@ -494,6 +498,9 @@ async fn control(
                         "the broadcaster {} the stream",
                         if paused { "paused" } else { "resumed" }
                     );
+                    if paused {
+                        resync.store(true, Ordering::Relaxed);
+                    }
                     stats.lock().expect("not poisoned").broadcast.on_message(paused);
                 }
                 Ok(Some(ControlMessage::AudioBitrateChanged { bitrate_bps })) => {

@@ -91,6 +91,9 @@ pub struct DecoderContext {
     pub target_rendition: Arc<AtomicU8>,
     /// A frame decoded within this long of its capture counts as live (the latency target).
     pub live_within_us: u64,
+    /// Set by the session when the broadcaster pauses: the frames after the pause start again
+    /// from a keyframe, and the numbers skipped meanwhile are not losses.
+    pub resync: Arc<std::sync::atomic::AtomicBool>,
     /// `--record`: every frame given to the decoder also goes to the recording.
     pub recorder: Option<crate::record::Recorder>,
     /// `--dump-y4m`: every decoded picture also goes to a file.
@@ -178,6 +181,15 @@ impl Tracks {
         (ready, true)
     }
 
+    /// Starts over, waiting for a keyframe, without counting the sequence numbers in between
+    /// as lost: the broadcaster paused the stream, and the encoders went on numbering.
+    fn resync(&mut self) {
+        let old = std::mem::replace(&mut self.current_track, Reorder::new(GAP_TIMEOUT));
+        self.skipped_before += old.skipped;
+        self.late_before += old.late;
+        self.target_track = None;
+    }
+
     fn skipped(&self) -> u64 {
         self.skipped_before + self.current_track.skipped
     }
@@ -196,6 +208,9 @@ fn run(mut decoder: dav1d::Decoder, input: Receiver<NetFrame>, ctx: DecoderConte
             .gap_deadline()
             .map(|d| d.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_millis(500));
+        if ctx.resync.swap(false, Ordering::Relaxed) {
+            tracks.resync();
+        }
         let target = ctx.target_rendition.load(Ordering::Relaxed);
         let (ready, switched) = match input.recv_timeout(wait) {
             Ok(frame) => tracks.push(frame, target, Instant::now()),

@@ -74,7 +74,7 @@ struct Args {
     #[arg(long, default_value_t = 360)]
     height: usize,
     /// Frames per second (a file's own rate is used instead).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=240))]
     fps: u32,
     /// Video bitrate of the top rendition in kbit/s (lower rungs get 50% and 30%).
     #[arg(long, default_value_t = 800)]

@@ -137,7 +137,9 @@ pub fn spawn(
                         }
                     }
                     Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => break,
+                    // The source ended (a file played with --no-loop): keep the last picture
+                    // and the status, redrawn at the same pace.
+                    Err(RecvTimeoutError::Disconnected) => thread::sleep(Duration::from_millis(33)),
                 }
                 rates.update(&hub);
                 shown.clone_from(&picture);

@@ -155,11 +155,13 @@ async fn run(
         audio: hub.audio_format(audio_bitrate),
         audio_bitrates: hub.audio_bitrates(),
     });
+    // Watch the broadcaster's pause from before the welcome, so no change is missed.
+    let mut paused = hub.controls().watch_paused();
     writer.send(&welcome).await.map_err(write_failed)?;
     let controls = hub.controls().clone();
     controls.viewer_joined();
     let _counted = ViewerCount(controls.clone());
-    if controls.paused() {
+    if *paused.borrow_and_update() {
         let msg = ControlMessage::BroadcastPaused { paused: true };
         writer.send(&msg).await.map_err(write_failed)?;
     }
@@ -193,7 +195,7 @@ async fn run(
         video: video_tx,
         audio: audio_tx,
     };
-    let result = control_loop(&mut reader, &mut writer, hub, clock, &commands).await;
+    let result = control_loop(&mut reader, &mut writer, hub, clock, &commands, paused).await;
     video.abort();
     audio.abort();
     if let Err((code, reason)) = result {
@@ -282,10 +284,9 @@ async fn control_loop(
     hub: &Hub,
     clock: MediaClock,
     commands: &Commands,
+    mut paused: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), Fatal> {
     let mut limit = RateLimit::new();
-    let mut paused = hub.controls().watch_paused();
-    paused.mark_unchanged();
     loop {
         let next = tokio::select! {
             next = reader.next() => next,
@@ -489,7 +490,7 @@ async fn send_video(
     let controls = hub.controls().clone();
     let mut held_for_pause = false;
     if let Some(c) = current.as_mut() {
-        send_backlog(&conn, c, deadline, &stats, &broken);
+        send_backlog(&conn, c, deadline, &stats, &broken, controls.paused());
     }
     loop {
         tokio::select! {
@@ -508,7 +509,7 @@ async fn send_video(
                         current = Subscription::new(&hub, wanted, strategy);
                         broken.store(true, Ordering::Relaxed);
                         if let Some(c) = current.as_mut() {
-                            send_backlog(&conn, c, deadline, &stats, &broken);
+                            send_backlog(&conn, c, deadline, &stats, &broken, controls.paused());
                         }
                     }
                 }
@@ -526,7 +527,7 @@ async fn send_video(
                         current = next.take();
                         broken.store(true, Ordering::Relaxed);
                         if let Some(c) = current.as_mut() {
-                            send_backlog(&conn, c, deadline, &stats, &broken);
+                            send_backlog(&conn, c, deadline, &stats, &broken, controls.paused());
                         }
                     }
                 }
@@ -554,7 +555,11 @@ async fn send_video(
                         continue;
                     }
                     if std::mem::take(&mut held_for_pause) {
+                        // Resumed: start again from a fresh keyframe.
                         broken.store(true, Ordering::Relaxed);
+                        if let Some(r) = current.as_ref().and_then(|c| hub.rendition(c.rendition())) {
+                            r.keyframes.request();
+                        }
                     }
                     if broken.load(Ordering::Relaxed) {
                         if !f.keyframe {
@@ -584,16 +589,19 @@ async fn send_video(
     }
 }
 
-/// Sends a subscription's backlog (a group from its keyframe) and clears the loss flag.
+/// Sends a subscription's backlog (a group from its keyframe) and clears the loss flag;
+/// nothing while the broadcaster has paused the stream (the first live frame after the pause
+/// starts it again from a keyframe).
 fn send_backlog(
     conn: &quinn::Connection,
     sub: &mut Subscription,
     deadline: Duration,
     stats: &Arc<SessionStats>,
     broken: &Arc<AtomicBool>,
+    paused: bool,
 ) {
     let backlog = std::mem::take(&mut sub.backlog);
-    if backlog.first().is_some_and(|f| f.keyframe) {
+    if !paused && backlog.first().is_some_and(|f| f.keyframe) {
         broken.store(false, Ordering::Relaxed);
         for f in backlog {
             forward(conn, f, deadline, stats, broken);

@@ -67,9 +67,20 @@ impl ServerProcess {
     ) -> anyhow::Result<Self> {
         let log_dir = tempfile::tempdir()?;
         let log = log_dir.path().join("server.log");
+        // The embedded test source unless the test chooses: a machine with a camera or a
+        // microphone must not change what the tests see.
+        let chooses = |flags: &[&str]| extra.iter().any(|a| flags.contains(a));
+        let mut defaults = Vec::new();
+        if !chooses(&["--video", "--camera"]) {
+            defaults.extend(["--video", "test"]);
+        }
+        if !chooses(&["--audio", "--microphone"]) {
+            defaults.extend(["--audio", "test"]);
+        }
         let mut child = Command::new(bin("streamsocket-server"))
             .args(["--listen", "127.0.0.1:0", "--certs"])
             .arg(certs)
+            .args(defaults)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log)?)
@@ -289,6 +300,20 @@ pub fn assert_kept_watching(run: &ViewerRun, seconds: f64, who: &str) {
         num(s, "/audio/packets_decoded") >= 50.0 * (seconds - 1.0) * 0.5,
         "{who} audio:\n{s:#}"
     );
+}
+
+/// Fails the test with a clear message when a tool the install script provides is missing.
+pub fn require_tools(tools: &[&str]) {
+    for tool in tools {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "{tool} is not installed: run scripts/install-deps.sh"
+        );
+    }
 }
 
 /// A raw QUIC connection to `server` that trusts its CA, for tests that speak the protocol

@@ -82,7 +82,7 @@ fn auto_falls_back_to_the_test_source_and_says_why() {
     if !(no_cameras_here() && devices.contains("microphones: none found")) {
         return; // a machine with devices streams them; nothing to check here
     }
-    let server = ServerProcess::start(&[]).expect("starts");
+    let server = ServerProcess::start(&["--video", "auto", "--audio", "auto"]).expect("starts");
     let limit = std::time::Duration::from_secs(10);
     let video = server.wait_for_stdout_line("video:", limit);
     assert!(

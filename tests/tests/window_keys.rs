@@ -4,22 +4,12 @@
 use std::process::Command;
 use std::time::Duration;
 
-use streamsocket_tests::{bin, exclusive, num, run_with_limit, ServerProcess};
+use streamsocket_tests::{bin, exclusive, num, require_tools, run_with_limit, ServerProcess};
 
 #[test]
 fn pressing_a_number_key_in_the_window_switches_rendition() {
     let _machine = exclusive();
-    for tool in ["xvfb-run", "xdotool"] {
-        assert!(
-            Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .output()
-                .unwrap()
-                .status
-                .success(),
-            "{tool} is not installed: run scripts/install-deps.sh"
-        );
-    }
+    require_tools(&["xvfb-run", "xdotool"]);
     let server = ServerProcess::start(&[]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let stats = dir.path().join("stats.json");

@@ -113,8 +113,42 @@ pub fn codec_delay_ms(pre_skip: u16) -> i64 {
     (pre_skip as u64 * 1000).div_ceil(48_000) as i64
 }
 
+/// How long blocks wait to be put in time order: audio is handed over when played and video
+/// when decoded, up to a few hundred milliseconds apart for the same capture time.
+pub const INTERLEAVE_MS: i64 = 500;
+
+/// A block waiting to be written, ordered by time, then arrival.
+struct Pending {
+    ms: i64,
+    arrival: u64,
+    track: u8,
+    keyframe: bool,
+    data: Vec<u8>,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        (self.ms, self.arrival) == (other.ms, other.arrival)
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Reversed: the heap's top is the earliest block.
+        (other.ms, other.arrival).cmp(&(self.ms, self.arrival))
+    }
+}
+
 pub struct WebmWriter<W: Write + Seek> {
     out: W,
+    pending: std::collections::BinaryHeap<Pending>,
+    arrivals: u64,
+    newest_ms: i64,
     cluster: Vec<u8>,
     cluster_ms: Option<i64>,
     last_ms: i64,
@@ -191,6 +225,9 @@ impl<W: Write + Seek> WebmWriter<W> {
         out.write_all(&b)?;
         Ok(Self {
             out,
+            pending: std::collections::BinaryHeap::new(),
+            arrivals: 0,
+            newest_ms: 0,
             cluster: Vec::new(),
             cluster_ms: None,
             last_ms: 0,
@@ -213,9 +250,31 @@ impl<W: Write + Seek> WebmWriter<W> {
         Ok(())
     }
 
-    /// Adds a frame of `track` at `ms` from the start of the recording. A video keyframe
-    /// starts a new cluster (and writes the previous one out).
+    /// Adds a frame of `track` at `ms` from the start of the recording. Blocks are written in
+    /// time order across tracks once [`INTERLEAVE_MS`] newer ones have arrived.
     pub fn block(&mut self, track: u8, ms: i64, keyframe: bool, data: &[u8]) -> io::Result<()> {
+        self.arrivals += 1;
+        self.newest_ms = self.newest_ms.max(ms);
+        self.pending.push(Pending {
+            ms,
+            arrival: self.arrivals,
+            track,
+            keyframe,
+            data: data.to_vec(),
+        });
+        while self
+            .pending
+            .peek()
+            .is_some_and(|p| p.ms <= self.newest_ms - INTERLEAVE_MS)
+        {
+            let p = self.pending.pop().expect("peeked");
+            self.write_block(p.track, p.ms, p.keyframe, &p.data)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a block; a video keyframe starts a new cluster (writing the previous one out).
+    fn write_block(&mut self, track: u8, ms: i64, keyframe: bool, data: &[u8]) -> io::Result<()> {
         let ms = ms.max(0);
         let start_new = match self.cluster_ms {
             None => true,
@@ -240,6 +299,9 @@ impl<W: Write + Seek> WebmWriter<W> {
 
     /// Writes the last cluster and fills in the duration and the segment's size.
     pub fn finish(mut self, last_frame_ms: i64) -> io::Result<W> {
+        while let Some(p) = self.pending.pop() {
+            self.write_block(p.track, p.ms, p.keyframe, &p.data)?;
+        }
         self.write_cluster()?;
         let end = self.written;
         self.out.seek(SeekFrom::Start(self.duration_at))?;
@@ -271,6 +333,32 @@ mod tests {
         put_id(&mut b, CODEC_PRIVATE);
         put_id(&mut b, SEGMENT);
         assert_eq!(b, [0xAE, 0x63, 0xA2, 0x18, 0x53, 0x80, 0x67]);
+    }
+
+    #[test]
+    fn blocks_are_written_in_time_order_across_tracks() {
+        let tracks = Tracks {
+            width: 64,
+            height: 64,
+            av1c: &[0x81, 0, 0x0c, 0],
+            opus_pre_skip: 120,
+            opus_channels: 1,
+        };
+        let mut w = WebmWriter::new(std::io::Cursor::new(Vec::new()), &tracks).unwrap();
+        // Audio handed over before the video of the same time, as the viewer does.
+        w.block(AUDIO_TRACK, 40, true, &[0xA4]).unwrap();
+        w.block(AUDIO_TRACK, 60, true, &[0xA6]).unwrap();
+        w.block(VIDEO_TRACK, 33, true, &[0x33]).unwrap();
+        w.block(VIDEO_TRACK, 66, false, &[0x66]).unwrap();
+        let file = w.finish(33).unwrap().into_inner();
+        // Payloads (the last byte of each block) in time order: 33, 40, 60, 66.
+        let order: Vec<u8> = file
+            .windows(2)
+            .filter(|p| p[0] == 0x80 || p[0] == 0x00)
+            .map(|p| p[1])
+            .filter(|b| [0x33, 0xA4, 0xA6, 0x66].contains(b))
+            .collect();
+        assert_eq!(order, [0x33, 0xA4, 0xA6, 0x66]);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! `Send`), converts each frame to I420 and stamps it when it arrives; the input waits for the
 //! next one. When frames stop (camera unplugged, driver stalled), viewers get a "no signal"
 //! picture at the camera's rate instead of a frozen one, and the thread opens the camera
-//! again, once a second, until it returns.
+//! again, once a second, until it returns. (A driver that stalls inside a read without
+//! returning an error also shows as "no signal", but cannot be reopened until the read
+//! returns: nokhwa offers no read timeout.)
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -169,6 +171,19 @@ impl VideoInput for CameraInput {
         self.format
     }
 
+    fn counters(&self) -> Option<String> {
+        let s = &self.stats;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Some(format!(
+            "camera: {} frames, {} unreadable, {} dropped (source busy), lost {} time(s), {} no-signal pictures",
+            get(&s.frames),
+            get(&s.bad_frames),
+            get(&s.dropped_busy),
+            get(&s.losses),
+            get(&s.no_signal_frames)
+        ))
+    }
+
     fn next_frame(
         &mut self,
         clock: &MediaClock,
@@ -326,23 +341,30 @@ mod tests {
         // camera's rate, with fresh capture times.
         present.store(false, Ordering::Relaxed);
         let mut seen_no_signal = Vec::new();
-        while seen_no_signal.len() < 3 {
+        // Bounded: at 50 fps and 500 ms to "no signal", 3 no-signal frames come within ~40.
+        for _ in 0..400 {
+            if seen_no_signal.len() >= 3 {
+                break;
+            }
             let f = next(&mut input);
             if is_no_signal(&f) {
                 seen_no_signal.push(f.capture_us);
             }
         }
+        assert_eq!(
+            seen_no_signal.len(),
+            3,
+            "no-signal pictures within 400 frames"
+        );
         assert!(seen_no_signal.windows(2).all(|w| w[1] > w[0]));
         assert_eq!(input.stats.losses.load(Ordering::Relaxed), 1);
 
         // Plugged back: the thread reopens it and live frames return.
         present.store(true, Ordering::Relaxed);
-        let back = loop {
-            let f = next(&mut input);
-            if !is_no_signal(&f) {
-                break f;
-            }
-        };
+        let back = (0..400)
+            .map(|_| next(&mut input))
+            .find(|f| !is_no_signal(f))
+            .expect("the camera came back within 400 frames");
         assert!(back.y[0] >= 1);
         assert_eq!(*opens.lock().unwrap(), 2);
         assert!(input.stats.no_signal_frames.load(Ordering::Relaxed) >= 3);

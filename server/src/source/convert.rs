@@ -93,16 +93,7 @@ pub fn to_i420(
             if (w, h) != (width, height) {
                 bail!("MJPEG frame is {w}x{h}, the camera said {width}x{height}");
             }
-            let mut out = planar_image(&mut y, &mut u, &mut v, width, height);
-            yuv::rgb_to_yuv420(
-                &mut out,
-                &rgb,
-                (width * 3) as u32,
-                yuv::YuvRange::Limited,
-                yuv::YuvStandardMatrix::Bt601,
-                yuv::YuvConversionMode::Balanced,
-            )
-            .map_err(|e| anyhow::anyhow!("MJPEG colour conversion: {e}"))?;
+            return RawFrame::from_rgb(&rgb, width, height, capture_us);
         }
     }
     Ok(RawFrame {

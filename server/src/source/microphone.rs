@@ -18,6 +18,8 @@ use crate::clock::MediaClock;
 /// Without samples for this long the microphone counts as lost and the stream carries
 /// silence (paced, so viewers keep playing) until it returns.
 const LOST_AFTER: Duration = Duration::from_millis(200);
+/// How long a device may take to deliver its first sound.
+const START_WITHIN: Duration = Duration::from_secs(1);
 
 /// Whether a device can capture at all: it has a name other than ALSA's "null" and an input
 /// configuration (ALSA offers a "default" device even on machines without a sound card).
@@ -80,6 +82,8 @@ pub struct Microphone {
     samples: Receiver<Vec<f32>>,
     to48k: To48k,
     lost: bool,
+    /// Whether any sound arrived yet (a device may take a while to start).
+    started: bool,
     pacer: Option<Pacer>,
     skipped: AtomicU64,
     stop: Arc<AtomicBool>,
@@ -117,11 +121,20 @@ impl Microphone {
         let (description, rate) = opened_rx
             .recv()
             .map_err(|_| anyhow!("the microphone thread ended before opening the device"))??;
+        let to48k = match To48k::new(rate) {
+            Ok(r) => r,
+            Err(e) => {
+                // Let the stream thread close the device.
+                stop.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
         Ok(Self {
             description,
             samples,
-            to48k: To48k::new(rate)?,
+            to48k,
             lost: false,
+            started: false,
             pacer: None,
             skipped: AtomicU64::new(0),
             stop,
@@ -151,48 +164,80 @@ fn start_stream(
         config.channels() as usize,
         config.sample_format(),
     );
-    let stream_config = config.config();
-    let description = format!("{device_name} ({rate} Hz, {channels} channel(s), {format})");
+    let base_config = config.config();
     let err = |e: cpal::StreamError| tracing::warn!("microphone: {e}");
-    macro_rules! build {
-        ($t:ty) => {{
-            let mut mono = Vec::new();
-            let mut as_f32 = Vec::new();
-            device.build_input_stream(
-                &stream_config,
-                move |data: &[$t], _| {
-                    as_f32.clear();
-                    as_f32.extend(
-                        data.iter()
-                            .map(|&s| <f32 as cpal::FromSample<$t>>::from_sample_(s)),
-                    );
-                    mono.clear();
-                    downmix(&as_f32, channels, &mut mono);
-                    if let Err(TrySendError::Full(_)) = tx.try_send(mono.clone()) {
-                        dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                },
-                err,
-                None,
-            )
-        }};
-    }
-    let stream = match format {
-        cpal::SampleFormat::I8 => build!(i8),
-        cpal::SampleFormat::I16 => build!(i16),
-        cpal::SampleFormat::I32 => build!(i32),
-        cpal::SampleFormat::U8 => build!(u8),
-        cpal::SampleFormat::U16 => build!(u16),
-        cpal::SampleFormat::U32 => build!(u32),
-        cpal::SampleFormat::F32 => build!(f32),
-        cpal::SampleFormat::F64 => build!(f64),
-        other => {
-            return Err(anyhow!(
-                "{device_name}: sample format {other} is not supported"
-            ))
+    let build =
+        |stream_config: &cpal::StreamConfig| -> Result<cpal::Stream, cpal::BuildStreamError> {
+            macro_rules! build {
+                ($t:ty) => {{
+                    let (tx, dropped) = (tx.clone(), dropped.clone());
+                    let mut mono = Vec::new();
+                    let mut as_f32 = Vec::new();
+                    device.build_input_stream(
+                        stream_config,
+                        move |data: &[$t], _| {
+                            as_f32.clear();
+                            as_f32.extend(
+                                data.iter()
+                                    .map(|&s| <f32 as cpal::FromSample<$t>>::from_sample_(s)),
+                            );
+                            mono.clear();
+                            downmix(&as_f32, channels, &mut mono);
+                            if let Err(TrySendError::Full(_)) = tx.try_send(mono.clone()) {
+                                dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        },
+                        err,
+                        None,
+                    )
+                }};
+            }
+            match format {
+                cpal::SampleFormat::I8 => build!(i8),
+                cpal::SampleFormat::I16 => build!(i16),
+                cpal::SampleFormat::I32 => build!(i32),
+                cpal::SampleFormat::U8 => build!(u8),
+                cpal::SampleFormat::U16 => build!(u16),
+                cpal::SampleFormat::U32 => build!(u32),
+                cpal::SampleFormat::F32 => build!(f32),
+                cpal::SampleFormat::F64 => build!(f64),
+                _ => Err(cpal::BuildStreamError::StreamConfigNotSupported),
+            }
+        };
+    // Small device buffers where the device takes them: sound then arrives in small steady
+    // blocks, not in bursts the viewers' jitter buffers would see as late packets. Some
+    // devices (ALSA's PulseAudio plugin) refuse a fixed size: then the device's default.
+    let mut attempts: Vec<cpal::StreamConfig> = Vec::new();
+    if let cpal::SupportedBufferSize::Range { min, max } = config.buffer_size() {
+        for ms in [10, 20] {
+            let mut c = base_config.clone();
+            c.buffer_size = cpal::BufferSize::Fixed((rate * ms / 1000).clamp(*min, *max));
+            attempts.push(c);
         }
     }
-    .with_context(|| format!("cannot open {device_name}"))?;
+    attempts.push(base_config);
+    let mut last_error = None;
+    let mut opened = None;
+    for c in &attempts {
+        match build(c) {
+            Ok(stream) => {
+                opened = Some((stream, c.buffer_size));
+                break;
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let Some((stream, buffer)) = opened else {
+        return Err(match last_error {
+            Some(cpal::BuildStreamError::StreamConfigNotSupported) => {
+                anyhow!("{device_name}: sample format {format} is not supported")
+            }
+            Some(e) => anyhow!("cannot open {device_name}: {e}"),
+            None => anyhow!("cannot open {device_name}"),
+        });
+    };
+    let description =
+        format!("{device_name} ({rate} Hz, {channels} channel(s), {format}, buffer {buffer:?})");
     stream
         .play()
         .with_context(|| format!("cannot start {device_name}"))?;
@@ -204,20 +249,33 @@ impl AudioInput for Microphone {
         format!("microphone {}", self.description)
     }
 
+    fn counters(&self) -> Option<String> {
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        let silent = self.skipped.load(Ordering::Relaxed);
+        Some(format!(
+            "microphone: {dropped} sample blocks dropped (encoder busy), {silent} chunk slots skipped late{}",
+            if self.lost { ", no sound now (sending silence)" } else { "" }
+        ))
+    }
+
     fn next_chunk(&mut self, clock: &MediaClock, pcm: &mut [i16]) -> anyhow::Result<u64> {
         let chunk_us = (pcm.len() as u64 * 1_000_000) / crate::audio_encoder::SAMPLE_RATE as u64;
         loop {
             if self.to48k.pop_chunk(pcm) {
-                // The chunk's last sample arrived just now (within a device period).
-                return Ok(clock.now_us().saturating_sub(chunk_us));
+                // The newest sample arrived about now; this chunk started before it by its
+                // own length and everything still buffered behind it.
+                let behind = (self.to48k.buffered_48k() + pcm.len()) as u64 * 1_000_000
+                    / crate::audio_encoder::SAMPLE_RATE as u64;
+                return Ok(clock.now_us().saturating_sub(behind));
             }
-            let wait = if self.lost {
-                Duration::ZERO
-            } else {
-                LOST_AFTER
+            let wait = match (self.lost, self.started) {
+                (true, _) => Duration::ZERO,
+                (false, false) => START_WITHIN,
+                (false, true) => LOST_AFTER,
             };
             match self.samples.recv_timeout(wait) {
                 Ok(block) => {
+                    self.started = true;
                     if self.lost {
                         tracing::info!("microphone delivers again");
                         self.lost = false;

@@ -78,6 +78,10 @@ pub trait VideoInput: Send {
         wanted: bool,
         stats: &SourceStats,
     ) -> anyhow::Result<Option<RawFrame>>;
+    /// The input's own counters (device losses, bad or dropped frames), for the log.
+    fn counters(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A source of sound: 48 kHz mono, 20 ms at a time.
@@ -87,6 +91,46 @@ pub trait AudioInput: Send {
     /// Blocks until the next 20 ms (`pcm.len()` samples at 48 kHz) are complete, fills `pcm`
     /// and returns the capture time of its first sample on `clock`.
     fn next_chunk(&mut self, clock: &MediaClock, pcm: &mut [i16]) -> anyhow::Result<u64>;
+    /// The input's own counters (dropped or skipped sound), for the log.
+    fn counters(&self) -> Option<String> {
+        None
+    }
+}
+
+/// How often a source logs its counters when they changed.
+const COUNTERS_EVERY: Duration = Duration::from_secs(10);
+
+/// Logs an input's counters every [`COUNTERS_EVERY`] when they changed, and at the end.
+struct CounterLog {
+    kind: &'static str,
+    last: Option<String>,
+    at: Instant,
+}
+
+impl CounterLog {
+    fn new(kind: &'static str) -> Self {
+        Self {
+            kind,
+            last: None,
+            at: Instant::now(),
+        }
+    }
+
+    fn tick(&mut self, counters: impl FnOnce() -> Option<String>, force: bool) {
+        if !force && self.at.elapsed() < COUNTERS_EVERY {
+            return;
+        }
+        self.at = Instant::now();
+        let now = counters();
+        if now.is_some() && now != self.last {
+            tracing::info!(
+                "{} source: {}",
+                self.kind,
+                now.as_deref().unwrap_or_default()
+            );
+            self.last = now;
+        }
+    }
 }
 
 /// Which pictures to stream (`--video`).
@@ -291,7 +335,19 @@ pub fn spawn_video(
     thread::Builder::new()
         .name("video-source".into())
         .spawn(move || {
+            let mut log = CounterLog::new("video");
             while !stop.load(Ordering::Relaxed) {
+                log.tick(
+                    || {
+                        let skipped = stats.skipped_late.load(Ordering::Relaxed);
+                        let busy = stats.dropped_encoder_busy.load(Ordering::Relaxed);
+                        let own = input.counters().map(|c| format!(", {c}")).unwrap_or_default();
+                        (skipped + busy > 0 || !own.is_empty()).then(|| {
+                            format!("{skipped} slots skipped late, {busy} frames dropped for busy encoders{own}")
+                        })
+                    },
+                    false,
+                );
                 let wanted = !taps.lock().expect("not poisoned").is_empty() || preview.is_some();
                 let frame = match input.next_frame(&clock, wanted, &stats) {
                     Ok(Some(f)) => f,
@@ -338,7 +394,9 @@ pub fn spawn_audio(
         .spawn(move || {
             let mut pcm = vec![0i16; SAMPLES_PER_FRAME];
             let mut seq = 0u32;
+            let mut log = CounterLog::new("audio");
             while !stop.load(Ordering::Relaxed) {
+                log.tick(|| input.counters(), false);
                 let capture_us = match input.next_chunk(&clock, &mut pcm) {
                     Ok(t) => t,
                     Err(e) => return log_stop("audio", &e),

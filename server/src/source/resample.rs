@@ -88,6 +88,12 @@ impl To48k {
         Ok(())
     }
 
+    /// Output samples (48 kHz) ready or on their way: what is buffered here, as time.
+    pub fn buffered_48k(&self) -> usize {
+        let input = self.input.len() as u64 * SAMPLE_RATE as u64 / self.rate_in.max(1) as u64;
+        self.output.len() + input as usize
+    }
+
     /// Takes the next 20 ms chunk as i16 if one is complete.
     pub fn pop_chunk(&mut self, pcm: &mut [i16]) -> bool {
         if self.output.len() < pcm.len() {

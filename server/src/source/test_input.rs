@@ -99,6 +99,11 @@ impl AudioInput for TestTone {
         "test tone (440 Hz, a click every second)".into()
     }
 
+    fn counters(&self) -> Option<String> {
+        let skipped = self.skipped.load(std::sync::atomic::Ordering::Relaxed);
+        (skipped > 0).then(|| format!("{skipped} 20 ms slots skipped (the thread ran late)"))
+    }
+
     fn next_chunk(&mut self, clock: &MediaClock, pcm: &mut [i16]) -> anyhow::Result<u64> {
         let chunks_per_s = SAMPLE_RATE as u64 / pcm.len() as u64;
         let pacer = self

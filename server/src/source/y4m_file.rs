@@ -38,6 +38,15 @@ impl Y4mFile {
         if rate.num == 0 || rate.den == 0 {
             bail!("{}: the header has no frame rate (F)", path.display());
         }
+        let fps = rate.num as f64 / rate.den as f64;
+        if !(1.0..=240.0).contains(&fps) || rate.num > 1_000_000 || rate.den > 1_000_000 {
+            bail!(
+                "{}: frame rate {}/{} is not supported (1 to 240 frames a second)",
+                path.display(),
+                rate.num,
+                rate.den
+            );
+        }
         if width % 2 != 0 || height % 2 != 0 || width < 16 || height < 16 {
             bail!(
                 "{}: {width}x{height} is not supported: width and height must be even and at least 16",
