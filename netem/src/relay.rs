@@ -1,0 +1,183 @@
+//! The relay: one listening socket for viewers; for each viewer address, a socket of its own
+//! towards the server (so the server sees one peer per viewer). Each direction of each viewer
+//! passes through its own [`Link`], seeded from the relay's seed; packets wait in a delivery
+//! queue until their time.
+
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::model::{Impairment, Link, LinkStats, Verdict};
+
+/// Where a delayed packet goes.
+#[derive(Clone)]
+enum Sink {
+    Server(Arc<UdpSocket>),
+    Viewer(Arc<UdpSocket>, SocketAddr),
+}
+
+struct Due {
+    at: Instant,
+    order: u64,
+    bytes: Vec<u8>,
+    sink: Sink,
+}
+
+impl PartialEq for Due {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.order) == (o.at, o.order)
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Due {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (o.at, o.order).cmp(&(self.at, self.order))
+    }
+}
+
+/// Sends packets at their due times.
+async fn deliver(mut input: mpsc::UnboundedReceiver<Due>) {
+    let mut heap = BinaryHeap::new();
+    loop {
+        let next = heap.peek().map(|d: &Due| d.at);
+        tokio::select! {
+            due = input.recv() => match due {
+                Some(d) => heap.push(d),
+                None => return,
+            },
+            _ = async { tokio::time::sleep_until(next.expect("guarded")).await }, if next.is_some() => {
+                while heap.peek().is_some_and(|d| d.at <= Instant::now()) {
+                    let d = heap.pop().expect("peeked");
+                    // A send that fails is a loss on the wire, as UDP has it.
+                    let _ = match &d.sink {
+                        Sink::Server(s) => s.send(&d.bytes).await,
+                        Sink::Viewer(s, to) => s.send_to(&d.bytes, to).await,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The current settings; every link picks up a change before its next packet.
+pub type Settings = watch::Receiver<Impairment>;
+
+/// One direction of one viewer's path.
+struct Direction {
+    link: Link,
+    settings: Settings,
+}
+
+impl Direction {
+    fn verdict(&mut self, now: Duration, len: usize) -> Verdict {
+        if self.settings.has_changed().unwrap_or(false) {
+            self.link.impairment = self.settings.borrow_and_update().clone();
+        }
+        self.link.packet(now, len)
+    }
+}
+
+/// Counters of every viewer's path: (viewer, to server, to viewer).
+pub type PathStats = Arc<Mutex<Vec<(SocketAddr, LinkStats, LinkStats)>>>;
+
+/// Relays between viewers on `listen` and the server at `server` until the task is dropped.
+pub async fn run(
+    listen: Arc<UdpSocket>,
+    server: SocketAddr,
+    settings: Settings,
+    seed: u64,
+    stats: PathStats,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let (due_tx, due_rx) = mpsc::unbounded_channel();
+    tokio::spawn(deliver(due_rx));
+    let mut order = 0u64;
+    let mut viewers: HashMap<SocketAddr, (Arc<UdpSocket>, Arc<Mutex<Direction>>)> = HashMap::new();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, from) = listen.recv_from(&mut buf).await?;
+        if !viewers.contains_key(&from) {
+            let upstream = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+            upstream.connect(server).await?;
+            let index = viewers.len() as u64;
+            let up = Arc::new(Mutex::new(Direction {
+                link: Link::new(settings.borrow().clone(), seed.wrapping_add(2 * index)),
+                settings: settings.clone(),
+            }));
+            let down = Direction {
+                link: Link::new(settings.borrow().clone(), seed.wrapping_add(2 * index + 1)),
+                settings: settings.clone(),
+            };
+            tracing::info!(viewer = %from, "new path");
+            tokio::spawn(server_to_viewer(
+                upstream.clone(),
+                listen.clone(),
+                from,
+                down,
+                up.clone(),
+                due_tx.clone(),
+                start,
+                stats.clone(),
+            ));
+            viewers.insert(from, (upstream, up));
+        }
+        let (upstream, up) = viewers.get(&from).expect("inserted");
+        let verdict = up.lock().expect("not poisoned").verdict(start.elapsed(), n);
+        if let Verdict::Deliver(at) = verdict {
+            order += 1;
+            let _ = due_tx.send(Due {
+                at: start + at,
+                order,
+                bytes: buf[..n].to_vec(),
+                sink: Sink::Server(upstream.clone()),
+            });
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn server_to_viewer(
+    upstream: Arc<UdpSocket>,
+    listen: Arc<UdpSocket>,
+    viewer: SocketAddr,
+    mut down: Direction,
+    up: Arc<Mutex<Direction>>,
+    due_tx: mpsc::UnboundedSender<Due>,
+    start: Instant,
+    stats: PathStats,
+) {
+    let mut buf = vec![0u8; 65_536];
+    // Orders after everything the viewer side sent at the same instant.
+    let mut order = u64::MAX / 2;
+    let mut last_report = Instant::now();
+    while let Ok(n) = upstream.recv(&mut buf).await {
+        if let Verdict::Deliver(at) = down.verdict(start.elapsed(), n) {
+            order += 1;
+            let _ = due_tx.send(Due {
+                at: start + at,
+                order,
+                bytes: buf[..n].to_vec(),
+                sink: Sink::Viewer(listen.clone(), viewer),
+            });
+        }
+        if last_report.elapsed() > Duration::from_millis(200) {
+            last_report = Instant::now();
+            let up_stats = up.lock().expect("not poisoned").link.stats.clone();
+            let mut all = stats.lock().expect("not poisoned");
+            match all.iter_mut().find(|(v, _, _)| *v == viewer) {
+                Some(entry) => *entry = (viewer, up_stats, down.link.stats.clone()),
+                None => all.push((viewer, up_stats, down.link.stats.clone())),
+            }
+        }
+    }
+}
