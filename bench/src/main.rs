@@ -8,6 +8,7 @@
 //! - `fanout`: how many viewers one server feeds with every frame on time.
 //! - `capture`: the cost of each capture and conversion stage per frame.
 //! - `quality`: PSNR and SSIM of what a viewer decodes, at each rung.
+//! - `network`: the bad-network scenarios through the impairment relay.
 //!
 //! Run through `scripts/bench.sh`, which builds in release mode first.
 
@@ -73,6 +74,18 @@ enum Command {
     },
     /// Cost per frame of the capture and conversion stages at 640x360 and 1280x720.
     Capture,
+    /// The bad-network scenarios through streamsocket-netem, beside a clean run.
+    Network {
+        /// Congestion controllers to compare (cubic, newreno, bbr).
+        #[arg(long, value_delimiter = ',', default_value = "cubic")]
+        congestion: Vec<String>,
+        /// Seconds of viewing per scenario.
+        #[arg(long, default_value_t = 12)]
+        seconds: u64,
+        /// Only scenarios whose name contains this text (repeatable), e.g. --only outage.
+        #[arg(long)]
+        only: Vec<String>,
+    },
     /// How many viewers one server feeds: light in-process viewers (no decoding) at each count.
     Fanout {
         /// Viewer counts to measure, each against a fresh server.
@@ -132,6 +145,11 @@ fn main() -> anyhow::Result<()> {
             clip,
         } => quality::run(content, clip.as_deref(), seconds),
         Command::Capture => capture::run(),
+        Command::Network {
+            congestion,
+            seconds,
+            only,
+        } => network::run(&congestion, seconds, &only),
         Command::E2e {
             seconds,
             joins,
@@ -344,6 +362,7 @@ fn encode_run(settings: &EncoderSettings, inputs: &[RawFrame]) -> anyhow::Result
 
 mod capture;
 mod fanout;
+mod network;
 mod quality;
 
 fn fanout_table(

@@ -5,6 +5,9 @@
 //! (dav1d thread) → `window` (minifb) or headless; `session` → `audio` (jitter buffer, Opus,
 //! `speakers`).
 
+// The stats JSON is one large `json!` literal.
+#![recursion_limit = "256"]
+
 pub mod audio;
 pub mod clock;
 pub mod clock_sync;

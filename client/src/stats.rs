@@ -82,6 +82,10 @@ pub struct VideoStats {
     pub frames_malformed: u64,
     pub decode_errors: u64,
     pub frames_presented: u64,
+    /// Longest time between two decoded pictures after the first (a freeze), and when the
+    /// last picture was decoded (viewer clock).
+    pub longest_freeze_us: u64,
+    pub last_decoded_us: Option<u64>,
     /// Pictures written by --dump-y4m, and writes that failed.
     pub frames_dumped: u64,
     pub dump_errors: u64,
@@ -248,6 +252,7 @@ impl Stats {
                 "decode_errors": v.decode_errors,
                 "frames_presented": v.frames_presented,
                 "frames_dumped": v.frames_dumped,
+                "longest_freeze_ms": v.longest_freeze_us as f64 / 1000.0,
                 "dump_errors": v.dump_errors,
                 "rendition_switches": v.rendition_switches,
                 "frames_by_size": v

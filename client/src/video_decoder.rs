@@ -356,6 +356,9 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
     let offset = s.clock_offset_us;
     let v = &mut s.video;
     v.frames_decoded += 1;
+    if let Some(last) = v.last_decoded_us.replace(decoded_us) {
+        v.longest_freeze_us = v.longest_freeze_us.max(decoded_us.saturating_sub(last));
+    }
     if v.first_frame_ms.is_none() {
         let ms = decoded_us.saturating_sub(ctx.connect_start_us) as f64 / 1000.0;
         v.first_frame_ms = Some(ms);

@@ -97,6 +97,11 @@ struct Args {
     /// is at most 8 frames old and asks for a keyframe otherwise. See docs/BENCHMARKS.md.
     #[arg(long, value_enum, default_value_t = Join::Hybrid)]
     join: Join,
+    /// QUIC congestion controller towards viewers: bbr, cubic (quinn's default) or newreno.
+    /// BBR keeps the stream going at 5% random loss where the others stall; it queues more
+    /// under a tight bandwidth cap. See docs/BENCHMARKS.md, section 5.
+    #[arg(long, default_value = "bbr", value_name = "bbr|cubic|newreno")]
+    congestion: streamsocket_transport::settings::Congestion,
     /// rav1e speed preset (0 slowest .. 10 fastest).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=10))]
     speed: u8,
@@ -210,6 +215,7 @@ async fn main() -> ExitCode {
         certs: args.certs,
         hosts: args.hosts,
         ladder,
+        congestion: args.congestion,
         join: match args.join {
             Join::Gop => JoinStrategy::Gop,
             Join::Keyframe => JoinStrategy::Keyframe,

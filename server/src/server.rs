@@ -30,6 +30,8 @@ pub struct ServerOptions {
     pub encoder: EncoderTuning,
     /// How joining and switching viewers get their first keyframe.
     pub join: JoinStrategy,
+    /// QUIC congestion controller towards viewers.
+    pub congestion: streamsocket_transport::settings::Congestion,
 }
 
 /// Where pictures and sound come from (see [`source::open_video`], [`source::open_audio`]).
@@ -94,7 +96,9 @@ impl Server {
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
             .context("TLS configuration not usable for QUIC")?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server_config.transport_config(streamsocket_transport::settings::server());
+        server_config.transport_config(streamsocket_transport::settings::server_with(
+            opts.congestion,
+        ));
 
         opts.ladder.validate()?;
         let clock = inputs.clock;

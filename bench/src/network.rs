@@ -1,0 +1,148 @@
+//! `streamsocket-bench network`: the bad-network scenarios, each beside a clean run.
+//! The release server streams the test source; `streamsocket-netem` impairs the path; a
+//! headless viewer watches through it (certificate checked by name) and reports what it saw.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use streamsocket_tests::{bin, run_viewer, ServerProcess};
+
+/// One scenario: netem settings from the start, a schedule, and whether the viewer runs
+/// automatic quality (else the top rung).
+pub struct Scenario {
+    pub name: &'static str,
+    pub set: &'static str,
+    pub schedule: &'static str,
+    pub automatic: bool,
+}
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "clean",
+        set: "",
+        schedule: "",
+        automatic: false,
+    },
+    Scenario {
+        name: "1: 5% loss, 40 ms RTT",
+        set: "delay=20ms,loss=5%",
+        schedule: "",
+        automatic: false,
+    },
+    Scenario {
+        name: "2: 2% bursty loss, 30 ms jitter",
+        set: "delay=10ms,jitter=30ms,burst=2%/5",
+        schedule: "",
+        automatic: false,
+    },
+    Scenario {
+        name: "3: capped at 500 kbit/s (auto)",
+        set: "rate=500kbit,queue=30kB",
+        schedule: "",
+        automatic: true,
+    },
+    Scenario {
+        name: "4: cap lifted at 6 s (auto)",
+        set: "rate=500kbit,queue=30kB",
+        schedule: "6:rate=none",
+        automatic: true,
+    },
+    Scenario {
+        name: "5: 2 s outage at 5 s",
+        set: "",
+        schedule: "5:down;7:up",
+        automatic: false,
+    },
+    Scenario {
+        name: "6: 200 ms RTT",
+        set: "delay=100ms",
+        schedule: "",
+        automatic: false,
+    },
+];
+
+fn get(v: &Value, pointer: &str) -> f64 {
+    v.pointer(pointer)
+        .and_then(Value::as_f64)
+        .unwrap_or(f64::NAN)
+}
+
+pub fn run(congestion: &[String], seconds: u64, only: &[String]) -> anyhow::Result<()> {
+    println!(
+        "# Bad-network scenarios: {seconds} s each, test source, default ladder, netem seed 1"
+    );
+    println!();
+    println!("| congestion | scenario | latency p50 ms | p95 ms | p99 ms | decoded | skipped | late | reset | longest freeze ms | audio concealed % | rendition at end (switches) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for cc in congestion {
+        for sc in SCENARIOS {
+            if !only.is_empty() && !only.iter().any(|o| sc.name.contains(o.as_str())) {
+                continue;
+            }
+            let server = ServerProcess::start(&["--congestion", cc])?;
+            let mut relay = Command::new(bin("streamsocket-netem"))
+                .args(["--to", &server.addr.to_string(), "--seed", "1"])
+                .args(["--set", sc.set, "--schedule", sc.schedule])
+                .args(["--duration", &(seconds + 4).to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()?;
+            let mut out = relay.stdout.take().expect("piped");
+            let mut first = Vec::new();
+            let mut byte = [0u8; 1];
+            while out.read(&mut byte)? == 1 && byte[0] != b'\n' {
+                first.push(byte[0]);
+            }
+            let first = String::from_utf8_lossy(&first).into_owned();
+            let relay_addr = first
+                .strip_prefix("relaying ")
+                .and_then(|r| r.split_whitespace().next())
+                .ok_or_else(|| anyhow::anyhow!("relay said {first:?}"))?
+                .to_string();
+            let mut args = vec![
+                "--server-name".to_string(),
+                "localhost".into(),
+                "--ca".into(),
+                server.ca().display().to_string(),
+                "--headless".into(),
+                "--duration".into(),
+                seconds.to_string(),
+            ];
+            if !sc.automatic {
+                args.extend(["--quality".into(), "1".into()]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let run = run_viewer(&relay_addr, &args, &[], Duration::from_secs(seconds + 30))?;
+            let _ = relay.kill();
+            let _ = relay.wait();
+            let Some(s) = run.stats.as_ref() else {
+                println!(
+                    "| {cc} | {} | viewer failed: {} |",
+                    sc.name,
+                    run.stderr().lines().last().unwrap_or("")
+                );
+                continue;
+            };
+            let concealed = get(s, "/audio/packets_concealed");
+            let played = get(s, "/audio/packets_decoded") + concealed;
+            println!(
+                "| {cc} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {:.0} | {:.1} | {} ({}) |",
+                sc.name,
+                get(s, "/video/latency_ms/p50"),
+                get(s, "/video/latency_ms/p95"),
+                get(s, "/video/latency_ms/p99"),
+                get(s, "/video/frames_decoded"),
+                get(s, "/video/frames_skipped"),
+                get(s, "/video/frames_late"),
+                get(s, "/video/frames_reset"),
+                get(s, "/video/longest_freeze_ms"),
+                100.0 * concealed / played.max(1.0),
+                s.pointer("/rendition").map(|r| (get(r, "") as u64 + 1).to_string()).unwrap_or_default(),
+                get(s, "/video/rendition_switches"),
+            );
+        }
+    }
+    Ok(())
+}
