@@ -2,12 +2,13 @@
 //! device's callback drains, duplicated to every output channel. Any sample format the device
 //! takes; a device that cannot run at 48 kHz gets the sound resampled (rubato) to its rate.
 
-use anyhow::{anyhow, Context as _};
-use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use anyhow::Context as _;
+use cpal::traits::{DeviceTrait, StreamTrait};
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
+use streamsocket_sound::Direction;
 
 use crate::audio::{AudioOutput, SAMPLE_RATE};
 
@@ -15,51 +16,9 @@ use crate::audio::{AudioOutput, SAMPLE_RATE};
 /// the output stays close to live.
 const RING_MS: usize = 200;
 
-/// Whether a device can play at all (ALSA lists "null" and a "default" even without a card).
-fn usable(d: &cpal::Device) -> bool {
-    d.name().is_ok_and(|n| n != "null") && d.default_output_config().is_ok()
-}
-
 /// Audio outputs that can play, by name.
 pub fn list() -> Vec<String> {
-    match cpal::default_host().output_devices() {
-        Ok(devices) => devices
-            .filter(usable)
-            .filter_map(|d| d.name().ok())
-            .collect(),
-        Err(e) => {
-            tracing::debug!("listing audio outputs: {e}");
-            Vec::new()
-        }
-    }
-}
-
-fn find(name: Option<&str>) -> anyhow::Result<cpal::Device> {
-    let host = cpal::default_host();
-    match name {
-        None => host
-            .default_output_device()
-            .filter(usable)
-            .ok_or_else(|| anyhow!("no audio output device")),
-        Some(wanted) => {
-            let lower = wanted.to_lowercase();
-            let devices: Vec<_> = host
-                .output_devices()
-                .map(|d| d.filter(usable).collect())
-                .unwrap_or_default();
-            let names: Vec<String> = devices.iter().filter_map(|d| d.name().ok()).collect();
-            devices
-                .into_iter()
-                .find(|d| d.name().is_ok_and(|n| n.to_lowercase().contains(&lower)))
-                .ok_or_else(|| match names.is_empty() {
-                    true => anyhow!("no audio output named {wanted:?}: none found"),
-                    false => anyhow!(
-                        "no audio output named {wanted:?}; there are: {}",
-                        names.join(", ")
-                    ),
-                })
-        }
-    }
+    streamsocket_sound::list(Direction::Output)
 }
 
 pub struct Speakers {
@@ -76,7 +35,7 @@ pub struct Speakers {
 impl Speakers {
     /// Opens the named output (part of its name), or the default one.
     pub fn open(name: Option<&str>) -> anyhow::Result<Self> {
-        let device = find(name)?;
+        let device = streamsocket_sound::find(Direction::Output, name)?;
         let name = device.name().unwrap_or_else(|_| "unnamed device".into());
         // 48 kHz if the device offers it (float preferred), else its own default.
         let mut at_48k: Vec<_> = device
@@ -101,39 +60,19 @@ impl Speakers {
         let stream_config = config.config();
         let ring = rate as usize * RING_MS / 1000;
         let (producer, consumer): (HeapProd<f32>, HeapCons<f32>) = HeapRb::<f32>::new(ring).split();
-        let err = |e: cpal::StreamError| tracing::warn!("audio output error: {e}");
-        macro_rules! build {
-            ($t:ty) => {{
-                let mut consumer = consumer;
-                let mut mono = Vec::new();
-                device.build_output_stream(
-                    &stream_config,
-                    move |data: &mut [$t], _| {
-                        let frames = data.len() / channels;
-                        mono.resize(frames, 0.0);
-                        let got = consumer.pop_slice(&mut mono);
-                        mono[got..].fill(0.0);
-                        for (frame, s) in data.chunks_exact_mut(channels).zip(&mono) {
-                            frame.fill(<$t as cpal::FromSample<f32>>::from_sample_(*s));
-                        }
-                    },
-                    err,
-                    None,
-                )
-            }};
-        }
-        let stream = match format {
-            cpal::SampleFormat::I8 => build!(i8),
-            cpal::SampleFormat::I16 => build!(i16),
-            cpal::SampleFormat::I32 => build!(i32),
-            cpal::SampleFormat::U8 => build!(u8),
-            cpal::SampleFormat::U16 => build!(u16),
-            cpal::SampleFormat::U32 => build!(u32),
-            cpal::SampleFormat::F32 => build!(f32),
-            cpal::SampleFormat::F64 => build!(f64),
-            other => return Err(anyhow!("{name}: sample format {other} is not supported")),
-        }
-        .with_context(|| format!("cannot open {name}"))?;
+        let mut consumer = consumer;
+        let mut mono = Vec::new();
+        let stream =
+            streamsocket_sound::output_stream(&device, &stream_config, format, move |data| {
+                let frames = data.len() / channels;
+                mono.resize(frames, 0.0);
+                let got = consumer.pop_slice(&mut mono);
+                mono[got..].fill(0.0);
+                for (frame, s) in data.chunks_exact_mut(channels).zip(&mono) {
+                    frame.fill(*s);
+                }
+            })
+            .with_context(|| format!("cannot open {name}"))?;
         stream
             .play()
             .with_context(|| format!("cannot start {name}"))?;

@@ -8,8 +8,9 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
-use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use cpal::traits::{DeviceTrait, StreamTrait};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use streamsocket_sound::Direction;
 
 use super::resample::{downmix, To48k};
 use super::{AudioInput, Pacer};
@@ -21,60 +22,14 @@ const LOST_AFTER: Duration = Duration::from_millis(200);
 /// How long a device may take to deliver its first sound.
 const START_WITHIN: Duration = Duration::from_secs(1);
 
-/// Whether a device can capture at all: it has a name other than ALSA's "null" and an input
-/// configuration (ALSA offers a "default" device even on machines without a sound card).
-fn usable(d: &cpal::Device) -> bool {
-    d.name().is_ok_and(|n| n != "null") && d.default_input_config().is_ok()
-}
-
 /// Audio inputs that can capture, by name.
 pub fn list() -> Vec<String> {
-    let host = cpal::default_host();
-    match host.input_devices() {
-        Ok(devices) => devices
-            .filter(usable)
-            .filter_map(|d| d.name().ok())
-            .collect(),
-        Err(e) => {
-            tracing::debug!("listing audio inputs: {e}");
-            Vec::new()
-        }
-    }
+    streamsocket_sound::list(Direction::Input)
 }
 
 /// Whether a default microphone exists (for `--audio auto`).
 pub fn any_present() -> bool {
-    cpal::default_host()
-        .default_input_device()
-        .is_some_and(|d| usable(&d))
-}
-
-fn find(name: Option<&str>) -> anyhow::Result<cpal::Device> {
-    let host = cpal::default_host();
-    match name {
-        None => host
-            .default_input_device()
-            .filter(usable)
-            .context("no microphone found"),
-        Some(wanted) => {
-            let lower = wanted.to_lowercase();
-            let devices: Vec<_> = host
-                .input_devices()
-                .map(|d| d.filter(usable).collect())
-                .unwrap_or_default();
-            let names: Vec<String> = devices.iter().filter_map(|d| d.name().ok()).collect();
-            devices
-                .into_iter()
-                .find(|d| d.name().is_ok_and(|n| n.to_lowercase().contains(&lower)))
-                .with_context(|| match names.is_empty() {
-                    true => format!("no microphone named {wanted:?}: no microphone found"),
-                    false => format!(
-                        "no microphone named {wanted:?}; there are: {}",
-                        names.join(", ")
-                    ),
-                })
-        }
-    }
+    streamsocket_sound::find(Direction::Input, None).is_ok()
 }
 
 pub struct Microphone {
@@ -154,7 +109,7 @@ fn start_stream(
     tx: Sender<Vec<f32>>,
     dropped: Arc<AtomicU64>,
 ) -> anyhow::Result<(cpal::Stream, String, u32)> {
-    let device = find(name)?;
+    let device = streamsocket_sound::find(Direction::Input, name)?;
     let device_name = device.name().unwrap_or_else(|_| "unnamed".into());
     let config = device
         .default_input_config()
@@ -165,45 +120,17 @@ fn start_stream(
         config.sample_format(),
     );
     let base_config = config.config();
-    let err = |e: cpal::StreamError| tracing::warn!("microphone: {e}");
-    let build =
-        |stream_config: &cpal::StreamConfig| -> Result<cpal::Stream, cpal::BuildStreamError> {
-            macro_rules! build {
-                ($t:ty) => {{
-                    let (tx, dropped) = (tx.clone(), dropped.clone());
-                    let mut mono = Vec::new();
-                    let mut as_f32 = Vec::new();
-                    device.build_input_stream(
-                        stream_config,
-                        move |data: &[$t], _| {
-                            as_f32.clear();
-                            as_f32.extend(
-                                data.iter()
-                                    .map(|&s| <f32 as cpal::FromSample<$t>>::from_sample_(s)),
-                            );
-                            mono.clear();
-                            downmix(&as_f32, channels, &mut mono);
-                            if let Err(TrySendError::Full(_)) = tx.try_send(mono.clone()) {
-                                dropped.fetch_add(1, Ordering::Relaxed);
-                            }
-                        },
-                        err,
-                        None,
-                    )
-                }};
+    let build = |stream_config: &cpal::StreamConfig| {
+        let (tx, dropped) = (tx.clone(), dropped.clone());
+        let mut mono = Vec::new();
+        streamsocket_sound::input_stream(&device, stream_config, format, move |data| {
+            mono.clear();
+            downmix(data, channels, &mut mono);
+            if let Err(TrySendError::Full(_)) = tx.try_send(mono.clone()) {
+                dropped.fetch_add(1, Ordering::Relaxed);
             }
-            match format {
-                cpal::SampleFormat::I8 => build!(i8),
-                cpal::SampleFormat::I16 => build!(i16),
-                cpal::SampleFormat::I32 => build!(i32),
-                cpal::SampleFormat::U8 => build!(u8),
-                cpal::SampleFormat::U16 => build!(u16),
-                cpal::SampleFormat::U32 => build!(u32),
-                cpal::SampleFormat::F32 => build!(f32),
-                cpal::SampleFormat::F64 => build!(f64),
-                _ => Err(cpal::BuildStreamError::StreamConfigNotSupported),
-            }
-        };
+        })
+    };
     // Small device buffers where the device takes them: sound then arrives in small steady
     // blocks, not in bursts the viewers' jitter buffers would see as late packets. Some
     // devices (ALSA's PulseAudio plugin) refuse a fixed size: then the device's default.
