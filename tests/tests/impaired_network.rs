@@ -1,6 +1,7 @@
-//! The impairment relay in the path: a viewer connects through `streamsocket-netem` (5%
-//! loss each way, 40 ms round trip) with the certificate still verified by name, keeps
-//! watching, and counts what the network took.
+//! The impairment relay in the path (`streamsocket-netem`), the certificate still verified by
+//! name: a viewer behind a lossy link keeps watching and counts what the network took; after
+//! an outage it comes back to live instead of replaying the backlog; automatic quality steps
+//! down under a bandwidth cap.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -8,21 +9,11 @@ use std::time::Duration;
 
 use streamsocket_tests::{bin, exclusive, num, run_viewer, ServerProcess};
 
-#[test]
-fn a_viewer_behind_a_lossy_link_keeps_watching_and_counts_losses() {
-    let _machine = exclusive();
-    let server = ServerProcess::start(&[]).expect("server starts");
+/// A relay to `server` with `set` from the start and `schedule`; returns it and its address.
+fn relay(server: &ServerProcess, set: &str, schedule: &str) -> (std::process::Child, String) {
     let mut relay = Command::new(bin("streamsocket-netem"))
-        .args([
-            "--to",
-            &server.addr.to_string(),
-            "--set",
-            "delay=20ms,loss=5%",
-            "--seed",
-            "3",
-            "--duration",
-            "15",
-        ])
+        .args(["--to", &server.addr.to_string(), "--set", set])
+        .args(["--schedule", schedule, "--seed", "3", "--duration", "30"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -32,32 +23,44 @@ fn a_viewer_behind_a_lossy_link_keeps_watching_and_counts_losses() {
         .next()
         .expect("relay prints its address")
         .expect("utf-8");
-    let relay_addr = first
+    let addr = first
         .strip_prefix("relaying ")
         .and_then(|r| r.split_whitespace().next())
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
         .to_string();
-    let run = run_viewer(
-        &relay_addr,
-        &[
-            "--server-name",
-            "localhost",
-            "--ca",
-            server.ca().to_str().unwrap(),
-            "--headless",
-            "--quality",
-            "1",
-            "--duration",
-            "5",
-        ],
-        &[],
-        Duration::from_secs(40),
-    )
-    .expect("viewer runs");
+    // Keep reading what it prints: a closed pipe would end it.
+    std::thread::spawn(move || for _ in lines {});
+    (relay, addr)
+}
+
+/// A headless viewer through `addr` for `seconds`; `extra` options after the usual ones.
+fn watch(server: &ServerProcess, addr: &str, seconds: u32, extra: &[&str]) -> serde_json::Value {
+    let ca = server.ca();
+    let duration = seconds.to_string();
+    let mut args = vec![
+        "--server-name",
+        "localhost",
+        "--ca",
+        ca.to_str().unwrap(),
+        "--headless",
+        "--duration",
+        &duration,
+    ];
+    args.extend(extra);
+    let run = run_viewer(addr, &args, &[], Duration::from_secs(60)).expect("viewer runs");
+    assert!(run.output.status.success(), "{}", run.stderr());
+    run.stats().clone()
+}
+
+#[test]
+fn a_viewer_behind_a_lossy_link_keeps_watching_and_counts_losses() {
+    let _machine = exclusive();
+    let server = ServerProcess::start(&[]).expect("server starts");
+    let (mut relay, addr) = relay(&server, "delay=20ms,loss=5%", "");
+    let stats = watch(&server, &addr, 5, &["--quality", "1"]);
     let _ = relay.kill();
     let _ = relay.wait();
-    assert!(run.output.status.success(), "{}", run.stderr());
-    let s = run.stats();
+    let s = &stats;
     // It keeps watching: a good share of the frames decoded, none undecodable.
     let decoded = num(s, "/video/frames_decoded");
     assert!(decoded > 30.0, "{decoded} frames decoded:\n{s:#}");
@@ -66,4 +69,63 @@ fn a_viewer_behind_a_lossy_link_keeps_watching_and_counts_losses() {
     let concealed = num(s, "/audio/packets_concealed");
     assert!(concealed >= 1.0, "no audio loss counted:\n{s:#}");
     assert!(num(s, "/audio/packets_decoded") > 100.0, "{s:#}");
+}
+
+#[test]
+fn after_an_outage_the_viewer_is_live_again_without_replaying_the_backlog() {
+    let _machine = exclusive();
+    let server = ServerProcess::start(&[]).expect("server starts");
+    // The same path without impairment first: the reference.
+    let (mut clean_relay, clean_addr) = relay(&server, "", "");
+    let clean = watch(&server, &clean_addr, 4, &["--quality", "1"]);
+    let _ = clean_relay.kill();
+    let _ = clean_relay.wait();
+    // A 2-second outage from 3 s to 5 s of a 10-second run.
+    let (mut relay, addr) = relay(&server, "", "3:down;5:up");
+    let s = watch(&server, &addr, 10, &["--quality", "1"]);
+    let _ = relay.kill();
+    let _ = relay.wait();
+    // The outage was seen (the picture froze at least that long) ...
+    let freeze = num(&s, "/video/longest_freeze_ms");
+    assert!(
+        freeze >= 1500.0,
+        "no freeze of the outage's length: {freeze} ms\n{s:#}"
+    );
+    // ... and the stream came back: well over the 3 s before the outage were decoded.
+    let decoded = num(&s, "/video/frames_decoded");
+    assert!(
+        decoded > 30.0 * 3.0 + 30.0,
+        "{decoded} frames decoded:\n{s:#}"
+    );
+    assert_eq!(num(&s, "/video/decode_errors"), 0.0, "{s:#}");
+    // Live, not replaying: most frames as fresh as on the clean path (the server's deadline
+    // drops what the outage held back).
+    let (p50, clean_p50) = (
+        num(&s, "/video/latency_ms/p50"),
+        num(&clean, "/video/latency_ms/p50"),
+    );
+    assert!(
+        p50 <= clean_p50 + 100.0,
+        "latency p50 {p50} ms after an outage, {clean_p50} ms clean:\n{s:#}"
+    );
+    // Audio came back too, and its gap was concealed and counted rather than replayed.
+    assert!(num(&s, "/audio/packets_decoded") > 50.0 * 5.0, "{s:#}");
+}
+
+#[test]
+fn automatic_quality_steps_down_under_a_bandwidth_cap() {
+    let _machine = exclusive();
+    let server = ServerProcess::start(&[]).expect("server starts");
+    // The top rung is 800 kbit/s; the path carries 500.
+    let (mut relay, addr) = relay(&server, "rate=500kbit,queue=30kB", "");
+    let s = watch(&server, &addr, 10, &[]);
+    let _ = relay.kill();
+    let _ = relay.wait();
+    assert!(num(&s, "/video/rendition_switches") >= 1.0, "{s:#}");
+    let rendition = num(&s, "/rendition");
+    assert!(
+        rendition >= 1.0,
+        "still on the top rung under the cap:\n{s:#}"
+    );
+    assert_eq!(num(&s, "/video/decode_errors"), 0.0, "{s:#}");
 }
