@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use streamsocket_sound::Direction;
 
 use super::resample::{downmix, To48k};
-use super::{AudioInput, Pacer};
+use super::{AudioInput, ChunkPacer};
 use crate::clock::MediaClock;
 
 /// Without samples for this long the microphone counts as lost and the stream carries
@@ -39,8 +39,8 @@ pub struct Microphone {
     lost: bool,
     /// Whether any sound arrived yet (a device may take a while to start).
     started: bool,
-    pacer: Option<Pacer>,
-    skipped: AtomicU64,
+    /// Paces the silence sent while the microphone delivers nothing.
+    silence: ChunkPacer,
     stop: Arc<AtomicBool>,
     /// Sample blocks dropped because the encoder thread fell behind.
     pub dropped: Arc<AtomicU64>,
@@ -90,8 +90,7 @@ impl Microphone {
             to48k,
             lost: false,
             started: false,
-            pacer: None,
-            skipped: AtomicU64::new(0),
+            silence: ChunkPacer::default(),
             stop,
             dropped,
         })
@@ -178,7 +177,7 @@ impl AudioInput for Microphone {
 
     fn counters(&self) -> Option<String> {
         let dropped = self.dropped.load(Ordering::Relaxed);
-        let silent = self.skipped.load(Ordering::Relaxed);
+        let silent = self.silence.skipped.load(Ordering::Relaxed);
         Some(format!(
             "microphone: {dropped} sample blocks dropped (encoder busy), {silent} chunk slots skipped late{}",
             if self.lost { ", no sound now (sending silence)" } else { "" }
@@ -186,7 +185,6 @@ impl AudioInput for Microphone {
     }
 
     fn next_chunk(&mut self, clock: &MediaClock, pcm: &mut [i16]) -> anyhow::Result<u64> {
-        let chunk_us = (pcm.len() as u64 * 1_000_000) / crate::audio_encoder::SAMPLE_RATE as u64;
         loop {
             if self.to48k.pop_chunk(pcm) {
                 // The newest sample arrived about now; this chunk started before it by its
@@ -206,7 +204,7 @@ impl AudioInput for Microphone {
                     if self.lost {
                         tracing::info!("microphone delivers again");
                         self.lost = false;
-                        self.pacer = None;
+                        self.silence.reset();
                     }
                     self.to48k.push(&block)?;
                 }
@@ -217,13 +215,9 @@ impl AudioInput for Microphone {
                         );
                         self.lost = true;
                     }
-                    let per_s = 1_000_000 / chunk_us.max(1);
-                    let pacer = self
-                        .pacer
-                        .get_or_insert_with(|| Pacer::new(clock, per_s, 1));
-                    let (_, at) = pacer.wait(clock, &self.skipped);
+                    let (_, capture_us) = self.silence.wait(clock, pcm.len());
                     pcm.fill(0);
-                    return Ok(at.saturating_sub(chunk_us));
+                    return Ok(capture_us);
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     anyhow::bail!("the microphone thread stopped")

@@ -312,6 +312,43 @@ impl Pacer {
     }
 }
 
+/// Paces an audio input that has no device clock: one chunk (20 ms at 48 kHz) per period,
+/// handed over when its last sample would have been captured, as a microphone would.
+#[derive(Debug, Default)]
+pub struct ChunkPacer {
+    pacer: Option<Pacer>,
+    /// Chunk slots skipped because the thread ran late.
+    pub skipped: AtomicU64,
+}
+
+impl ChunkPacer {
+    /// Waits until the next chunk of `len` samples is complete; returns the chunk's number
+    /// (on the media clock: chunk `n` starts at `n × len` samples) and the capture time of
+    /// its first sample.
+    pub fn wait(&mut self, clock: &MediaClock, len: usize) -> (u64, u64) {
+        let per_s = crate::audio_encoder::SAMPLE_RATE as u64 / len.max(1) as u64;
+        let pacer = self
+            .pacer
+            .get_or_insert_with(|| Pacer::new(clock, per_s, 1));
+        let (end_slot, end_us) = pacer.wait(clock, &self.skipped);
+        (
+            end_slot.saturating_sub(1),
+            end_us.saturating_sub(pacer.slot_us(1)),
+        )
+    }
+
+    /// Starts again from the clock's present (after a pause in pacing).
+    pub fn reset(&mut self) {
+        self.pacer = None;
+    }
+
+    /// For [`AudioInput::counters`].
+    pub fn counters(&self) -> Option<String> {
+        let skipped = self.skipped.load(Ordering::Relaxed);
+        (skipped > 0).then(|| format!("{skipped} 20 ms slots skipped (the thread ran late)"))
+    }
+}
+
 /// Sleeps until `at`; returns how late we woke.
 fn sleep_until(at: Instant) -> Duration {
     let now = Instant::now();

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{AudioInput, Pacer, PictureFormat, SourceStats, VideoInput};
+use super::{AudioInput, ChunkPacer, Pacer, PictureFormat, SourceStats, VideoInput};
 use crate::audio_encoder::SAMPLE_RATE;
 use crate::clock::MediaClock;
 use crate::frame::RawFrame;
@@ -74,16 +74,14 @@ impl VideoInput for TestPattern {
 /// The test tone with its click on every whole second of the media clock.
 pub struct TestTone {
     tone: AudioTone,
-    pacer: Option<Pacer>,
-    skipped: std::sync::atomic::AtomicU64,
+    chunks: ChunkPacer,
 }
 
 impl TestTone {
     pub fn new() -> Self {
         Self {
             tone: AudioTone::new(SAMPLE_RATE),
-            pacer: None,
-            skipped: Default::default(),
+            chunks: ChunkPacer::default(),
         }
     }
 }
@@ -100,20 +98,12 @@ impl AudioInput for TestTone {
     }
 
     fn counters(&self) -> Option<String> {
-        let skipped = self.skipped.load(std::sync::atomic::Ordering::Relaxed);
-        (skipped > 0).then(|| format!("{skipped} 20 ms slots skipped (the thread ran late)"))
+        self.chunks.counters()
     }
 
     fn next_chunk(&mut self, clock: &MediaClock, pcm: &mut [i16]) -> anyhow::Result<u64> {
-        let chunks_per_s = SAMPLE_RATE as u64 / pcm.len() as u64;
-        let pacer = self
-            .pacer
-            .get_or_insert_with(|| Pacer::new(clock, chunks_per_s, 1));
-        // A chunk's capture time is its first sample; it is complete one chunk later, which
-        // is when a microphone would hand it over: wait for the slot after it.
-        let (index, end_us) = pacer.wait(clock, &self.skipped);
-        let first = index.saturating_sub(1);
-        self.tone.fill(first * pcm.len() as u64, pcm);
-        Ok(end_us.saturating_sub(pacer.slot_us(1)))
+        let (n, capture_us) = self.chunks.wait(clock, pcm.len());
+        self.tone.fill(n * pcm.len() as u64, pcm);
+        Ok(capture_us)
     }
 }

@@ -4,13 +4,11 @@
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 
 use anyhow::{bail, Context as _};
 
 use super::resample::{downmix, To48k};
-use super::{AudioInput, Pacer, SourceEnded};
-use crate::audio_encoder::SAMPLE_RATE;
+use super::{AudioInput, ChunkPacer, SourceEnded};
 use crate::clock::MediaClock;
 
 pub struct WavFile {
@@ -19,8 +17,7 @@ pub struct WavFile {
     spec: hound::WavSpec,
     to48k: To48k,
     looping: bool,
-    pacer: Option<Pacer>,
-    skipped: AtomicU64,
+    chunks: ChunkPacer,
     frames_in_pass: u64,
     interleaved: Vec<f32>,
     mono: Vec<f32>,
@@ -40,8 +37,7 @@ impl WavFile {
             spec,
             to48k,
             looping,
-            pacer: None,
-            skipped: AtomicU64::new(0),
+            chunks: ChunkPacer::default(),
             frames_in_pass: 0,
             interleaved: Vec::new(),
             mono: Vec::new(),
@@ -127,18 +123,11 @@ impl AudioInput for WavFile {
     }
 
     fn counters(&self) -> Option<String> {
-        let skipped = self.skipped.load(std::sync::atomic::Ordering::Relaxed);
-        (skipped > 0).then(|| format!("{skipped} 20 ms slots skipped (the thread ran late)"))
+        self.chunks.counters()
     }
 
     fn next_chunk(&mut self, clock: &MediaClock, pcm: &mut [i16]) -> anyhow::Result<u64> {
-        let chunks_per_s = SAMPLE_RATE as u64 / pcm.len() as u64;
-        let pacer = self
-            .pacer
-            .get_or_insert_with(|| Pacer::new(clock, chunks_per_s, 1));
-        // Like a microphone: a chunk is handed over when its last sample has been "played".
-        let (_, end_us) = pacer.wait(clock, &self.skipped);
-        let start_us = end_us.saturating_sub(pacer.slot_us(1));
+        let (_, start_us) = self.chunks.wait(clock, pcm.len());
         self.fill()?;
         let ready = self.to48k.pop_chunk(pcm);
         debug_assert!(ready, "fill() leaves a chunk ready");
