@@ -76,8 +76,8 @@ enum Command {
     Capture,
     /// The bad-network scenarios through streamsocket-netem, beside a clean run.
     Network {
-        /// Congestion controllers to compare (cubic, newreno, bbr).
-        #[arg(long, value_delimiter = ',', default_value = "cubic")]
+        /// Congestion controllers to compare (bbr, cubic, newreno).
+        #[arg(long, value_delimiter = ',', default_value = "bbr")]
         congestion: Vec<String>,
         /// Seconds of viewing per scenario.
         #[arg(long, default_value_t = 12)]

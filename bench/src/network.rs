@@ -2,12 +2,10 @@
 //! The release server streams the test source; `streamsocket-netem` impairs the path; a
 //! headless viewer watches through it (certificate checked by name) and reports what it saw.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use streamsocket_tests::{bin, run_viewer, ServerProcess};
+use streamsocket_tests::{run_viewer, ServerProcess};
 
 /// One scenario: netem settings from the start, a schedule, and whether the viewer runs
 /// automatic quality (else the top rung).
@@ -82,25 +80,8 @@ pub fn run(congestion: &[String], seconds: u64, only: &[String]) -> anyhow::Resu
                 continue;
             }
             let server = ServerProcess::start(&["--congestion", cc])?;
-            let mut relay = Command::new(bin("streamsocket-netem"))
-                .args(["--to", &server.addr.to_string(), "--seed", "1"])
-                .args(["--set", sc.set, "--schedule", sc.schedule])
-                .args(["--duration", &(seconds + 4).to_string()])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()?;
-            let mut out = relay.stdout.take().expect("piped");
-            let mut first = Vec::new();
-            let mut byte = [0u8; 1];
-            while out.read(&mut byte)? == 1 && byte[0] != b'\n' {
-                first.push(byte[0]);
-            }
-            let first = String::from_utf8_lossy(&first).into_owned();
-            let relay_addr = first
-                .strip_prefix("relaying ")
-                .and_then(|r| r.split_whitespace().next())
-                .ok_or_else(|| anyhow::anyhow!("relay said {first:?}"))?
-                .to_string();
+            let relay = streamsocket_tests::Relay::start(server.addr, sc.set, sc.schedule, 1)?;
+            let relay_addr = relay.addr.clone();
             let mut args = vec![
                 "--server-name".to_string(),
                 "localhost".into(),
@@ -115,8 +96,7 @@ pub fn run(congestion: &[String], seconds: u64, only: &[String]) -> anyhow::Resu
             }
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let run = run_viewer(&relay_addr, &args, &[], Duration::from_secs(seconds + 30))?;
-            let _ = relay.kill();
-            let _ = relay.wait();
+            drop(relay);
             let Some(s) = run.stats.as_ref() else {
                 println!(
                     "| {cc} | {} | viewer failed: {} |",

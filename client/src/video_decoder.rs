@@ -208,11 +208,14 @@ fn run(mut decoder: dav1d::Decoder, input: Receiver<NetFrame>, ctx: DecoderConte
             .gap_deadline()
             .map(|d| d.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_millis(500));
+        let target = ctx.target_rendition.load(Ordering::Relaxed);
+        let received = input.recv_timeout(wait);
+        // After the wait: a pause told of meanwhile must reset the tracks before the frame
+        // that may follow it is pushed.
         if ctx.resync.swap(false, Ordering::Relaxed) {
             tracks.resync();
         }
-        let target = ctx.target_rendition.load(Ordering::Relaxed);
-        let (ready, switched) = match input.recv_timeout(wait) {
+        let (ready, switched) = match received {
             Ok(frame) => tracks.push(frame, target, Instant::now()),
             Err(RecvTimeoutError::Timeout) => (tracks.current_track.poll(Instant::now()), false),
             Err(RecvTimeoutError::Disconnected) => return,

@@ -18,7 +18,7 @@ use streamsocket_netem::{relay, schedule};
 ///   streamsocket-client 127.0.0.1:5443 --server-name localhost
 /// Settings: delay=20ms (one way), jitter=5ms, loss=5%, burst=2%/5 (loss share / mean burst
 /// length in packets), reorder=1%, reorder-by=10ms, rate=300kbit (or none), queue=30kB,
-/// down, up.
+/// down, up. With a rate and no queue, the queue holds 100 ms at that rate.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -38,8 +38,15 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Stop after this many seconds (default: run until Ctrl-C).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_seconds)]
     duration: Option<f64>,
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.0..=1e6).contains(&s) => Ok(s),
+        _ => Err(format!("{text:?}: give seconds, 0 to 1000000")),
+    }
 }
 
 #[tokio::main]
@@ -95,7 +102,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         r = relay => r?,
         _ = stop => {}
     }
-    for (viewer, up, down) in stats.lock().expect("not poisoned").iter() {
+    for (viewer, up, down) in stats.snapshot() {
         println!("path {viewer}: to server {up:?}; to viewer {down:?}");
     }
     Ok(())

@@ -43,7 +43,8 @@ pub struct Impairment {
     /// Share of packets held back by `reorder_by`, arriving after later ones.
     pub reorder: f64,
     pub reorder_by: Duration,
-    /// Bandwidth cap in bits per second, with a tail-drop queue of `queue_bytes`.
+    /// Bandwidth cap in bits per second, with a tail-drop queue of `queue_bytes` (0: 100 ms
+    /// at the rate).
     pub rate_bps: Option<u64>,
     pub queue_bytes: usize,
     /// Everything is lost while set (an outage).
@@ -139,7 +140,12 @@ impl Link {
             let start = self.free_at.max(now);
             let waiting = start - now;
             let queued_bytes = (waiting.as_secs_f64() * rate as f64 / 8.0) as usize;
-            if queued_bytes + len > imp.queue_bytes.max(len) {
+            // No queue given: 100 ms at the rate.
+            let queue = match imp.queue_bytes {
+                0 => (rate / 80) as usize,
+                q => q,
+            };
+            if queued_bytes + len > queue.max(len) {
                 self.stats.lost_queue_full += 1;
                 return Verdict::Lost(Loss::QueueFull);
             }

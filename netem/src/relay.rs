@@ -87,8 +87,25 @@ impl Direction {
     }
 }
 
-/// Counters of every viewer's path: (viewer, to server, to viewer).
-pub type PathStats = Arc<Mutex<Vec<(SocketAddr, LinkStats, LinkStats)>>>;
+/// Every viewer's path: (viewer, to server, to viewer).
+#[derive(Clone, Default)]
+pub struct PathStats(Arc<Mutex<Vec<(SocketAddr, Shared, Shared)>>>);
+
+type Shared = Arc<Mutex<Direction>>;
+
+impl PathStats {
+    /// The counters now: (viewer, to server, to viewer).
+    pub fn snapshot(&self) -> Vec<(SocketAddr, LinkStats, LinkStats)> {
+        let paths = self.0.lock().expect("not poisoned");
+        paths
+            .iter()
+            .map(|(v, up, down)| {
+                let get = |d: &Shared| d.lock().expect("not poisoned").link.stats.clone();
+                (*v, get(up), get(down))
+            })
+            .collect()
+    }
+}
 
 /// Relays between viewers on `listen` and the server at `server` until the task is dropped.
 pub async fn run(
@@ -107,27 +124,35 @@ pub async fn run(
     loop {
         let (n, from) = listen.recv_from(&mut buf).await?;
         if !viewers.contains_key(&from) {
-            let upstream = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+            let any: SocketAddr = if server.is_ipv6() {
+                "[::]:0".parse().expect("valid")
+            } else {
+                "0.0.0.0:0".parse().expect("valid")
+            };
+            let upstream = Arc::new(UdpSocket::bind(any).await?);
             upstream.connect(server).await?;
             let index = viewers.len() as u64;
             let up = Arc::new(Mutex::new(Direction {
                 link: Link::new(settings.borrow().clone(), seed.wrapping_add(2 * index)),
                 settings: settings.clone(),
             }));
-            let down = Direction {
+            let down = Arc::new(Mutex::new(Direction {
                 link: Link::new(settings.borrow().clone(), seed.wrapping_add(2 * index + 1)),
                 settings: settings.clone(),
-            };
+            }));
+            stats
+                .0
+                .lock()
+                .expect("not poisoned")
+                .push((from, up.clone(), down.clone()));
             tracing::info!(viewer = %from, "new path");
             tokio::spawn(server_to_viewer(
                 upstream.clone(),
                 listen.clone(),
                 from,
                 down,
-                up.clone(),
                 due_tx.clone(),
                 start,
-                stats.clone(),
             ));
             viewers.insert(from, (upstream, up));
         }
@@ -145,23 +170,33 @@ pub async fn run(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn server_to_viewer(
     upstream: Arc<UdpSocket>,
     listen: Arc<UdpSocket>,
     viewer: SocketAddr,
-    mut down: Direction,
-    up: Arc<Mutex<Direction>>,
+    down: Shared,
     due_tx: mpsc::UnboundedSender<Due>,
     start: Instant,
-    stats: PathStats,
 ) {
     let mut buf = vec![0u8; 65_536];
     // Orders after everything the viewer side sent at the same instant.
     let mut order = u64::MAX / 2;
-    let mut last_report = Instant::now();
-    while let Ok(n) = upstream.recv(&mut buf).await {
-        if let Verdict::Deliver(at) = down.verdict(start.elapsed(), n) {
+    loop {
+        let n = match upstream.recv(&mut buf).await {
+            Ok(n) => n,
+            // A connected UDP socket reports an ICMP "port unreachable" as an error on the
+            // next receive (the server not started yet, or restarting): keep relaying.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+            Err(e) => {
+                tracing::warn!(viewer = %viewer, "return path closed: {e}");
+                return;
+            }
+        };
+        let verdict = down
+            .lock()
+            .expect("not poisoned")
+            .verdict(start.elapsed(), n);
+        if let Verdict::Deliver(at) = verdict {
             order += 1;
             let _ = due_tx.send(Due {
                 at: start + at,
@@ -169,15 +204,6 @@ async fn server_to_viewer(
                 bytes: buf[..n].to_vec(),
                 sink: Sink::Viewer(listen.clone(), viewer),
             });
-        }
-        if last_report.elapsed() > Duration::from_millis(200) {
-            last_report = Instant::now();
-            let up_stats = up.lock().expect("not poisoned").link.stats.clone();
-            let mut all = stats.lock().expect("not poisoned");
-            match all.iter_mut().find(|(v, _, _)| *v == viewer) {
-                Some(entry) => *entry = (viewer, up_stats, down.link.stats.clone()),
-                None => all.push((viewer, up_stats, down.link.stats.clone())),
-            }
         }
     }
 }

@@ -55,8 +55,8 @@ fn bits_per_second(v: &str) -> anyhow::Result<Option<u64>> {
     let n: f64 = num
         .parse()
         .with_context(|| format!("{v:?} is not a rate"))?;
-    if n <= 0.0 {
-        bail!("{v:?}: a rate must be positive");
+    if !n.is_finite() || n * mult < 1.0 || n * mult > 1e12 {
+        bail!("{v:?}: a rate is 1 bit/s to 1000 Gbit/s");
     }
     Ok(Some((n * mult) as u64))
 }
@@ -75,6 +75,9 @@ fn bytes(v: &str) -> anyhow::Result<usize> {
     let n: f64 = num
         .parse()
         .with_context(|| format!("{v:?} is not a size"))?;
+    if !n.is_finite() || n < 0.0 || n * mult > 1e10 {
+        bail!("{v:?}: a size is 0 to 10 GB");
+    }
     Ok((n * mult) as usize)
 }
 
@@ -160,6 +163,10 @@ mod tests {
             "colour=red",
             "loss=150%",
             "burst=2%",
+            "rate=nanbit",
+            "rate=0.5bit",
+            "queue=-3kB",
+            "queue=NaNkB",
         ] {
             assert!(apply(&mut imp, bad).is_err(), "{bad}");
         }

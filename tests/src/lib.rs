@@ -302,6 +302,53 @@ pub fn assert_kept_watching(run: &ViewerRun, seconds: f64, who: &str) {
     );
 }
 
+/// A `streamsocket-netem` relay in front of a server, killed when dropped.
+pub struct Relay {
+    child: Child,
+    /// Where viewers connect.
+    pub addr: String,
+}
+
+impl Relay {
+    /// Starts a relay to `server` with `set` from the start and `schedule` (see
+    /// `streamsocket-netem --help`), seeded with `seed`.
+    pub fn start(server: SocketAddr, set: &str, schedule: &str, seed: u64) -> anyhow::Result<Self> {
+        let mut child = Command::new(bin("streamsocket-netem"))
+            .args([
+                "--to",
+                &server.to_string(),
+                "--set",
+                set,
+                "--schedule",
+                schedule,
+            ])
+            .args(["--seed", &seed.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting streamsocket-netem")?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let first = lines
+            .next()
+            .context("streamsocket-netem exited before relaying")??;
+        let addr = first
+            .strip_prefix("relaying ")
+            .and_then(|r| r.split_whitespace().next())
+            .with_context(|| format!("unexpected first line from streamsocket-netem: {first:?}"))?
+            .to_string();
+        // Keep reading what it prints: a closed pipe would end it.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Self { child, addr })
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Fails the test with a clear message when a tool the install script provides is missing.
 pub fn require_tools(tools: &[&str]) {
     for tool in tools {

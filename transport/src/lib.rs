@@ -65,15 +65,10 @@ impl ControlReader {
 
     /// A complete message from `pending`, if it holds one.
     fn parse(&mut self) -> Result<Option<ControlMessage>, ReadError> {
-        let Some(prefix) = self.pending.get(..4) else {
+        let Some((msg, used)) = ControlMessage::decode_framed(&self.pending)? else {
             return Ok(None);
         };
-        let len = ControlMessage::check_length(prefix.try_into().expect("four bytes"))?;
-        let Some(body) = self.pending.get(4..4 + len) else {
-            return Ok(None);
-        };
-        let msg = ControlMessage::decode_body(body)?;
-        self.pending.drain(..4 + len);
+        self.pending.drain(..used);
         Ok(Some(msg))
     }
 
@@ -213,13 +208,8 @@ pub mod settings {
         }
     }
 
-    /// The server's transport: the viewer may open one bidirectional (control) stream and
-    /// nothing else.
-    pub fn server() -> Arc<quinn::TransportConfig> {
-        server_with(Congestion::default())
-    }
-
-    /// The server's transport with the given congestion controller.
+    /// The server's transport, with the given congestion controller: the viewer may open one
+    /// bidirectional (control) stream and nothing else.
     pub fn server_with(congestion: Congestion) -> Arc<quinn::TransportConfig> {
         let mut t = quinn::TransportConfig::default();
         match congestion {

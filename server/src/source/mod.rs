@@ -100,7 +100,7 @@ pub trait AudioInput: Send {
 /// How often a source logs its counters when they changed.
 const COUNTERS_EVERY: Duration = Duration::from_secs(10);
 
-/// Logs an input's counters every [`COUNTERS_EVERY`] when they changed, and at the end.
+/// Logs an input's counters every [`COUNTERS_EVERY`] when they changed.
 struct CounterLog {
     kind: &'static str,
     last: Option<String>,
@@ -116,8 +116,8 @@ impl CounterLog {
         }
     }
 
-    fn tick(&mut self, counters: impl FnOnce() -> Option<String>, force: bool) {
-        if !force && self.at.elapsed() < COUNTERS_EVERY {
+    fn tick(&mut self, counters: impl FnOnce() -> Option<String>) {
+        if self.at.elapsed() < COUNTERS_EVERY {
             return;
         }
         self.at = Instant::now();
@@ -383,7 +383,6 @@ pub fn spawn_video(
                             format!("{skipped} slots skipped late, {busy} frames dropped for busy encoders{own}")
                         })
                     },
-                    false,
                 );
                 let wanted = !taps.lock().expect("not poisoned").is_empty() || preview.is_some();
                 let frame = match input.next_frame(&clock, wanted, &stats) {
@@ -433,7 +432,7 @@ pub fn spawn_audio(
             let mut seq = 0u32;
             let mut log = CounterLog::new("audio");
             while !stop.load(Ordering::Relaxed) {
-                log.tick(|| input.counters(), false);
+                log.tick(|| input.counters());
                 let capture_us = match input.next_chunk(&clock, &mut pcm) {
                     Ok(t) => t,
                     Err(e) => return log_stop("audio", &e),
