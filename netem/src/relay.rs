@@ -87,6 +87,27 @@ impl Direction {
     }
 }
 
+/// A viewer silent this long is forgotten.
+pub const PATH_IDLE: Duration = Duration::from_secs(60);
+
+/// A spawned task that ends when this handle is dropped (with the relay, or its path).
+struct Task(tokio::task::JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One viewer's path: its socket towards the server, the viewer-to-server direction, and the
+/// task relaying the other way.
+struct Path {
+    upstream: Arc<UdpSocket>,
+    up: Shared,
+    last_seen: Instant,
+    _return: Task,
+}
+
 /// Every viewer's path: (viewer, to server, to viewer).
 #[derive(Clone, Default)]
 pub struct PathStats(Arc<Mutex<Vec<(SocketAddr, Shared, Shared)>>>);
@@ -107,7 +128,8 @@ impl PathStats {
     }
 }
 
-/// Relays between viewers on `listen` and the server at `server` until the task is dropped.
+/// Relays between viewers on `listen` and the server at `server` until the future is dropped
+/// (which stops every task it started).
 pub async fn run(
     listen: Arc<UdpSocket>,
     server: SocketAddr,
@@ -117,46 +139,70 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let start = Instant::now();
     let (due_tx, due_rx) = mpsc::unbounded_channel();
-    tokio::spawn(deliver(due_rx));
+    let _delivery = Task(tokio::spawn(deliver(due_rx)));
     let mut order = 0u64;
-    let mut viewers: HashMap<SocketAddr, (Arc<UdpSocket>, Arc<Mutex<Direction>>)> = HashMap::new();
+    let mut viewers: HashMap<SocketAddr, Path> = HashMap::new();
+    let mut paths_opened = 0u64;
+    let mut last_sweep = Instant::now();
     let mut buf = vec![0u8; 65_536];
     loop {
         let (n, from) = listen.recv_from(&mut buf).await?;
-        if !viewers.contains_key(&from) {
-            let any: SocketAddr = if server.is_ipv6() {
-                "[::]:0".parse().expect("valid")
-            } else {
-                "0.0.0.0:0".parse().expect("valid")
-            };
-            let upstream = Arc::new(UdpSocket::bind(any).await?);
-            upstream.connect(server).await?;
-            let index = viewers.len() as u64;
-            let up = Arc::new(Mutex::new(Direction {
-                link: Link::new(settings.borrow().clone(), seed.wrapping_add(2 * index)),
-                settings: settings.clone(),
-            }));
-            let down = Arc::new(Mutex::new(Direction {
-                link: Link::new(settings.borrow().clone(), seed.wrapping_add(2 * index + 1)),
-                settings: settings.clone(),
-            }));
-            stats
-                .0
-                .lock()
-                .expect("not poisoned")
-                .push((from, up.clone(), down.clone()));
-            tracing::info!(viewer = %from, "new path");
-            tokio::spawn(server_to_viewer(
-                upstream.clone(),
-                listen.clone(),
-                from,
-                down,
-                due_tx.clone(),
-                start,
-            ));
-            viewers.insert(from, (upstream, up));
+        // Forget viewers silent for a while (their tasks end with them); their counters stay
+        // in the final report.
+        if last_sweep.elapsed() > PATH_IDLE / 4 {
+            last_sweep = Instant::now();
+            viewers.retain(|viewer, path| {
+                let keep = path.last_seen.elapsed() < PATH_IDLE;
+                if !keep {
+                    tracing::info!(viewer = %viewer, "path idle: forgotten");
+                }
+                keep
+            });
         }
-        let (upstream, up) = viewers.get(&from).expect("inserted");
+        let path = match viewers.entry(from) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                let any: SocketAddr = if server.is_ipv6() {
+                    "[::]:0".parse().expect("valid")
+                } else {
+                    "0.0.0.0:0".parse().expect("valid")
+                };
+                let upstream = Arc::new(UdpSocket::bind(any).await?);
+                upstream.connect(server).await?;
+                let index = paths_opened;
+                paths_opened += 1;
+                let up = Arc::new(Mutex::new(Direction {
+                    link: Link::new(settings.borrow().clone(), seed.wrapping_add(2 * index)),
+                    settings: settings.clone(),
+                }));
+                let down = Arc::new(Mutex::new(Direction {
+                    link: Link::new(settings.borrow().clone(), seed.wrapping_add(2 * index + 1)),
+                    settings: settings.clone(),
+                }));
+                stats
+                    .0
+                    .lock()
+                    .expect("not poisoned")
+                    .push((from, up.clone(), down.clone()));
+                tracing::info!(viewer = %from, "new path");
+                let task = Task(tokio::spawn(server_to_viewer(
+                    upstream.clone(),
+                    listen.clone(),
+                    from,
+                    down,
+                    due_tx.clone(),
+                    start,
+                )));
+                vacant.insert(Path {
+                    upstream,
+                    up,
+                    last_seen: Instant::now(),
+                    _return: task,
+                })
+            }
+        };
+        path.last_seen = Instant::now();
+        let (upstream, up) = (&path.upstream, &path.up);
         let verdict = up.lock().expect("not poisoned").verdict(start.elapsed(), n);
         if let Verdict::Deliver(at) = verdict {
             order += 1;
