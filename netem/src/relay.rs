@@ -202,17 +202,32 @@ pub async fn run(
             }
         };
         path.last_seen = Instant::now();
-        let (upstream, up) = (&path.upstream, &path.up);
-        let verdict = up.lock().expect("not poisoned").verdict(start.elapsed(), n);
-        if let Verdict::Deliver(at) = verdict {
-            order += 1;
-            let _ = due_tx.send(Due {
-                at: start + at,
-                order,
-                bytes: buf[..n].to_vec(),
-                sink: Sink::Server(upstream.clone()),
-            });
-        }
+        let sink = Sink::Server(path.upstream.clone());
+        pass(&path.up, &buf[..n], sink, start, &mut order, &due_tx);
+    }
+}
+
+/// Puts a packet through one direction's link and, unless lost, queues it for delivery.
+fn pass(
+    direction: &Shared,
+    packet: &[u8],
+    sink: Sink,
+    start: Instant,
+    order: &mut u64,
+    due_tx: &mpsc::UnboundedSender<Due>,
+) {
+    let verdict = direction
+        .lock()
+        .expect("not poisoned")
+        .verdict(start.elapsed(), packet.len());
+    if let Verdict::Deliver(at) = verdict {
+        *order += 1;
+        let _ = due_tx.send(Due {
+            at: start + at,
+            order: *order,
+            bytes: packet.to_vec(),
+            sink,
+        });
     }
 }
 
@@ -238,18 +253,7 @@ async fn server_to_viewer(
                 return;
             }
         };
-        let verdict = down
-            .lock()
-            .expect("not poisoned")
-            .verdict(start.elapsed(), n);
-        if let Verdict::Deliver(at) = verdict {
-            order += 1;
-            let _ = due_tx.send(Due {
-                at: start + at,
-                order,
-                bytes: buf[..n].to_vec(),
-                sink: Sink::Viewer(listen.clone(), viewer),
-            });
-        }
+        let sink = Sink::Viewer(listen.clone(), viewer);
+        pass(&down, &buf[..n], sink, start, &mut order, &due_tx);
     }
 }

@@ -335,8 +335,7 @@ mod tests {
         assert_eq!(b, [0xAE, 0x63, 0xA2, 0x18, 0x53, 0x80, 0x67]);
     }
 
-    #[test]
-    fn blocks_are_written_in_time_order_across_tracks() {
+    fn writer() -> WebmWriter<std::io::Cursor<Vec<u8>>> {
         let tracks = Tracks {
             width: 64,
             height: 64,
@@ -344,7 +343,12 @@ mod tests {
             opus_pre_skip: 120,
             opus_channels: 1,
         };
-        let mut w = WebmWriter::new(std::io::Cursor::new(Vec::new()), &tracks).unwrap();
+        WebmWriter::new(std::io::Cursor::new(Vec::new()), &tracks).unwrap()
+    }
+
+    #[test]
+    fn blocks_are_written_in_time_order_across_tracks() {
+        let mut w = writer();
         // Audio handed over before the video of the same time, as the viewer does.
         w.block(AUDIO_TRACK, 40, true, &[0xA4]).unwrap();
         w.block(AUDIO_TRACK, 60, true, &[0xA6]).unwrap();
@@ -363,14 +367,7 @@ mod tests {
 
     #[test]
     fn a_finished_file_has_its_sizes_filled_in() {
-        let tracks = Tracks {
-            width: 64,
-            height: 64,
-            av1c: &[0x81, 0, 0x0c, 0],
-            opus_pre_skip: 120,
-            opus_channels: 1,
-        };
-        let mut w = WebmWriter::new(std::io::Cursor::new(Vec::new()), &tracks).unwrap();
+        let mut w = writer();
         w.block(VIDEO_TRACK, 0, true, &[1, 2, 3]).unwrap();
         w.block(AUDIO_TRACK, 5, true, &[4]).unwrap();
         w.block(VIDEO_TRACK, 33, false, &[5]).unwrap();
