@@ -67,13 +67,32 @@ fn get(v: &Value, pointer: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// The rendition timeline, compactly: "0.0: 1 (start); 3.2: 3 (4 frames missed ...)".
+fn timeline(s: &Value) -> String {
+    let Some(changes) = s.pointer("/rendition_timeline").and_then(Value::as_array) else {
+        return String::new();
+    };
+    changes
+        .iter()
+        .map(|c| {
+            format!(
+                "{:.1}: {} ({})",
+                get(c, "/at_ms") / 1000.0,
+                get(c, "/rendition") as u64 + 1,
+                c.pointer("/reason").and_then(Value::as_str).unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 pub fn run(congestion: &[String], seconds: u64, only: &[String]) -> anyhow::Result<()> {
     println!(
         "# Bad-network scenarios: {seconds} s each, test source, default ladder, netem seed 1"
     );
     println!();
-    println!("| congestion | scenario | latency p50 ms | p95 ms | p99 ms | decoded | skipped | late | reset | longest freeze ms | audio concealed % | rendition at end (switches) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| congestion | scenario | latency p50 ms | p95 ms | p99 ms | shown p95 ms | decoded | shown | skipped | reset | too late | longest freeze ms | audio concealed % | audio delay ms | A/V skew p50 / p95 ms | renditions (s: rung, reason) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for cc in congestion {
         for sc in SCENARIOS {
             if !only.is_empty() && !only.iter().any(|o| sc.name.contains(o.as_str())) {
@@ -108,19 +127,23 @@ pub fn run(congestion: &[String], seconds: u64, only: &[String]) -> anyhow::Resu
             let concealed = get(s, "/audio/packets_concealed");
             let played = get(s, "/audio/packets_decoded") + concealed;
             println!(
-                "| {cc} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {:.0} | {:.1} | {} ({}) |",
+                "| {cc} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.0} | {:+.0} / {:+.0} | {} |",
                 sc.name,
                 get(s, "/video/latency_ms/p50"),
                 get(s, "/video/latency_ms/p95"),
                 get(s, "/video/latency_ms/p99"),
+                get(s, "/video/latency_presented_ms/p95"),
                 get(s, "/video/frames_decoded"),
+                get(s, "/video/frames_presented"),
                 get(s, "/video/frames_skipped"),
-                get(s, "/video/frames_late"),
                 get(s, "/video/frames_reset"),
+                get(s, "/video/frames_too_late"),
                 get(s, "/video/longest_freeze_ms"),
                 100.0 * concealed / played.max(1.0),
-                s.pointer("/rendition").map(|r| (get(r, "") as u64 + 1).to_string()).unwrap_or_default(),
-                get(s, "/video/rendition_switches"),
+                get(s, "/audio/playout_delay_ms/p50"),
+                get(s, "/av_skew_ms/p50"),
+                get(s, "/av_skew_ms/p95"),
+                timeline(s),
             );
         }
     }

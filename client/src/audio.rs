@@ -1,120 +1,32 @@
-//! The audio stage: a small jitter buffer that plays packets out every 20 ms in sequence
-//! order, Opus decoding with in-band FEC and loss concealment for what is missing, and output
-//! to the speakers with cpal (or nowhere, headless or without a sound device).
+//! The audio stage: an adaptive jitter buffer (see `playout`) that plays packets out every
+//! 20 ms at their capture time plus a target delay, Opus decoding with in-band FEC and loss
+//! concealment for what is missing, and output to the speakers with cpal (or nowhere,
+//! headless or without a sound device). The delay audio plays at is the clock video follows.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use streamsocket_proto::media::AudioHeader;
 
 use crate::clock::ViewerClock;
+pub use crate::playout::NetAudio;
+use crate::playout::{AvSync, JitterBuffer, Playout, PlayoutTarget, PACKET_US};
 use crate::stats::Stats;
 
 pub const SAMPLE_RATE: u32 = 48_000;
 pub const PACKET: Duration = Duration::from_millis(20);
 pub const SAMPLES_PER_PACKET: usize = 960;
 
-/// Packets buffered before playout starts (and restarts after a stall): 40 ms.
-const START_DEPTH: usize = 2;
-/// Above this many packets (160 ms) the oldest are dropped to get back to live.
-const MAX_DEPTH: usize = 8;
-/// After this many packets in a row with nothing to play (100 ms), stop and re-buffer rather
-/// than conceal an outage.
-const MAX_CONCEALED_RUN: u32 = 5;
-
-/// An audio packet as it came off the network.
-#[derive(Debug)]
-pub struct NetAudio {
-    pub header: AudioHeader,
-    pub payload: Bytes,
-}
-
-/// What to play at the next 20 ms tick.
-#[derive(Debug, PartialEq)]
-pub enum Playout {
-    /// Decode this packet.
-    Packet(AudioHeader, Bytes),
-    /// The packet is missing; rebuild it from the next one's FEC data if given, else conceal.
-    Missing { seq: u32, next: Option<Bytes> },
-    /// Buffering: play silence.
-    Idle,
-}
-
-/// Orders packets by sequence number and decides what plays at each tick.
-#[derive(Debug, Default)]
-pub struct JitterBuffer {
-    pending: BTreeMap<u32, NetAudio>,
-    next_seq: Option<u32>,
-    concealed_run: u32,
-    pub late: u64,
-    pub dropped_overflow: u64,
-}
-
-impl JitterBuffer {
-    pub fn insert(&mut self, packet: NetAudio) {
-        let seq = packet.header.seq;
-        if self.next_seq.is_some_and(|n| seq < n) {
-            self.late += 1;
-            return;
-        }
-        self.pending.insert(seq, packet);
-        while self.pending.len() > MAX_DEPTH {
-            self.pending.pop_first();
-            self.dropped_overflow += 1;
-            if let (Some(n), Some(first)) = (self.next_seq, self.pending.keys().next()) {
-                self.next_seq = Some(n.max(*first));
-            }
-        }
-    }
-
-    pub fn depth(&self) -> usize {
-        self.pending.len()
-    }
-
-    pub fn playing(&self) -> bool {
-        self.next_seq.is_some()
-    }
-
-    /// Called every 20 ms.
-    pub fn tick(&mut self) -> Playout {
-        let Some(seq) = self.next_seq else {
-            if self.pending.len() >= START_DEPTH {
-                let first = *self.pending.keys().next().expect("not empty");
-                self.next_seq = Some(first);
-                return self.tick();
-            }
-            return Playout::Idle;
-        };
-        self.next_seq = Some(seq.wrapping_add(1));
-        if let Some(p) = self.pending.remove(&seq) {
-            self.concealed_run = 0;
-            return Playout::Packet(p.header, p.payload);
-        }
-        if self.pending.is_empty() {
-            self.concealed_run += 1;
-            if self.concealed_run > MAX_CONCEALED_RUN {
-                // An outage, not a loss: stop and re-buffer from whatever comes next.
-                self.next_seq = None;
-                self.concealed_run = 0;
-                return Playout::Idle;
-            }
-        }
-        let next = self
-            .pending
-            .get(&seq.wrapping_add(1))
-            .map(|p| p.payload.clone());
-        Playout::Missing { seq, next }
-    }
-}
-
 /// Where decoded samples go.
 pub trait AudioOutput {
     fn play(&mut self, samples: &[i16]);
+
+    /// How long the samples already handed over take to be heard.
+    fn queued_us(&self) -> u64 {
+        0
+    }
 }
 
 /// Discards samples (headless).
@@ -155,6 +67,10 @@ impl WavTee {
 }
 
 impl AudioOutput for WavTee {
+    fn queued_us(&self) -> u64 {
+        self.inner.queued_us()
+    }
+
     fn play(&mut self, samples: &[i16]) {
         self.inner.play(samples);
         let Some(w) = self.writer.as_mut() else {
@@ -195,6 +111,10 @@ pub struct AudioContext {
     pub speaker: Option<String>,
     /// `--record`: every packet played also goes to the recording.
     pub recorder: Option<crate::record::Recorder>,
+    /// The clock video follows: audio publishes its playout delay here.
+    pub sync: Arc<AvSync>,
+    /// The most playout delay to aim for (the viewer's latency target), µs.
+    pub ceiling_us: u64,
 }
 
 pub fn spawn(
@@ -241,161 +161,145 @@ fn run(
     ctx: AudioContext,
     mut output: Box<dyn AudioOutput>,
 ) {
-    let mut jitter = JitterBuffer::default();
+    let mut jitter = JitterBuffer::new(ctx.ceiling_us);
+    let mut target = PlayoutTarget::new(ctx.ceiling_us);
     let mut pcm = vec![0i16; SAMPLES_PER_PACKET];
     let silence = vec![0i16; SAMPLES_PER_PACKET];
+    // Ticks run only while something is buffered or playing.
     let mut next_tick: Option<Instant> = None;
+    let mut last_click_second = None;
     loop {
         let wait = next_tick
             .map(|t| t.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_millis(100));
         match input.recv_timeout(wait) {
             Ok(p) => {
+                let offset = ctx.stats.lock().expect("not poisoned").clock_offset_us;
+                target.on_audio(p.header.capture_us, server_time(ctx.clock.now_us(), offset));
                 jitter.insert(p);
-                if next_tick.is_none() && jitter.depth() >= START_DEPTH {
-                    next_tick = Some(Instant::now());
-                }
+                next_tick.get_or_insert_with(Instant::now);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
         while let Some(t) = next_tick.filter(|t| *t <= Instant::now()) {
-            let playout = jitter.tick();
+            let target_us = target.target_us(ctx.sync.video_need_us());
+            let offset = ctx.stats.lock().expect("not poisoned").clock_offset_us;
+            // When this tick's samples will be heard, on the server's clock.
+            let queued_us = output.queued_us();
+            let heard_at = ctx.clock.now_us() + queued_us;
+            let playout = jitter.tick(server_time(heard_at, offset), target_us);
             // Before taking the stats lock: a full recording queue counts there.
             if let (Playout::Packet(header, payload), Some(r)) = (&playout, &ctx.recorder) {
                 r.audio(payload, header.capture_us);
             }
             let mut s = ctx.stats.lock().expect("not poisoned");
-            let a = &mut s.audio;
+            s.audio.target_delay_ms = target_us as f64 / 1000.0;
+            s.audio.jitter_ms = target.jitter_us() as f64 / 1000.0;
+            let muted = ctx.muted.load(Ordering::Relaxed);
             match playout {
-                Playout::Packet(header, payload) => match decoder.decode(&payload, &mut pcm, false)
-                {
-                    Ok(_) => {
-                        a.packets_decoded += 1;
-                        if let Some(off) = s.clock_offset_us {
-                            let now_server = (ctx.clock.now_us() as i64 + off).max(0) as u64;
-                            s.audio
-                                .latency
-                                .record_us(now_server.saturating_sub(header.capture_us));
+                Playout::Packet(header, payload) => {
+                    let delay = server_time(heard_at, offset).saturating_sub(header.capture_us);
+                    ctx.sync.set_audio_delay(Some(delay.max(1)));
+                    match decoder.decode(&payload, &mut pcm, false) {
+                        Ok(_) => {
+                            s.audio.packets_decoded += 1;
+                            s.audio.latency.record_us(delay);
+                            s.audio.playout_delay.record_us(delay);
+                            // The test source's click, for the A/V skew.
+                            if let Some(i) = click_onset(&pcm) {
+                                let at_us =
+                                    header.capture_us + i as u64 * 1_000_000 / SAMPLE_RATE as u64;
+                                let second = (at_us + 500_000) / 1_000_000;
+                                if last_click_second.replace(second) != Some(second) {
+                                    let heard =
+                                        heard_at + i as u64 * 1_000_000 / SAMPLE_RATE as u64;
+                                    s.av_skew.on_click(second, heard);
+                                }
+                            }
+                            drop(s);
+                            output.play(if muted { &silence } else { &pcm });
                         }
-                        drop(s);
-                        output.play(if ctx.muted.load(Ordering::Relaxed) {
-                            &silence
-                        } else {
-                            &pcm
-                        });
+                        Err(e) => {
+                            s.audio.decode_errors += 1;
+                            drop(s);
+                            tracing::debug!("Opus packet {} undecodable: {e}", header.seq);
+                            output.play(&silence);
+                        }
                     }
-                    Err(e) => {
-                        a.decode_errors += 1;
-                        drop(s);
-                        tracing::debug!("Opus packet {} undecodable: {e}", header.seq);
-                        output.play(&silence);
-                    }
-                },
+                }
                 Playout::Missing { seq, next } => {
-                    a.packets_concealed += 1;
+                    s.audio.packets_concealed += 1;
                     // FEC: the next packet carries a coarse copy of this one.
                     let result = match &next {
                         Some(n) => decoder.decode(n, &mut pcm, true),
                         None => decoder.decode(&[], &mut pcm, false),
                     };
                     if next.is_some() && result.is_ok() {
-                        a.packets_recovered_fec += 1;
+                        s.audio.packets_recovered_fec += 1;
                     }
                     drop(s);
                     tracing::trace!("audio packet {seq} concealed");
-                    if result.is_err() || ctx.muted.load(Ordering::Relaxed) {
+                    if result.is_err() || muted {
+                        pcm.fill(0);
+                    }
+                    output.play(&pcm);
+                }
+                Playout::Stretch => {
+                    drop(s);
+                    // Concealment continues the sound more smoothly than silence would.
+                    if decoder.decode(&[], &mut pcm, false).is_err() || muted {
                         pcm.fill(0);
                     }
                     output.play(&pcm);
                 }
                 Playout::Idle => {
                     drop(s);
-                    next_tick = None;
-                    break;
+                    ctx.sync.set_audio_delay(None);
+                    if jitter.depth() == 0 {
+                        // Nothing to wait for: stop ticking until packets come.
+                        next_tick = None;
+                        break;
+                    }
+                    // Otherwise buffering: the first packet is not due yet.
                 }
             }
-            next_tick = Some(t + PACKET);
+            next_tick = Some(t + Duration::from_micros(PACKET_US));
         }
         let mut s = ctx.stats.lock().expect("not poisoned");
         s.audio.packets_late = jitter.late;
         s.audio.packets_dropped_overflow = jitter.dropped_overflow;
+        s.audio.packets_dropped_catch_up = jitter.dropped_catch_up;
+        s.audio.packets_stretched = jitter.stretched;
     }
+}
+
+/// A viewer-clock time on the server's clock.
+fn server_time(viewer_us: u64, offset: Option<i64>) -> u64 {
+    (viewer_us as i64 + offset.unwrap_or(0)).max(0) as u64
+}
+
+/// Where the test source's click starts in a packet: the first sample far louder than its
+/// tone (the tone peaks at a quarter of full scale, the click at 0.8).
+pub fn click_onset(pcm: &[i16]) -> Option<usize> {
+    pcm.iter()
+        .position(|s| s.unsigned_abs() > i16::MAX as u16 / 2)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn pkt(seq: u32) -> NetAudio {
-        NetAudio {
-            header: AudioHeader {
-                seq,
-                capture_us: seq as u64 * 20_000,
-            },
-            payload: Bytes::from(vec![seq as u8]),
-        }
-    }
-
     #[test]
-    fn buffers_then_plays_in_order() {
-        let mut j = JitterBuffer::default();
-        assert_eq!(j.tick(), Playout::Idle);
-        j.insert(pkt(11));
-        assert_eq!(j.tick(), Playout::Idle, "one packet is not enough to start");
-        j.insert(pkt(10));
-        assert!(matches!(j.tick(), Playout::Packet(h, _) if h.seq == 10));
-        assert!(matches!(j.tick(), Playout::Packet(h, _) if h.seq == 11));
-    }
-
-    #[test]
-    fn a_missing_packet_is_concealed_with_fec_from_the_next() {
-        let mut j = JitterBuffer::default();
-        for s in [0, 1, 3] {
-            j.insert(pkt(s));
+    fn the_click_is_found_and_the_tone_is_not() {
+        let mut pcm: Vec<i16> = (0..960)
+            .map(|i| ((i as f32 * 0.0576).sin() * 0.25 * 32767.0) as i16)
+            .collect();
+        assert_eq!(click_onset(&pcm), None);
+        for (i, s) in pcm[100..340].iter_mut().enumerate() {
+            *s = ((i as f32 * 0.2618 + 0.1).sin() * 0.8 * 32767.0) as i16;
         }
-        assert!(matches!(j.tick(), Playout::Packet(h, _) if h.seq == 0));
-        assert!(matches!(j.tick(), Playout::Packet(h, _) if h.seq == 1));
-        assert_eq!(
-            j.tick(),
-            Playout::Missing {
-                seq: 2,
-                next: Some(Bytes::from(vec![3u8]))
-            }
-        );
-        assert!(matches!(j.tick(), Playout::Packet(h, _) if h.seq == 3));
-        // Packet 2 arriving now is late.
-        j.insert(pkt(2));
-        assert_eq!(j.late, 1);
-    }
-
-    #[test]
-    fn an_outage_stops_playout_instead_of_concealing_forever() {
-        let mut j = JitterBuffer::default();
-        j.insert(pkt(0));
-        j.insert(pkt(1));
-        j.tick();
-        j.tick();
-        let mut concealed = 0;
-        while let Playout::Missing { .. } = j.tick() {
-            concealed += 1;
-        }
-        assert_eq!(concealed, MAX_CONCEALED_RUN);
-        assert!(!j.playing());
-        // Playout resumes at what arrives after the outage, not at the backlog's start.
-        j.insert(pkt(100));
-        j.insert(pkt(101));
-        assert!(matches!(j.tick(), Playout::Packet(h, _) if h.seq == 100));
-    }
-
-    #[test]
-    fn the_buffer_never_grows_past_its_ceiling() {
-        let mut j = JitterBuffer::default();
-        for s in 0..50 {
-            j.insert(pkt(s));
-        }
-        assert_eq!(j.depth(), MAX_DEPTH);
-        assert_eq!(j.dropped_overflow, 50 - MAX_DEPTH as u64);
-        assert!(matches!(j.tick(), Playout::Packet(h, _) if h.seq == 42));
+        let at = click_onset(&pcm).expect("found");
+        assert!((100..110).contains(&at), "{at}");
     }
 }

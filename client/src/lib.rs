@@ -9,9 +9,12 @@
 #![recursion_limit = "256"]
 
 pub mod audio;
+pub mod auto_quality;
 pub mod clock;
 pub mod clock_sync;
 pub mod commands;
+pub mod playout;
+pub mod presenter;
 pub mod record;
 pub mod reorder;
 pub mod session;

@@ -12,11 +12,13 @@ use streamsocket_client::audio::{self, AudioContext};
 use streamsocket_client::clock::ViewerClock;
 use streamsocket_client::clock_sync::ClockSync;
 use streamsocket_client::commands::{self, Command};
+use streamsocket_client::playout::AvSync;
+use streamsocket_client::presenter::{self, PictureQueue};
 use streamsocket_client::record::Recorder;
 use streamsocket_client::session::{self, ConnectOptions, Ended, Pipes};
 use streamsocket_client::stats::{Stats, TransportStats};
 use streamsocket_client::tls::{default_ca, Trust};
-use streamsocket_client::video_decoder::{self, DecoderContext, LatestPicture, PictureSink};
+use streamsocket_client::video_decoder::{self, DecoderContext};
 use streamsocket_client::window::{Presenter, WindowLinks};
 use streamsocket_client::y4m_dump;
 use streamsocket_proto::control::WishedRendition;
@@ -69,6 +71,10 @@ struct Args {
     /// 1-9). Automatic quality when not given.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
     quality: Option<u8>,
+    /// The highest rendition automatic quality may pick (1 = highest, as --quality); for a
+    /// metered or shared connection.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16), default_value_t = 1)]
+    max_quality: u8,
     /// Timed requests for tests and benchmarks: comma-separated SECONDS:COMMAND from the start,
     /// e.g. "2:quality=3,4:up,6:pause,7:resume". Commands: quality=N (1-based), up, down, auto,
     /// audio-up, audio-down, mute, pause, resume, quit.
@@ -169,9 +175,14 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         server: args.server().to_string(),
         server_name: args.server_name.clone(),
         trust,
-        rendition: args
-            .quality
-            .map_or(WishedRendition::Auto, |n| WishedRendition::Fixed(n - 1)),
+        rendition: args.quality.map_or(
+            if args.max_quality > 1 {
+                WishedRendition::Fixed(args.max_quality - 1)
+            } else {
+                WishedRendition::Auto
+            },
+            |n| WishedRendition::Fixed(n - 1),
+        ),
         latency_target_ms: args.latency_target,
     };
     let session = match runtime.block_on(session::connect(&opts, clock, &sync)) {
@@ -219,12 +230,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (frame_tx, frame_rx) = crossbeam_channel::bounded(32);
     let (audio_tx, audio_rx) = crossbeam_channel::bounded(64);
     let (keyframe_tx, keyframe_rx) = tokio::sync::mpsc::unbounded_channel();
-    let latest = Arc::new(LatestPicture::default());
-    let sink = if args.headless {
-        PictureSink::Headless
-    } else {
-        PictureSink::Window(latest.clone())
-    };
+    let pictures = Arc::new(PictureQueue::default());
+    let av_sync = Arc::new(AvSync::default());
     let mut presenter = if args.headless {
         None
     } else {
@@ -247,7 +254,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             clock,
             stats: stats.clone(),
             keyframe_requests: keyframe_tx,
-            sink,
+            pictures: pictures.clone(),
+            convert: !args.headless,
+            sync: av_sync.clone(),
             connect_start_us,
             decoder_threads: args.decoder_threads,
             target_rendition: target_rendition.clone(),
@@ -272,11 +281,22 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             dump_wav: args.dump_wav.clone(),
             speaker: args.speaker.clone(),
             recorder,
+            sync: av_sync.clone(),
+            ceiling_us: args.latency_target as u64 * 1000,
         },
     )?;
+    let headless_presenter = if args.headless {
+        Some(presenter::spawn_headless(
+            pictures.clone(),
+            av_sync.clone(),
+            clock,
+            stats.clone(),
+        )?)
+    } else {
+        None
+    };
 
-    let conn = session.conn.clone();
-    let endpoint = session.endpoint.clone();
+    let current = session::CurrentConnection::default();
     let pipes = Pipes {
         frames: frame_tx,
         audio: audio_tx,
@@ -284,6 +304,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         commands: command_rx,
         target_rendition,
         resync,
+        auto_cap: args.max_quality as usize - 1,
     };
     // Local commands from scripts: quit ends the run, mute acts here; the rest go to the server.
     let (quit_tx, mut quit_rx) = tokio::sync::watch::channel(false);
@@ -334,13 +355,22 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         });
     }
-    let mut running = runtime.spawn(session::run(session, pipes, clock, sync, stats.clone()));
+    let mut running = runtime.spawn(session::run_with_reconnect(
+        opts,
+        session,
+        pipes,
+        current.clone(),
+        clock,
+        sync,
+        stats.clone(),
+    ));
     let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
 
     let closed_by_user = match presenter.as_mut() {
         Some(p) => {
             let links = WindowLinks {
-                latest: &latest,
+                pictures: &pictures,
+                sync: &av_sync,
                 clock,
                 stats: &stats,
                 commands: command_tx.clone(),
@@ -382,25 +412,31 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         Ended::Local
     };
-    let quic = conn.stats();
-    stats.lock().expect("not poisoned").transport = Some(TransportStats {
-        udp_rx_bytes: quic.udp_rx.bytes,
-        udp_rx_datagrams: quic.udp_rx.datagrams,
-        udp_tx_bytes: quic.udp_tx.bytes,
-        lost_packets: quic.path.lost_packets,
-        rtt_us: quic.path.rtt.as_micros() as u64,
-    });
-    conn.close(
-        quinn::VarInt::from_u32(ErrorCode::NoError.to_u16() as u32),
-        b"viewer leaving",
-    );
-    runtime.block_on(async {
-        running.abort();
-        let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
-    });
+    runtime.block_on(async { running.abort() });
+    // The last connection (the viewer may have reconnected meanwhile).
+    if let Some((endpoint, conn)) = current.get() {
+        let quic = conn.stats();
+        stats.lock().expect("not poisoned").transport = Some(TransportStats {
+            udp_rx_bytes: quic.udp_rx.bytes,
+            udp_rx_datagrams: quic.udp_rx.datagrams,
+            udp_tx_bytes: quic.udp_tx.bytes,
+            lost_packets: quic.path.lost_packets,
+            rtt_us: quic.path.rtt.as_micros() as u64,
+        });
+        conn.close(
+            quinn::VarInt::from_u32(ErrorCode::NoError.to_u16() as u32),
+            b"viewer leaving",
+        );
+        runtime.block_on(async {
+            let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
+        });
+    }
     // The session task owned the senders: the pipeline threads see their inputs close.
     let _ = decoder.join();
     let _ = audio.join();
+    if let Some(p) = headless_presenter {
+        let _ = p.join();
+    }
     // The decoder and audio threads held the recording's handles: it can finish now.
     if let Some(t) = recorder_thread {
         let _ = t.join();

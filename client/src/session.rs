@@ -17,10 +17,11 @@ use thiserror::Error;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::audio::NetAudio;
+use crate::auto_quality::{AutoQuality, Observation};
 use crate::clock::ViewerClock;
 use crate::clock_sync::{ClockSync, Exchange};
 use crate::commands::Command;
-use crate::stats::Stats;
+use crate::stats::{Reconnecting, RenditionChange, Stats};
 use crate::tls::{client_config, Trust, VerifyFailure};
 use crate::video_decoder::NetFrame;
 
@@ -240,12 +241,16 @@ pub struct Pipes {
     pub target_rendition: Arc<AtomicU8>,
     /// Tells the decoder the broadcaster paused (see `DecoderContext::resync`).
     pub resync: Arc<std::sync::atomic::AtomicBool>,
+    /// The highest rung automatic quality may choose (0 = the top of the ladder).
+    pub auto_cap: usize,
 }
 
-/// Runs the control task and the receivers until the connection ends.
+/// Runs the control task and the receivers until the connection ends. `auto` starts
+/// automatic quality at once (a reconnection of a viewer that had it on).
 pub async fn run(
     mut session: Session,
-    pipes: Pipes,
+    pipes: &mut Pipes,
+    auto: bool,
     clock: ViewerClock,
     sync: Arc<Mutex<ClockSync>>,
     stats: Arc<Mutex<Stats>>,
@@ -253,25 +258,185 @@ pub async fn run(
     let conn = session.conn.clone();
     let video = tokio::spawn(receive_frames(
         conn.clone(),
-        pipes.frames,
+        pipes.frames.clone(),
         clock,
         stats.clone(),
     ));
-    let audio = tokio::spawn(receive_audio(conn.clone(), pipes.audio, stats.clone()));
-    let ended = control(
-        &mut session,
-        pipes.keyframe_requests,
-        pipes.commands,
-        pipes.target_rendition,
-        pipes.resync,
-        clock,
-        sync,
-        stats,
-    )
-    .await;
+    let audio = tokio::spawn(receive_audio(
+        conn.clone(),
+        pipes.audio.clone(),
+        stats.clone(),
+    ));
+    let ended = control(&mut session, pipes, auto, clock, sync, stats).await;
     video.abort();
     audio.abort();
     ended
+}
+
+/// The connection in use now (it changes when the viewer reconnects).
+#[derive(Clone, Default)]
+pub struct CurrentConnection(Arc<Mutex<Option<(quinn::Endpoint, quinn::Connection)>>>);
+
+impl CurrentConnection {
+    fn set(&self, s: &Session) {
+        *self.0.lock().expect("not poisoned") = Some((s.endpoint.clone(), s.conn.clone()));
+    }
+
+    pub fn get(&self) -> Option<(quinn::Endpoint, quinn::Connection)> {
+        self.0.lock().expect("not poisoned").clone()
+    }
+}
+
+/// Waits between reconnection attempts: 250 ms, doubling up to 5 s, each ±20% at random so
+/// that the viewers of a restarted server do not all come back at the same instant.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+    seed: u64,
+}
+
+impl Backoff {
+    pub const FIRST: Duration = Duration::from_millis(250);
+    pub const MAX: Duration = Duration::from_secs(5);
+
+    pub fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        // A random seed without a dependency: the standard library's per-process hash keys.
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        Self::with_seed(seed)
+    }
+
+    pub fn with_seed(seed: u64) -> Self {
+        Self {
+            next: Self::FIRST,
+            seed: seed | 1,
+        }
+    }
+
+    pub fn next_wait(&mut self) -> Duration {
+        // xorshift64: enough randomness to spread viewers out.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let spread = 0.8 + 0.4 * (self.seed % 1000) as f64 / 1000.0;
+        let wait = self.next.mul_f64(spread);
+        self.next = (self.next * 2).min(Self::MAX);
+        wait
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whether connecting again may help: the network or the server may come back, while a
+/// certificate that fails verification or a refusal on principle will not change by itself.
+fn worth_retrying(e: &ConnectError) -> bool {
+    match e {
+        ConnectError::Resolve(..) | ConnectError::Unreachable(_) | ConnectError::Failed { .. } => {
+            true
+        }
+        ConnectError::Refused { code, .. } => {
+            matches!(code, ErrorCode::ServerShuttingDown | ErrorCode::RateLimited)
+        }
+        ConnectError::Verify(_) | ConnectError::Setup(_) => false,
+    }
+}
+
+/// Runs sessions until one ends for good: when the connection is lost, connects again with
+/// back-off (the decoder and the audio go on, and resynchronise), for as long as it takes.
+pub async fn run_with_reconnect(
+    mut opts: ConnectOptions,
+    first: Session,
+    mut pipes: Pipes,
+    current: CurrentConnection,
+    clock: ViewerClock,
+    sync: Arc<Mutex<ClockSync>>,
+    stats: Arc<Mutex<Stats>>,
+) -> Ended {
+    let mut session = first;
+    let mut auto = false;
+    loop {
+        current.set(&session);
+        let reason = match run(
+            session,
+            &mut pipes,
+            auto,
+            clock,
+            sync.clone(),
+            stats.clone(),
+        )
+        .await
+        {
+            Ended::Lost(reason) => reason,
+            other => return other,
+        };
+        tracing::warn!("connection lost ({reason}); reconnecting");
+        {
+            let mut s = stats.lock().expect("not poisoned");
+            auto = s.auto;
+            // Ask for what was playing (or automatic) when connecting again.
+            opts.rendition = match (s.auto, s.rendition) {
+                (true, _) if pipes.auto_cap > 0 => WishedRendition::Fixed(pipes.auto_cap as u8),
+                (true, _) | (false, None) => WishedRendition::Auto,
+                (false, Some(r)) => WishedRendition::Fixed(r),
+            };
+            s.connection.lost += 1;
+            s.connection.reconnecting = Some(Reconnecting {
+                reason: reason.clone(),
+                attempt: 0,
+                since_us: clock.now_us(),
+            });
+        }
+        let mut backoff = Backoff::new();
+        session = loop {
+            tokio::time::sleep(backoff.next_wait()).await;
+            if let Some(r) = stats
+                .lock()
+                .expect("not poisoned")
+                .connection
+                .reconnecting
+                .as_mut()
+            {
+                r.attempt += 1;
+            }
+            // A restarted server has another clock: measure the offset afresh.
+            *sync.lock().expect("not poisoned") = ClockSync::default();
+            match connect(&opts, clock, &sync).await {
+                Ok(s) => break s,
+                Err(e) if worth_retrying(&e) => tracing::info!("reconnecting: {e}"),
+                Err(e) => {
+                    stats.lock().expect("not poisoned").connection.reconnecting = None;
+                    return Ended::Lost(format!("{reason}; reconnecting failed: {e}"));
+                }
+            }
+        };
+        // The numbering may start over (a restarted server): the decoder waits for a
+        // keyframe without counting the gap as loss.
+        pipes.resync.store(true, Ordering::Relaxed);
+        let mut s = stats.lock().expect("not poisoned");
+        let since = s.connection.reconnecting.take().map(|r| r.since_us);
+        s.connection.reconnects += 1;
+        if let Some(since) = since {
+            s.connection
+                .reconnect_time
+                .record_us(clock.now_us().saturating_sub(since));
+        }
+        s.clock_offset_us = sync.lock().expect("not poisoned").offset_us();
+        s.rendition = Some(session.welcome.rendition);
+        pipes
+            .target_rendition
+            .store(session.welcome.rendition, Ordering::Relaxed);
+        tracing::info!(
+            "reconnected (session {}) after {} attempt(s)",
+            session.welcome.session_id,
+            s.connection.reconnects
+        );
+    }
 }
 
 /// The viewer's choices, as the control task tracks them.
@@ -283,11 +448,14 @@ struct Choices {
     audio_bitrates: Vec<u32>,
     audio_bitrate: u32,
     paused: bool,
+    /// The highest rung automatic quality may choose.
+    auto_cap: usize,
 }
 
 impl Choices {
-    fn from_welcome(w: &Welcome) -> Self {
+    fn from_welcome(w: &Welcome, auto_cap: usize) -> Self {
         Self {
+            auto_cap: auto_cap.min(w.video.renditions.len().saturating_sub(1)),
             ladder: w.video.renditions.clone(),
             index: w
                 .video
@@ -334,6 +502,10 @@ impl Choices {
             }
             Command::Auto => {
                 self.auto = true;
+                if self.auto_cap > 0 {
+                    // Start at the cap (or where we are, if lower).
+                    return select(self.index.max(self.auto_cap), self);
+                }
                 Some(ControlMessage::SelectRendition {
                     rendition: WishedRendition::Auto,
                 })
@@ -369,52 +541,42 @@ impl Choices {
     }
 }
 
-/// Automatic quality, viewer side: the highest rendition this viewer keeps up with. Steps
-/// down at once when frames pile up or get skipped, up again after 10 s without trouble.
-#[derive(Default)]
-struct AutoQuality {
-    last_trouble_count: u64,
-    clean_seconds: u32,
-}
-
-impl AutoQuality {
-    /// Called once a second in automatic mode; returns the ladder position to move to.
-    fn tick(&mut self, stats: &Stats, index: usize, rungs: usize) -> Option<usize> {
-        let v = &stats.video;
-        let trouble = v.frames_dropped_decoder_busy + v.frames_skipped + v.frames_not_presented / 4;
-        let new_trouble = trouble.saturating_sub(self.last_trouble_count);
-        self.last_trouble_count = trouble;
-        if new_trouble > 2 {
-            self.clean_seconds = 0;
-            return (index + 1 < rungs).then_some(index + 1);
-        }
-        self.clean_seconds += 1;
-        if self.clean_seconds >= 10 && index > 0 {
-            self.clean_seconds = 0;
-            return Some(index - 1);
-        }
-        None
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
 async fn control(
     session: &mut Session,
-    mut keyframe_requests: UnboundedReceiver<u8>,
-    mut commands: UnboundedReceiver<Command>,
-    target_rendition: Arc<AtomicU8>,
-    resync: Arc<std::sync::atomic::AtomicBool>,
+    pipes: &mut Pipes,
+    start_auto: bool,
     clock: ViewerClock,
     sync: Arc<Mutex<ClockSync>>,
     stats: Arc<Mutex<Stats>>,
 ) -> Ended {
+    let Pipes {
+        keyframe_requests,
+        commands,
+        target_rendition,
+        resync,
+        auto_cap,
+        ..
+    } = pipes;
+    let auto_cap = *auto_cap;
     // Five quick pings for a first good estimate, then one a second.
     let mut ping_seq = 0u32;
     let mut pings_sent_at = std::collections::HashMap::new();
     let mut ping_timer = tokio::time::interval(Duration::from_millis(50));
-    let mut choices = Choices::from_welcome(&session.welcome);
-    let mut auto = AutoQuality::default();
+    let mut choices = Choices::from_welcome(&session.welcome, auto_cap);
+    let mut auto = AutoQuality::new(
+        choices.ladder.iter().map(|r| r.bitrate_kbps).collect(),
+        auto_cap,
+    );
     let mut auto_timer = tokio::time::interval(Duration::from_secs(1));
+    let mut report_timer = tokio::time::interval(REPORT_EVERY);
+    let mut loss = LossWindow::default();
+    if start_auto {
+        if let Some(msg) = choices.apply(Command::Auto) {
+            if let Err(e) = session.writer.send(&msg).await {
+                return ended_by(&session.conn, e.to_string());
+            }
+        }
+    }
     loop {
         tokio::select! {
             Some(cmd) = commands.recv() => {
@@ -425,6 +587,14 @@ async fn control(
                     s.paused = choices.paused;
                     if matches!(msg, ControlMessage::SelectRendition { .. }) {
                         s.video.switch_requested_us = Some(clock.now_us());
+                        s.auto_reason = Some(if choices.auto {
+                            "automatic: starting from the top".to_string()
+                        } else {
+                            "chosen by the viewer".to_string()
+                        });
+                        if choices.auto {
+                            auto.restart();
+                        }
                     }
                 }
                 if let Err(e) = session.writer.send(&msg).await {
@@ -432,16 +602,35 @@ async fn control(
                 }
             }
             _ = auto_timer.tick(), if choices.auto => {
-                let step = {
-                    let s = stats.lock().expect("not poisoned");
-                    auto.tick(&s, choices.index, choices.ladder.len())
+                let decision = {
+                    let mut s = stats.lock().expect("not poisoned");
+                    let obs = observe(&mut s, session.conn.rtt());
+                    auto.tick(obs, choices.index)
                 };
-                if let Some(index) = step {
-                    let id = choices.ladder[index].id;
-                    choices.index = index;
-                    tracing::info!("automatic quality: moving to {}", choices.ladder[index].name);
-                    stats.lock().expect("not poisoned").video.switch_requested_us = Some(clock.now_us());
-                    let msg = ControlMessage::SelectRendition { rendition: WishedRendition::Fixed(id) };
+                if let Some(d) = decision {
+                    let to = &choices.ladder[d.to];
+                    let direction = if d.to > choices.index { "down" } else { "up" };
+                    let why = format!("{direction} to {}: {}", to.name, d.reason);
+                    tracing::info!("automatic quality: {why} ({} kbit/s came through)", d.throughput_kbps);
+                    choices.index = d.to;
+                    let msg = ControlMessage::SelectRendition { rendition: WishedRendition::Fixed(to.id) };
+                    {
+                        let mut s = stats.lock().expect("not poisoned");
+                        s.video.switch_requested_us = Some(clock.now_us());
+                        s.auto_reason = Some(why);
+                    }
+                    if let Err(e) = session.writer.send(&msg).await {
+                        return ended_by(&session.conn, e.to_string());
+                    }
+                }
+            }
+            _ = report_timer.tick() => {
+                let permille = {
+                    let s = stats.lock().expect("not poisoned");
+                    loss.permille(s.audio.packets_decoded, s.audio.packets_concealed + s.audio.packets_late)
+                };
+                if let Some(audio_loss_permille) = permille {
+                    let msg = ControlMessage::ReceiverReport { audio_loss_permille };
                     if let Err(e) = session.writer.send(&msg).await {
                         return ended_by(&session.conn, e.to_string());
                     }
@@ -491,7 +680,14 @@ async fn control(
                     if let Some(i) = choices.ladder.iter().position(|r| r.id == rendition) {
                         choices.index = i;
                     }
-                    stats.lock().expect("not poisoned").rendition = Some(rendition);
+                    let mut s = stats.lock().expect("not poisoned");
+                    s.rendition = Some(rendition);
+                    let reason = s.auto_reason.clone().unwrap_or_else(|| "the server's choice".into());
+                    s.rendition_timeline.push(RenditionChange {
+                        at_us: clock.now_us(),
+                        rendition,
+                        reason,
+                    });
                 }
                 Ok(Some(ControlMessage::BroadcastPaused { paused })) => {
                     tracing::info!(
@@ -501,6 +697,7 @@ async fn control(
                     if paused {
                         resync.store(true, Ordering::Relaxed);
                     }
+                    auto.restart();
                     stats.lock().expect("not poisoned").broadcast.on_message(paused);
                 }
                 Ok(Some(ControlMessage::AudioBitrateChanged { bitrate_bps })) => {
@@ -519,6 +716,46 @@ async fn control(
                 Err(e) => return ended_by(&session.conn, e.to_string()),
             }
         }
+    }
+}
+
+/// How often the viewer reports its audio loss to the server (which sizes FEC by it).
+const REPORT_EVERY: Duration = Duration::from_secs(2);
+
+/// Audio loss over one report period, from the running totals.
+#[derive(Default)]
+struct LossWindow {
+    played: u64,
+    lost: u64,
+}
+
+impl LossWindow {
+    /// Lost per thousand since the last call; `None` when too few packets were due to tell.
+    fn permille(&mut self, played: u64, lost: u64) -> Option<u16> {
+        let (dp, dl) = (
+            played.saturating_sub(self.played),
+            lost.saturating_sub(self.lost),
+        );
+        (self.played, self.lost) = (played, lost);
+        (dp + dl >= 20).then(|| (1000 * dl / (dp + dl)) as u16)
+    }
+}
+
+/// What automatic quality sees this second, from the stats (whose last-second latency
+/// window it empties) and QUIC's round trip.
+fn observe(s: &mut Stats, rtt: Duration) -> Observation {
+    let recent = std::mem::take(&mut s.video.latency_last_second);
+    let quantile = |q: f64| (recent.count() > 0).then(|| (recent.percentile_ms(q) * 1000.0) as u64);
+    Observation {
+        frames_reset: s.video.frames_reset,
+        frames_skipped: s.video.frames_skipped,
+        frames_dropped_busy: s.video.frames_dropped_decoder_busy,
+        video_bytes: s.video.bytes,
+        audio_played: s.audio.packets_decoded,
+        audio_concealed: s.audio.packets_concealed,
+        latency_p50_us: quantile(0.5),
+        latency_p90_us: quantile(0.9),
+        rtt_us: Some(rtt.as_micros() as u64),
     }
 }
 
@@ -612,6 +849,47 @@ async fn receive_audio(conn: quinn::Connection, out: Sender<NetAudio>, stats: Ar
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_ceiling_with_spread() {
+        let mut b = Backoff::with_seed(42);
+        let waits: Vec<Duration> = (0..8).map(|_| b.next_wait()).collect();
+        let nominal = [250, 500, 1000, 2000, 4000, 5000, 5000, 5000];
+        for (w, n) in waits.iter().zip(nominal) {
+            let n = Duration::from_millis(n);
+            assert!(
+                *w >= n.mul_f64(0.8) && *w <= n.mul_f64(1.2),
+                "{w:?} for {n:?}"
+            );
+        }
+        // Two viewers do not wait alike.
+        let mut other = Backoff::with_seed(7);
+        assert_ne!(other.next_wait(), Backoff::with_seed(42).next_wait());
+    }
+
+    #[test]
+    fn only_errors_that_may_pass_are_retried() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert!(worth_retrying(&ConnectError::Unreachable(addr)));
+        assert!(worth_retrying(&ConnectError::Refused {
+            code: ErrorCode::ServerShuttingDown,
+            message: String::new()
+        }));
+        assert!(!worth_retrying(&ConnectError::Refused {
+            code: ErrorCode::UnsupportedVersion,
+            message: String::new()
+        }));
+        assert!(!worth_retrying(&ConnectError::Setup(anyhow::anyhow!("x"))));
+    }
+
+    #[test]
+    fn loss_is_reported_per_period_and_only_with_enough_packets() {
+        let mut w = LossWindow::default();
+        assert_eq!(w.permille(95, 5), Some(50));
+        assert_eq!(w.permille(100, 5), None, "5 packets are too few to tell");
+        assert_eq!(w.permille(200, 5), Some(0));
+        assert_eq!(w.permille(200, 105), Some(1000));
+    }
 
     #[test]
     fn host_and_port_are_split_as_people_write_them() {

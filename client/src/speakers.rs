@@ -28,6 +28,8 @@ pub struct Speakers {
     /// 48 kHz to the device's rate, when it differs.
     resampler: Option<Fft<f32>>,
     pending: Vec<f32>,
+    /// The device's sample rate.
+    rate: u32,
     /// Samples dropped because the device was behind.
     pub dropped: u64,
 }
@@ -97,6 +99,7 @@ impl Speakers {
             name,
             resampler,
             pending: Vec::new(),
+            rate,
             dropped: 0,
         })
     }
@@ -116,6 +119,11 @@ impl Speakers {
 }
 
 impl AudioOutput for Speakers {
+    fn queued_us(&self) -> u64 {
+        // What waits in the ring; the device's own buffer is not visible through cpal.
+        self.producer.occupied_len() as u64 * 1_000_000 / self.rate as u64
+    }
+
     fn play(&mut self, samples: &[i16]) {
         let as_f32 = samples.iter().map(|&s| s as f32 / 32768.0);
         let Some(resampler) = self.resampler.as_mut() else {

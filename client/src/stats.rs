@@ -99,6 +99,8 @@ pub struct VideoStats {
     pub switch_time: Latency,
     /// Decoded frames replaced by a newer one before the window could show them.
     pub frames_not_presented: u64,
+    /// Decoded frames dropped because they came too late for the audio clock (A/V sync).
+    pub frames_too_late: u64,
     pub keyframes: u64,
     pub keyframe_requests: u64,
     pub bytes: u64,
@@ -109,6 +111,8 @@ pub struct VideoStats {
     /// than the latency target before it was decoded).
     pub live_ms: Option<f64>,
     pub latency_decoded: Latency,
+    /// The same, since automatic quality last looked (it empties this once a second).
+    pub latency_last_second: Latency,
     pub latency_presented: Latency,
     pub stages: Stages,
     /// Timestamps read back from the decoded pixels.
@@ -167,6 +171,10 @@ pub struct RecordingStats {
     pub bytes: u64,
     /// Frames before the first keyframe (the file starts at a keyframe).
     pub waiting_for_keyframe: u64,
+    /// Time of the last video frame written, from the first (ms).
+    pub video_span_ms: u64,
+    /// Time of the last block of either track (ms).
+    pub span_ms: u64,
     /// Items lost because the writer's queue was full (disk too slow).
     pub dropped: u64,
     pub errors: u64,
@@ -185,6 +193,16 @@ pub struct AudioStats {
     pub packets_recovered_fec: u64,
     pub packets_late: u64,
     pub packets_dropped_overflow: u64,
+    /// Packets dropped to bring the playout delay back down to its target (after a burst, or
+    /// a sound card slower than the sender).
+    pub packets_dropped_catch_up: u64,
+    /// Ticks stretched with concealment to bring the delay up to its target.
+    pub packets_stretched: u64,
+    /// The playout delay aimed for now, and the jitter it covers (ms).
+    pub target_delay_ms: f64,
+    pub jitter_ms: f64,
+    /// Capture to heard, per packet played (the audio clock video follows).
+    pub playout_delay: Latency,
     /// Packets lost because the audio thread's input queue was full.
     pub packets_dropped_busy: u64,
     pub packets_malformed: u64,
@@ -207,6 +225,94 @@ pub struct TransportStats {
     pub rtt_us: u64,
 }
 
+/// A/V sync as seen and heard: the test source flashes and clicks at every whole second of
+/// its clock; the skew is when the flash was shown minus when the click was heard (viewer
+/// clock), so positive means the audio is ahead.
+#[derive(Debug, Default)]
+pub struct AvSkew {
+    flashes: std::collections::BTreeMap<u64, u64>,
+    clicks: std::collections::BTreeMap<u64, u64>,
+    pub skews_us: Vec<i64>,
+}
+
+impl AvSkew {
+    /// Unpaired events kept at most (a real source has clicks without flashes).
+    const KEEP: usize = 8;
+
+    pub fn on_flash(&mut self, second: u64, shown_us: u64) {
+        match self.clicks.remove(&second) {
+            Some(heard) => self.skews_us.push(shown_us as i64 - heard as i64),
+            None => Self::keep(&mut self.flashes, second, shown_us),
+        }
+    }
+
+    pub fn on_click(&mut self, second: u64, heard_us: u64) {
+        match self.flashes.remove(&second) {
+            Some(shown) => self.skews_us.push(shown as i64 - heard_us as i64),
+            None => Self::keep(&mut self.clicks, second, heard_us),
+        }
+    }
+
+    fn keep(events: &mut std::collections::BTreeMap<u64, u64>, second: u64, at: u64) {
+        events.insert(second, at);
+        while events.len() > Self::KEEP {
+            events.pop_first();
+        }
+    }
+
+    /// The skew at quantile `q`, in ms.
+    pub fn percentile_ms(&self, q: f64) -> Option<f64> {
+        if self.skews_us.is_empty() {
+            return None;
+        }
+        let mut sorted = self.skews_us.clone();
+        sorted.sort_unstable();
+        let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+        Some(sorted[i] as f64 / 1000.0)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let r = |v: Option<f64>| v.map(|v| (v * 10.0).round() / 10.0);
+        json!({
+            "count": self.skews_us.len(),
+            "p5": r(self.percentile_ms(0.05)),
+            "p50": r(self.percentile_ms(0.5)),
+            "p95": r(self.percentile_ms(0.95)),
+            "min": r(self.percentile_ms(0.0)),
+            "max": r(self.percentile_ms(1.0)),
+        })
+    }
+}
+
+/// The connection's losses and the viewer's reconnections.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    /// Connections lost (not closed by either side on purpose).
+    pub lost: u64,
+    pub reconnects: u64,
+    /// Set while the viewer tries to connect again.
+    pub reconnecting: Option<Reconnecting>,
+    /// Connection lost to connected again.
+    pub reconnect_time: Latency,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reconnecting {
+    pub reason: String,
+    pub attempt: u32,
+    /// Viewer clock when the connection was lost.
+    pub since_us: u64,
+}
+
+/// One entry of the rendition timeline.
+#[derive(Debug, Clone)]
+pub struct RenditionChange {
+    /// Viewer clock when the server confirmed it.
+    pub at_us: u64,
+    pub rendition: u8,
+    pub reason: String,
+}
+
 #[derive(Debug, Default)]
 pub struct Stats {
     pub transport: Option<TransportStats>,
@@ -214,12 +320,18 @@ pub struct Stats {
     pub audio: AudioStats,
     pub recording: RecordingStats,
     pub broadcast: BroadcastStats,
+    pub av_skew: AvSkew,
+    pub connection: ConnectionStats,
     pub clock_offset_us: Option<i64>,
     pub rtt_us: Option<u64>,
     /// The rendition the server last confirmed.
     pub rendition: Option<u8>,
     /// Automatic quality is on.
     pub auto: bool,
+    /// Why the rendition last changed (automatic quality's reason, or the viewer's choice).
+    pub auto_reason: Option<String>,
+    /// Every rendition the server confirmed, in order.
+    pub rendition_timeline: Vec<RenditionChange>,
     pub paused: bool,
 }
 
@@ -232,6 +344,16 @@ impl Stats {
             "duration_s": (duration.as_secs_f64() * 1000.0).round() / 1000.0,
             "rendition": self.rendition,
             "auto": self.auto,
+            "auto_reason": self.auto_reason,
+            "rendition_timeline": self
+                .rendition_timeline
+                .iter()
+                .map(|c| json!({
+                    "at_ms": c.at_us / 1000,
+                    "rendition": c.rendition,
+                    "reason": c.reason,
+                }))
+                .collect::<Vec<_>>(),
             "paused": self.paused,
             "transport": self.transport.map(|t| json!({
                 "udp_rx_bytes": t.udp_rx_bytes,
@@ -262,6 +384,7 @@ impl Stats {
                     .collect::<std::collections::BTreeMap<_, _>>(),
                 "switch_ms": v.switch_time.to_json(),
                 "frames_not_presented": v.frames_not_presented,
+                "frames_too_late": v.frames_too_late,
                 "keyframes": v.keyframes,
                 "keyframe_requests": v.keyframe_requests,
                 "bytes": v.bytes,
@@ -288,6 +411,13 @@ impl Stats {
                     "unreadable": v.pixel_clock_unreadable,
                 },
             },
+            "av_skew_ms": self.av_skew.to_json(),
+            "connection": {
+                "lost": self.connection.lost,
+                "reconnects": self.connection.reconnects,
+                "reconnecting": self.connection.reconnecting.is_some(),
+                "reconnect_ms": self.connection.reconnect_time.to_json(),
+            },
             "broadcast": {
                 "paused": self.broadcast.paused,
                 "pauses": self.broadcast.pauses,
@@ -301,6 +431,8 @@ impl Stats {
                 "audio_packets": self.recording.audio_packets,
                 "bytes": self.recording.bytes,
                 "waiting_for_keyframe": self.recording.waiting_for_keyframe,
+                "video_span_ms": self.recording.video_span_ms,
+                "span_ms": self.recording.span_ms,
                 "dropped": self.recording.dropped,
                 "errors": self.recording.errors,
             },
@@ -313,6 +445,17 @@ impl Stats {
                 "packets_recovered_fec": a.packets_recovered_fec,
                 "packets_late": a.packets_late,
                 "packets_dropped_overflow": a.packets_dropped_overflow,
+                "packets_dropped_catch_up": a.packets_dropped_catch_up,
+                "packets_stretched": a.packets_stretched,
+                "concealed_percent": if a.packets_decoded + a.packets_concealed > 0 {
+                    (1000.0 * a.packets_concealed as f64
+                        / (a.packets_decoded + a.packets_concealed) as f64).round() / 10.0
+                } else {
+                    0.0
+                },
+                "target_delay_ms": (a.target_delay_ms * 10.0).round() / 10.0,
+                "jitter_ms": (a.jitter_ms * 10.0).round() / 10.0,
+                "playout_delay_ms": a.playout_delay.to_json(),
                 "packets_dropped_busy": a.packets_dropped_busy,
                 "packets_malformed": a.packets_malformed,
                 "decode_errors": a.decode_errors,
@@ -334,6 +477,26 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skew_pairs_flash_and_click_of_the_same_second_in_either_order() {
+        let mut k = AvSkew::default();
+        k.on_flash(3, 1_000_000);
+        k.on_click(3, 990_000); // heard 10 ms before shown: audio ahead
+        k.on_click(4, 2_000_000);
+        k.on_flash(4, 1_980_000); // shown 20 ms before heard: audio behind
+        k.on_click(5, 3_000_000); // never paired
+        assert_eq!(k.skews_us, [10_000, -20_000]);
+        assert_eq!(k.percentile_ms(0.0), Some(-20.0));
+        assert_eq!(k.percentile_ms(1.0), Some(10.0));
+        for s in 10..100 {
+            k.on_click(s, 0);
+        }
+        assert!(
+            k.clicks.len() <= AvSkew::KEEP,
+            "unpaired events stay bounded"
+        );
+    }
 
     #[test]
     fn json_has_the_promised_fields() {

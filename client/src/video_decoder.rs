@@ -15,6 +15,8 @@ use streamsocket_proto::pixel_clock;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::clock::ViewerClock;
+use crate::playout::AvSync;
+use crate::presenter::{PictureQueue, Presentable};
 use crate::reorder::{Ready, Reorder, Sequenced};
 use crate::stats::Stats;
 
@@ -38,42 +40,6 @@ impl Sequenced for NetFrame {
     }
 }
 
-/// A decoded picture converted to the window's pixel format (0RGB in a u32).
-pub struct Presentable {
-    pub pixels: Vec<u32>,
-    pub width: usize,
-    pub height: usize,
-    pub capture_us: u64,
-    pub decoded_us: u64,
-}
-
-/// The newest decoded picture, waiting for the window. A newer one replaces an older one
-/// that was never shown (the window shows the newest, never a backlog).
-#[derive(Default)]
-pub struct LatestPicture {
-    slot: Mutex<Option<Presentable>>,
-}
-
-impl LatestPicture {
-    /// Stores a picture; returns true if it replaced one that was never shown.
-    fn put(&self, p: Presentable) -> bool {
-        self.slot.lock().expect("not poisoned").replace(p).is_some()
-    }
-
-    pub fn take(&self) -> Option<Presentable> {
-        self.slot.lock().expect("not poisoned").take()
-    }
-}
-
-/// What to do with decoded pictures.
-#[derive(Clone)]
-pub enum PictureSink {
-    /// Count and measure only (tests, benchmarks).
-    Headless,
-    /// Convert and hand to the window.
-    Window(Arc<LatestPicture>),
-}
-
 /// How long a missing frame is waited for before the frames after it are given up.
 pub const GAP_TIMEOUT: Duration = Duration::from_millis(150);
 
@@ -82,7 +48,12 @@ pub struct DecoderContext {
     pub stats: Arc<Mutex<Stats>>,
     /// Keyframe requests to the control task (rendition id).
     pub keyframe_requests: UnboundedSender<u8>,
-    pub sink: PictureSink,
+    /// Where decoded pictures wait for their time to be shown.
+    pub pictures: Arc<PictureQueue>,
+    /// Convert pictures to pixels for a window (false: headless, nothing to draw).
+    pub convert: bool,
+    /// The audio clock pictures follow; the decoder tells it the video's latency.
+    pub sync: Arc<AvSync>,
     /// Viewer clock when connecting started, for the first-frame time.
     pub connect_start_us: u64,
     /// dav1d worker threads (0: one per core).
@@ -110,9 +81,10 @@ pub fn spawn(
     settings.set_n_threads(ctx.decoder_threads);
     let decoder = dav1d::Decoder::with_settings(&settings)
         .map_err(|e| anyhow::anyhow!("cannot start the dav1d decoder: {e}"))?;
-    Ok(thread::Builder::new()
-        .name("dav1d".into())
-        .spawn(move || run(decoder, input, ctx))?)
+    Ok(thread::Builder::new().name("dav1d".into()).spawn(move || {
+        run(decoder, input, &ctx);
+        ctx.pictures.close();
+    })?)
 }
 
 struct InFlight {
@@ -199,7 +171,7 @@ impl Tracks {
     }
 }
 
-fn run(mut decoder: dav1d::Decoder, input: Receiver<NetFrame>, ctx: DecoderContext) {
+fn run(mut decoder: dav1d::Decoder, input: Receiver<NetFrame>, ctx: &DecoderContext) {
     let mut tracks = Tracks::new();
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     loop {
@@ -231,7 +203,7 @@ fn run(mut decoder: dav1d::Decoder, input: Receiver<NetFrame>, ctx: DecoderConte
         }
         let mut need_keyframe = ready.need_keyframe;
         for frame in ready.frames {
-            if let Err(e) = decode_one(&mut decoder, frame, &mut in_flight, &ctx) {
+            if let Err(e) = decode_one(&mut decoder, frame, &mut in_flight, ctx) {
                 tracing::warn!("decoding failed, waiting for a keyframe: {e}");
                 ctx.stats.lock().expect("not poisoned").video.decode_errors += 1;
                 decoder.flush();
@@ -348,11 +320,13 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
         }
     }
 
-    let presentable = match &ctx.sink {
-        PictureSink::Window(slot) => {
-            to_presentable(picture, info.header.capture_us, decoded_us).map(|p| (slot, p))
-        }
-        PictureSink::Headless => None,
+    let flash_second = read_ms
+        .filter(|ms| ms % 1000 == 0 && flash_visible(&y, y_stride, w, h))
+        .map(|ms| ms as u64 / 1000);
+    let pixels = if ctx.convert {
+        to_pixels(picture)
+    } else {
+        Some(Vec::new())
     };
 
     let mut s = ctx.stats.lock().expect("not poisoned");
@@ -403,6 +377,8 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
             .record_us(to_server(info.first_byte_us).saturating_sub(encoded_us));
         let latency_us = to_server(decoded_us).saturating_sub(info.header.capture_us);
         v.latency_decoded.record_us(latency_us);
+        ctx.sync.on_video_decoded(latency_us);
+        v.latency_last_second.record_us(latency_us);
         if v.live_ms.is_none() && latency_us <= ctx.live_within_us {
             v.live_ms = Some(decoded_us.saturating_sub(ctx.connect_start_us) as f64 / 1000.0);
         }
@@ -411,23 +387,31 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
             .record_us(to_server(decoded_us).saturating_sub(encoded_us));
     }
     drop(s);
-    if let Some((slot, p)) = presentable {
-        if slot.put(p) {
-            ctx.stats
-                .lock()
-                .expect("not poisoned")
-                .video
-                .frames_not_presented += 1;
-        }
+    if let Some(pixels) = pixels {
+        ctx.pictures.put(Presentable {
+            pixels,
+            width: w,
+            height: h,
+            capture_us: info.header.capture_us,
+            decoded_us,
+            flash_second,
+        });
     }
 }
 
+/// Whether the test source's flash square (bottom right, a quarter of the height, 8 pixels
+/// from the edges) is white in this picture.
+fn flash_visible(y: &[u8], stride: usize, w: usize, h: usize) -> bool {
+    let size = h / 4;
+    let (cx, cy) = (
+        w.saturating_sub(size / 2 + 8),
+        h.saturating_sub(size / 2 + 8),
+    );
+    y.get(cy * stride + cx).is_some_and(|&luma| luma > 180)
+}
+
 /// Converts an I420 picture to 0RGB pixels with the `yuv` crate's SIMD paths.
-fn to_presentable(
-    picture: &dav1d::Picture,
-    capture_us: u64,
-    decoded_us: u64,
-) -> Option<Presentable> {
+fn to_pixels(picture: &dav1d::Picture) -> Option<Vec<u32>> {
     if picture.pixel_layout() != dav1d::PixelLayout::I420 || picture.bit_depth() != 8 {
         tracing::warn!("unsupported picture format {:?}", picture.pixel_layout());
         return None;
@@ -461,11 +445,5 @@ fn to_presentable(
         tracing::warn!("colour conversion failed: {e}");
         return None;
     }
-    Some(Presentable {
-        pixels,
-        width: w,
-        height: h,
-        capture_us,
-        decoded_us,
-    })
+    Some(pixels)
 }

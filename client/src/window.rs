@@ -10,8 +10,9 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::clock::ViewerClock;
 use crate::commands::{self, Command, HELP};
+use crate::playout::AvSync;
+use crate::presenter::{self, PictureQueue};
 use crate::stats::Stats;
-use crate::video_decoder::LatestPicture;
 use streamsocket_overlay::draw_panel;
 
 /// Why the window loop returned.
@@ -47,7 +48,8 @@ pub struct Rates {
 
 /// What the window needs besides pictures.
 pub struct WindowLinks<'a> {
-    pub latest: &'a LatestPicture,
+    pub pictures: &'a PictureQueue,
+    pub sync: &'a AvSync,
     pub clock: ViewerClock,
     pub stats: &'a Arc<Mutex<Stats>>,
     /// Requests for the server (quality, audio bitrate, pause).
@@ -92,10 +94,12 @@ impl Presenter {
         links: WindowLinks<'_>,
         mut keep_going: impl FnMut() -> bool,
     ) -> WindowExit {
-        // Poll often: a frame waits at most this long before it is shown.
-        let poll = Duration::from_millis(2);
+        // Poll often: a frame waits at most this long past its time before it is shown.
+        let poll = presenter::POLL;
         let mut last_update = Instant::now();
         let mut redraw = false;
+        let mut shown_banner = None;
+        let mut banner_checked = Instant::now();
         loop {
             if !self.window.is_open() {
                 return WindowExit::Closed;
@@ -103,24 +107,26 @@ impl Presenter {
             if !keep_going() {
                 return WindowExit::Stopped;
             }
-            let updated = if let Some(p) = links.latest.take() {
+            // A banner that appears, changes or goes (connection lost, reconnecting, no
+            // picture) is drawn even when no new picture comes.
+            if banner_checked.elapsed() >= Duration::from_millis(100) {
+                banner_checked = Instant::now();
+                let now = banner(
+                    &links.stats.lock().expect("not poisoned"),
+                    links.clock.now_us(),
+                );
+                if now != shown_banner {
+                    shown_banner = now;
+                    redraw = true;
+                }
+            }
+            let due =
+                presenter::take_and_account(links.pictures, links.sync, links.clock, links.stats);
+            let updated = if let Some(p) = due {
                 self.picture = p.pixels;
                 self.width = p.width;
                 self.height = p.height;
                 self.present(&links);
-                let shown_us = links.clock.now_us();
-                let mut s = links.stats.lock().expect("not poisoned");
-                s.video.frames_presented += 1;
-                s.video
-                    .stages
-                    .present
-                    .record_us(shown_us.saturating_sub(p.decoded_us));
-                if let Some(off) = s.clock_offset_us {
-                    let shown_server = (shown_us as i64 + off).max(0) as u64;
-                    s.video
-                        .latency_presented
-                        .record_us(shown_server.saturating_sub(p.capture_us));
-                }
                 true
             } else if redraw {
                 self.present(&links);
@@ -179,10 +185,11 @@ impl Presenter {
                 self.rate_window = (Instant::now(), s.video.frames_presented, s.video.bytes);
             }
             Some(stats_lines(&s, self.rates, links.server))
-        } else if links.stats.lock().expect("not poisoned").broadcast.paused {
-            Some(vec!["PAUSED BY THE BROADCASTER".to_string()])
         } else {
-            None
+            banner(
+                &links.stats.lock().expect("not poisoned"),
+                links.clock.now_us(),
+            )
         };
         let buffer = match overlay {
             Some(lines) => {
@@ -199,6 +206,33 @@ impl Presenter {
             tracing::warn!("window update failed: {e}");
         }
     }
+}
+
+/// What the window must say over the picture, if anything: the connection is lost and the
+/// viewer reconnects, the broadcaster paused, or pictures stopped coming.
+pub fn banner(s: &Stats, now_us: u64) -> Option<Vec<String>> {
+    if let Some(r) = &s.connection.reconnecting {
+        let seconds = now_us.saturating_sub(r.since_us) / 1_000_000;
+        return Some(vec![
+            "CONNECTION LOST".to_string(),
+            r.reason.clone(),
+            format!("reconnecting: attempt {} ({seconds} s)", r.attempt + 1),
+        ]);
+    }
+    if s.broadcast.paused {
+        return Some(vec!["PAUSED BY THE BROADCASTER".to_string()]);
+    }
+    let stalled_us = s
+        .video
+        .last_decoded_us
+        .map_or(0, |t| now_us.saturating_sub(t));
+    if stalled_us >= 1_000_000 && !s.paused {
+        return Some(vec![format!(
+            "NO PICTURE FOR {} S: WAITING FOR THE NETWORK",
+            stalled_us / 1_000_000
+        )]);
+    }
+    None
 }
 
 fn help_lines() -> Vec<String> {
@@ -224,6 +258,10 @@ pub fn stats_lines(s: &Stats, rates: Rates, server: &str) -> Vec<String> {
             if s.auto { " (auto)" } else { "" },
             if s.paused { " PAUSED" } else { "" }
         ),
+        format!(
+            "why: {}",
+            s.auto_reason.as_deref().unwrap_or("the server's choice")
+        ),
         format!("size {}x{} {:.1} fps", v.width, v.height, rates.fps),
         format!("video {:.0} kbit/s", rates.kbps),
         format!(
@@ -243,6 +281,29 @@ pub fn stats_lines(s: &Stats, rates: Rates, server: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::Reconnecting;
+
+    #[test]
+    fn the_banner_says_what_is_wrong() {
+        let mut s = Stats::default();
+        assert_eq!(banner(&s, 0), None);
+        s.video.last_decoded_us = Some(1_000_000);
+        assert_eq!(banner(&s, 1_500_000), None);
+        let stalled = banner(&s, 3_200_000).unwrap().join(" ");
+        assert!(stalled.contains("NO PICTURE FOR 2 S"), "{stalled}");
+        s.connection.reconnecting = Some(Reconnecting {
+            reason: "timed out".into(),
+            attempt: 2,
+            since_us: 1_000_000,
+        });
+        let lost = banner(&s, 5_000_000).unwrap().join(" ");
+        assert!(
+            lost.contains("CONNECTION LOST")
+                && lost.contains("timed out")
+                && lost.contains("attempt 3 (4 s)"),
+            "{lost}"
+        );
+    }
 
     #[test]
     fn stats_overlay_names_what_the_issue_asks_for() {

@@ -247,6 +247,12 @@ pub enum ControlMessage {
     BroadcastPaused {
         paused: bool,
     },
+    /// The viewer's reception report, sent every few seconds: the share of audio packets it
+    /// had to conceal, so that the server sizes Opus in-band FEC for the loss viewers see.
+    ReceiverReport {
+        /// Audio packets lost (concealed or late) per thousand, over the last report period.
+        audio_loss_permille: u16,
+    },
 }
 
 mod tag {
@@ -263,6 +269,7 @@ mod tag {
     pub const SET_AUDIO_BITRATE: u8 = 0x0B;
     pub const AUDIO_BITRATE_CHANGED: u8 = 0x0C;
     pub const BROADCAST_PAUSED: u8 = 0x0D;
+    pub const RECEIVER_REPORT: u8 = 0x0E;
 }
 
 impl ControlMessage {
@@ -282,6 +289,7 @@ impl ControlMessage {
             ControlMessage::SetAudioBitrate { .. } => "set-audio-bitrate",
             ControlMessage::AudioBitrateChanged { .. } => "audio-bitrate-changed",
             ControlMessage::BroadcastPaused { .. } => "broadcast-paused",
+            ControlMessage::ReceiverReport { .. } => "receiver-report",
         }
     }
 
@@ -379,6 +387,12 @@ impl ControlMessage {
             ControlMessage::BroadcastPaused { paused } => {
                 out.put_u8(tag::BROADCAST_PAUSED);
                 out.put_u8(*paused as u8);
+            }
+            ControlMessage::ReceiverReport {
+                audio_loss_permille,
+            } => {
+                out.put_u8(tag::RECEIVER_REPORT);
+                out.put_u16(*audio_loss_permille);
             }
         }
         let len = (out.len() - start - 4) as u32;
@@ -550,6 +564,18 @@ impl ControlMessage {
             tag::BROADCAST_PAUSED => ControlMessage::BroadcastPaused {
                 paused: bool_field(r.u8("broadcast paused flag")?, "broadcast paused flag")?,
             },
+            tag::RECEIVER_REPORT => {
+                let audio_loss_permille = r.u16("audio loss")?;
+                if audio_loss_permille > 1000 {
+                    return Err(DecodeError::Invalid {
+                        what: "audio loss",
+                        reason: "more than 1000 per thousand",
+                    });
+                }
+                ControlMessage::ReceiverReport {
+                    audio_loss_permille,
+                }
+            }
             other => {
                 return Err(DecodeError::UnknownTag {
                     what: "message type",
@@ -659,6 +685,12 @@ mod tests {
             ControlMessage::SetPaused { paused: false },
             ControlMessage::BroadcastPaused { paused: true },
             ControlMessage::BroadcastPaused { paused: false },
+            ControlMessage::ReceiverReport {
+                audio_loss_permille: 0,
+            },
+            ControlMessage::ReceiverReport {
+                audio_loss_permille: 1000,
+            },
             ControlMessage::SetAudioBitrate {
                 bitrate_bps: 96_000,
             },
@@ -812,6 +844,19 @@ mod tests {
         assert!(ControlMessage::decode_body(&[tag::SET_PAUSED, 2]).is_err());
         assert!(ControlMessage::decode_body(&[tag::BROADCAST_PAUSED, 7]).is_err());
         assert!(ControlMessage::decode_body(&[tag::RENDITION_CHANGED, 0, 7]).is_err());
+    }
+
+    #[test]
+    fn a_loss_above_one_thousand_per_thousand_is_an_error() {
+        let body = [tag::RECEIVER_REPORT, 0x03, 0xE9]; // 1001
+        assert_eq!(
+            ControlMessage::decode_body(&body),
+            Err(DecodeError::Invalid {
+                what: "audio loss",
+                reason: "more than 1000 per thousand"
+            })
+        );
+        assert!(ControlMessage::decode_body(&[tag::RECEIVER_REPORT, 0x03]).is_err());
     }
 
     #[test]

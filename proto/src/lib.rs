@@ -25,7 +25,7 @@ pub use media::{AudioHeader, FrameHeader, ServerTiming};
 
 /// The protocol version this crate speaks. A viewer sends it in its hello; a server that does
 /// not speak it answers with [`ErrorCode::UnsupportedVersion`] and closes the connection.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// ALPN identifier negotiated in the TLS handshake. A QUIC peer that does not offer it is
 /// refused during the handshake.

@@ -56,6 +56,7 @@ pub struct AudioPacket {
 pub struct AudioEncoder {
     opus: opus::Encoder,
     bitrate_bps: u32,
+    expected_loss_percent: u8,
     out: Vec<u8>,
 }
 
@@ -76,12 +77,28 @@ impl AudioEncoder {
         Ok(Self {
             opus,
             bitrate_bps: settings.bitrate_bps,
+            expected_loss_percent: settings.expected_loss_percent,
             out: vec![0; MAX_AUDIO_PAYLOAD],
         })
     }
 
     pub fn bitrate_bps(&self) -> u32 {
         self.bitrate_bps
+    }
+
+    pub fn expected_loss_percent(&self) -> u8 {
+        self.expected_loss_percent
+    }
+
+    /// Sizes in-band FEC for this loss rate (the viewers' reports, see `audio_loss`).
+    pub fn set_expected_loss(&mut self, percent: u8) -> anyhow::Result<()> {
+        if percent != self.expected_loss_percent {
+            self.opus
+                .set_packet_loss_perc(percent.min(100) as i32)
+                .context("setting Opus expected loss")?;
+            self.expected_loss_percent = percent;
+        }
+        Ok(())
     }
 
     /// Encodes one 20 ms frame of mono samples captured at `capture_us`. `seq` is the packet's

@@ -79,6 +79,7 @@ pub struct Hub {
     taps: Taps,
     clock: MediaClock,
     controls: Arc<Controls>,
+    audio_loss: Arc<crate::audio_loss::AudioLossReports>,
 }
 
 /// A viewer watching a rendition; dropping it may stop the encoder.
@@ -103,6 +104,11 @@ impl Hub {
     /// The broadcaster's controls (pause, mute) and status.
     pub fn controls(&self) -> &Arc<Controls> {
         &self.controls
+    }
+
+    /// Viewers' audio loss reports, which size the Opus encoders' FEC.
+    pub fn audio_loss(&self) -> &Arc<crate::audio_loss::AudioLossReports> {
+        &self.audio_loss
     }
 
     /// `renditions` pairs each rung with its encoder settings; `audio_bitrates` lists the
@@ -140,6 +146,7 @@ impl Hub {
             audio_format,
             taps: Arc::new(Mutex::new(Vec::new())),
             controls: Arc::new(Controls::default()),
+            audio_loss: Arc::default(),
             clock,
         }
     }

@@ -5,6 +5,7 @@
 //! `hub` (fan-out by reference) → `session` (one per viewer, async).
 
 pub mod audio_encoder;
+pub mod audio_loss;
 pub mod clock;
 pub mod controls;
 pub mod frame;

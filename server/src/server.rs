@@ -169,6 +169,7 @@ impl Server {
                 encoders,
                 stop.clone(),
                 hub.controls().clone(),
+                hub.audio_loss().clone(),
                 move |i, p| hub_for_audio.publish_audio(i, p),
             );
         }

@@ -59,6 +59,7 @@ pub async fn serve(
     let remote = conn.remote_address();
     let stats = Arc::new(SessionStats::default());
     let outcome = run(&conn, &hub, clock, session_id, strategy, &stats).await;
+    hub.audio_loss().remove(session_id);
     match &outcome {
         Ok(()) => tracing::info!(session_id, %remote, "viewer left"),
         Err((code, reason)) => {
@@ -195,7 +196,16 @@ async fn run(
         video: video_tx,
         audio: audio_tx,
     };
-    let result = control_loop(&mut reader, &mut writer, hub, clock, &commands, paused).await;
+    let result = control_loop(
+        &mut reader,
+        &mut writer,
+        hub,
+        clock,
+        &commands,
+        paused,
+        session_id,
+    )
+    .await;
     video.abort();
     audio.abort();
     if let Err((code, reason)) = result {
@@ -285,6 +295,7 @@ async fn control_loop(
     clock: MediaClock,
     commands: &Commands,
     mut paused: tokio::sync::watch::Receiver<bool>,
+    session_id: u64,
 ) -> Result<(), Fatal> {
     let mut limit = RateLimit::new();
     loop {
@@ -371,6 +382,11 @@ async fn control_loop(
                     }
                 };
                 writer.send(&reply).await.map_err(write_failed)?;
+            }
+            ControlMessage::ReceiverReport {
+                audio_loss_permille,
+            } => {
+                hub.audio_loss().report(session_id, audio_loss_permille);
             }
             ControlMessage::Goodbye { .. } => return Ok(()),
             other => {

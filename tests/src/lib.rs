@@ -71,6 +71,9 @@ impl ServerProcess {
         // microphone must not change what the tests see.
         let chooses = |flags: &[&str]| extra.iter().any(|a| flags.contains(a));
         let mut defaults = Vec::new();
+        if !chooses(&["--listen"]) {
+            defaults.extend(["--listen", "127.0.0.1:0"]);
+        }
         if !chooses(&["--video", "--camera"]) {
             defaults.extend(["--video", "test"]);
         }
@@ -78,7 +81,7 @@ impl ServerProcess {
             defaults.extend(["--audio", "test"]);
         }
         let mut child = Command::new(bin("streamsocket-server"))
-            .args(["--listen", "127.0.0.1:0", "--certs"])
+            .arg("--certs")
             .arg(certs)
             .args(defaults)
             .args(extra)
@@ -197,6 +200,23 @@ pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> anyhow::Result<Outp
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the file at `path` contains `needle` (polling it), failing after `limit`.
+pub fn wait_for_file(path: &Path, needle: &str, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{} never contained {needle:?} within {limit:?}:\n{text}",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

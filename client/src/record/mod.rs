@@ -148,6 +148,11 @@ fn write_all(path: PathBuf, file: File, rx: Receiver<Item>, stats: Arc<Mutex<Sta
                 }
                 let w = writer.as_mut().expect("started above");
                 let ms = (capture_us.saturating_sub(start_us) / 1000) as i64;
+                {
+                    let mut s = stats.lock().expect("not poisoned");
+                    s.recording.video_span_ms = ms as u64;
+                    s.recording.span_ms = s.recording.span_ms.max(ms as u64);
+                }
                 match av1::for_matroska(&payload) {
                     Ok(data) => w
                         .block(VIDEO_TRACK, ms, keyframe, &data)
@@ -168,6 +173,10 @@ fn write_all(path: PathBuf, file: File, rx: Receiver<Item>, stats: Arc<Mutex<Sta
                     continue;
                 }
                 let ms = ((capture_us - start_us) / 1000) as i64 + audio_shift_ms;
+                {
+                    let mut s = stats.lock().expect("not poisoned");
+                    s.recording.span_ms = s.recording.span_ms.max(ms.max(0) as u64);
+                }
                 w.block(AUDIO_TRACK, ms, true, &payload)
                     .map(|()| (false, payload.len()))
             }

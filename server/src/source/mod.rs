@@ -423,6 +423,7 @@ pub fn spawn_audio(
     mut encoders: Vec<AudioEncoder>,
     stop: Arc<AtomicBool>,
     controls: Arc<crate::controls::Controls>,
+    audio_loss: Arc<crate::audio_loss::AudioLossReports>,
     mut publish: impl FnMut(usize, AudioPacket) + Send + 'static,
 ) -> thread::JoinHandle<()> {
     thread::Builder::new()
@@ -442,7 +443,15 @@ pub fn spawn_audio(
                 }
                 let peak = pcm.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
                 controls.set_audio_peak(peak as f32 / 32768.0);
+                let loss = audio_loss.expected_percent();
                 for (i, encoder) in encoders.iter_mut().enumerate() {
+                    let before = encoder.expected_loss_percent();
+                    if before != loss && i == 0 {
+                        tracing::info!("audio FEC now sized for {loss}% loss (was {before}%), from the viewers' reports");
+                    }
+                    if let Err(e) = encoder.set_expected_loss(loss) {
+                        tracing::warn!("{e:#}");
+                    }
                     match encoder.encode(&pcm, seq, capture_us) {
                         Ok(p) => publish(i, p),
                         Err(e) => {

@@ -1,0 +1,477 @@
+//! Playout timing, sans-I/O: when each audio packet plays, how much delay to aim for, and the
+//! audio clock that video follows.
+//!
+//! Audio is the master clock. Each packet plays at its capture time plus a playout delay;
+//! the delay aims at a target that covers the audio's measured network jitter and the video's
+//! measured latency (so pictures can be shown in sync instead of late), between a floor and a
+//! ceiling (the viewer's latency target). Video pictures are shown at their capture time plus
+//! the delay audio actually has ([`AvSync`]).
+//!
+//! The buffer holds packets by sequence number. Each 20 ms tick plays the next one, unless
+//! the delay strayed from the target: too short and it stretches (conceals one packet
+//! without advancing), too long and it drops packets to catch up. So the buffer never grows
+//! without bound, however the sender's and the sound card's clocks drift.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use streamsocket_proto::media::AudioHeader;
+
+/// One packet's duration.
+pub const PACKET_US: u64 = 20_000;
+/// The least playout delay aimed for: capture to speaker.
+pub const FLOOR_US: u64 = 40_000;
+/// Delay this far under the target stretches playout by one packet. Less than the packet's
+/// own share of the target, so a slow drift stretches before the buffer runs dry.
+const STRETCH_BELOW_US: u64 = 10_000;
+/// Delay this far over the target drops packets to catch up.
+const CATCH_UP_ABOVE_US: u64 = 40_000;
+/// After this many packets in a row with nothing to play (100 ms), stop and re-buffer rather
+/// than conceal an outage.
+const MAX_CONCEALED_RUN: u32 = 5;
+/// How many recent packets (3 s) the audio's jitter is measured over.
+const AUDIO_WINDOW: usize = 150;
+/// How many recent pictures (3 s at 30 fps) the video's latency is measured over.
+const VIDEO_WINDOW: usize = 90;
+
+/// An audio packet as it came off the network.
+#[derive(Debug)]
+pub struct NetAudio {
+    pub header: AudioHeader,
+    pub payload: Bytes,
+}
+
+/// What to play at the next 20 ms tick.
+#[derive(Debug, PartialEq)]
+pub enum Playout {
+    /// Decode this packet.
+    Packet(AudioHeader, Bytes),
+    /// The packet is missing; rebuild it from the next one's FEC data if given, else conceal.
+    Missing { seq: u32, next: Option<Bytes> },
+    /// The delay is below its target: play 20 ms of concealment without advancing.
+    Stretch,
+    /// Buffering: play silence.
+    Idle,
+}
+
+/// Orders packets by sequence number and decides what plays at each tick.
+#[derive(Debug)]
+pub struct JitterBuffer {
+    pending: BTreeMap<u32, NetAudio>,
+    next_seq: Option<u32>,
+    /// Capture time of the last packet played or concealed.
+    last_capture_us: Option<u64>,
+    concealed_run: u32,
+    max_depth: usize,
+    pub late: u64,
+    pub dropped_overflow: u64,
+    /// Packets dropped (or gaps skipped) to bring the delay back down to the target.
+    pub dropped_catch_up: u64,
+    pub stretched: u64,
+}
+
+impl JitterBuffer {
+    /// A buffer for delays up to `ceiling_us`.
+    pub fn new(ceiling_us: u64) -> Self {
+        Self {
+            pending: BTreeMap::new(),
+            next_seq: None,
+            last_capture_us: None,
+            concealed_run: 0,
+            // The ceiling's worth of packets, plus room for a burst arriving at once.
+            max_depth: (ceiling_us / PACKET_US) as usize + 10,
+            late: 0,
+            dropped_overflow: 0,
+            dropped_catch_up: 0,
+            stretched: 0,
+        }
+    }
+
+    pub fn insert(&mut self, packet: NetAudio) {
+        let seq = packet.header.seq;
+        if self.next_seq.is_some_and(|n| seq < n) {
+            self.late += 1;
+            return;
+        }
+        self.pending.insert(seq, packet);
+        while self.pending.len() > self.max_depth {
+            self.pending.pop_first();
+            self.dropped_overflow += 1;
+            if let (Some(n), Some(first)) = (self.next_seq, self.pending.keys().next()) {
+                self.next_seq = Some(n.max(*first));
+            }
+        }
+    }
+
+    pub fn depth(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn playing(&self) -> bool {
+        self.next_seq.is_some()
+    }
+
+    /// The capture time of slot `seq`: the packet's own, or one packet after the last one.
+    fn capture_of(&self, seq: u32) -> Option<u64> {
+        self.pending
+            .get(&seq)
+            .map(|p| p.header.capture_us)
+            .or(self.last_capture_us.map(|c| c + PACKET_US))
+    }
+
+    /// Called every 20 ms. `now_us` is when this tick's samples will be heard, on the
+    /// server's clock; `target_us` the playout delay to aim for.
+    pub fn tick(&mut self, now_us: u64, target_us: u64) -> Playout {
+        let Some(mut seq) = self.next_seq else {
+            // Start once the first packet has waited out the target delay.
+            let Some(first) = self.pending.values().next() else {
+                return Playout::Idle;
+            };
+            if now_us.saturating_sub(first.header.capture_us) < target_us {
+                return Playout::Idle;
+            }
+            self.next_seq = Some(first.header.seq);
+            self.last_capture_us = None;
+            return self.tick(now_us, target_us);
+        };
+        // Too far behind: skip slots while later packets wait.
+        while let Some(capture) = self.capture_of(seq) {
+            let behind = now_us.saturating_sub(capture) > target_us + CATCH_UP_ABOVE_US;
+            if !behind || self.pending.range(seq.wrapping_add(1)..).next().is_none() {
+                break;
+            }
+            self.pending.remove(&seq);
+            self.dropped_catch_up += 1;
+            self.last_capture_us = Some(capture);
+            seq = seq.wrapping_add(1);
+        }
+        self.next_seq = Some(seq);
+        if let Some(p) = self.pending.get(&seq) {
+            if now_us + STRETCH_BELOW_US < p.header.capture_us + target_us {
+                self.stretched += 1;
+                return Playout::Stretch;
+            }
+            let p = self.pending.remove(&seq).expect("present");
+            self.next_seq = Some(seq.wrapping_add(1));
+            self.last_capture_us = Some(p.header.capture_us);
+            self.concealed_run = 0;
+            return Playout::Packet(p.header, p.payload);
+        }
+        if self.pending.is_empty() {
+            self.concealed_run += 1;
+            if self.concealed_run > MAX_CONCEALED_RUN {
+                // An outage, not a loss: stop and re-buffer from whatever comes next.
+                self.next_seq = None;
+                self.concealed_run = 0;
+                return Playout::Idle;
+            }
+        }
+        self.next_seq = Some(seq.wrapping_add(1));
+        self.last_capture_us = self.capture_of(seq);
+        let next = self
+            .pending
+            .get(&seq.wrapping_add(1))
+            .map(|p| p.payload.clone());
+        Playout::Missing { seq, next }
+    }
+}
+
+/// The playout delay to aim for, from what arrives.
+#[derive(Debug)]
+pub struct PlayoutTarget {
+    /// Recent audio transit times: arrival minus capture, server clock.
+    transit_us: VecDeque<u64>,
+    ceiling_us: u64,
+}
+
+impl PlayoutTarget {
+    pub fn new(ceiling_us: u64) -> Self {
+        Self {
+            transit_us: VecDeque::with_capacity(AUDIO_WINDOW),
+            ceiling_us: ceiling_us.max(FLOOR_US),
+        }
+    }
+
+    /// A packet captured at `capture_us` arrived at `arrival_us` (both server clock).
+    pub fn on_audio(&mut self, capture_us: u64, arrival_us: u64) {
+        push_bounded(
+            &mut self.transit_us,
+            arrival_us.saturating_sub(capture_us),
+            AUDIO_WINDOW,
+        );
+    }
+
+    /// The audio's own need: late enough for 95% of packets to be there in time, plus the
+    /// packet being played.
+    pub fn audio_need_us(&self) -> u64 {
+        quantile(&self.transit_us, 0.95).map_or(FLOOR_US, |t| t + PACKET_US)
+    }
+
+    /// The jitter the audio sees: how much later than the quickest packet the 95th percentile
+    /// arrives.
+    pub fn jitter_us(&self) -> u64 {
+        match (
+            quantile(&self.transit_us, 0.95),
+            self.transit_us.iter().min(),
+        ) {
+            (Some(p95), Some(min)) => p95 - min,
+            _ => 0,
+        }
+    }
+
+    /// The delay to aim for, given the video's need (its recent latency, when there is video).
+    pub fn target_us(&self, video_need_us: Option<u64>) -> u64 {
+        self.audio_need_us()
+            .max(video_need_us.unwrap_or(0))
+            .clamp(FLOOR_US, self.ceiling_us)
+    }
+}
+
+/// What audio and video share to stay in sync: audio publishes the playout delay it has,
+/// video its recent latency (capture to decoded).
+#[derive(Debug, Default)]
+pub struct AvSync {
+    /// Capture-to-heard delay of the audio playing now, µs; 0 while no audio plays.
+    audio_delay_us: AtomicU64,
+    video_latency_us: Mutex<VecDeque<u64>>,
+}
+
+impl AvSync {
+    pub fn set_audio_delay(&self, delay_us: Option<u64>) {
+        self.audio_delay_us
+            .store(delay_us.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// The delay audio plays at; `None` while no audio plays (video then shows pictures as
+    /// soon as they are decoded).
+    pub fn audio_delay_us(&self) -> Option<u64> {
+        match self.audio_delay_us.load(Ordering::Relaxed) {
+            0 => None,
+            d => Some(d),
+        }
+    }
+
+    pub fn on_video_decoded(&self, latency_us: u64) {
+        push_bounded(
+            &mut self.video_latency_us.lock().expect("not poisoned"),
+            latency_us,
+            VIDEO_WINDOW,
+        );
+    }
+
+    /// The delay video needs for 95% of its pictures to be ready in time, plus a little for
+    /// converting and showing them.
+    pub fn video_need_us(&self) -> Option<u64> {
+        quantile(&self.video_latency_us.lock().expect("not poisoned"), 0.95).map(|l| l + 10_000)
+    }
+}
+
+fn push_bounded(window: &mut VecDeque<u64>, value: u64, len: usize) {
+    if window.len() == len {
+        window.pop_front();
+    }
+    window.push_back(value);
+}
+
+fn quantile(values: &VecDeque<u64>, q: f64) -> Option<u64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<u64> = values.iter().copied().collect();
+    sorted.sort_unstable();
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    Some(sorted[i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TARGET: u64 = 60_000;
+
+    fn pkt(seq: u32) -> NetAudio {
+        NetAudio {
+            header: AudioHeader {
+                seq,
+                capture_us: 1_000_000 + seq as u64 * PACKET_US,
+            },
+            payload: Bytes::from(vec![seq as u8]),
+        }
+    }
+
+    /// The server-clock time at which packet `seq` is due with the target delay.
+    fn due(seq: u32) -> u64 {
+        1_000_000 + seq as u64 * PACKET_US + TARGET
+    }
+
+    fn played(p: &Playout) -> Option<u32> {
+        match p {
+            Playout::Packet(h, _) => Some(h.seq),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn playout_starts_when_the_first_packet_has_waited_out_the_target() {
+        let mut j = JitterBuffer::new(300_000);
+        j.insert(pkt(0));
+        assert_eq!(j.tick(due(0) - 1, TARGET), Playout::Idle);
+        j.insert(pkt(1));
+        assert_eq!(played(&j.tick(due(0), TARGET)), Some(0));
+        assert_eq!(played(&j.tick(due(1), TARGET)), Some(1));
+    }
+
+    #[test]
+    fn a_missing_packet_is_concealed_with_fec_from_the_next() {
+        let mut j = JitterBuffer::new(300_000);
+        for s in [0, 1, 3] {
+            j.insert(pkt(s));
+        }
+        assert_eq!(played(&j.tick(due(0), TARGET)), Some(0));
+        assert_eq!(played(&j.tick(due(1), TARGET)), Some(1));
+        assert_eq!(
+            j.tick(due(2), TARGET),
+            Playout::Missing {
+                seq: 2,
+                next: Some(Bytes::from(vec![3u8]))
+            }
+        );
+        assert_eq!(played(&j.tick(due(3), TARGET)), Some(3));
+        // Packet 2 arriving now is late.
+        j.insert(pkt(2));
+        assert_eq!(j.late, 1);
+    }
+
+    #[test]
+    fn an_outage_stops_playout_instead_of_concealing_forever() {
+        let mut j = JitterBuffer::new(300_000);
+        j.insert(pkt(0));
+        j.insert(pkt(1));
+        j.tick(due(0), TARGET);
+        j.tick(due(1), TARGET);
+        let mut concealed = 0;
+        let mut seq = 2;
+        while let Playout::Missing { .. } = j.tick(due(seq), TARGET) {
+            concealed += 1;
+            seq += 1;
+        }
+        assert_eq!(concealed, MAX_CONCEALED_RUN);
+        assert!(!j.playing());
+        // Playout resumes at what arrives after the outage, at the target delay, not at the
+        // backlog's start.
+        j.insert(pkt(100));
+        j.insert(pkt(101));
+        assert_eq!(j.tick(due(100) - 10_000, TARGET), Playout::Idle);
+        assert_eq!(played(&j.tick(due(100), TARGET)), Some(100));
+    }
+
+    #[test]
+    fn a_delay_above_the_target_drops_packets_to_catch_up() {
+        let mut j = JitterBuffer::new(300_000);
+        for s in 0..20 {
+            j.insert(pkt(s));
+        }
+        // Playing starts late: 200 ms behind packet 0's due time.
+        let now = due(0) + 200_000;
+        let first = played(&j.tick(now, TARGET)).expect("plays");
+        assert_eq!(first, 8, "skips to within the margin of the target");
+        assert_eq!(j.dropped_catch_up, first as u64);
+        // And then plays on, one per tick.
+        assert_eq!(played(&j.tick(now + PACKET_US, TARGET)), Some(first + 1));
+    }
+
+    #[test]
+    fn a_delay_below_the_target_stretches() {
+        let mut j = JitterBuffer::new(300_000);
+        for s in 0..10 {
+            j.insert(pkt(s));
+        }
+        assert_eq!(played(&j.tick(due(0), TARGET)), Some(0));
+        // The target rises by 100 ms: playout holds back until the delay reaches it.
+        let target = TARGET + 100_000;
+        let mut stretched = 0;
+        let mut now = due(1);
+        while j.tick(now, target) == Playout::Stretch {
+            stretched += 1;
+            now += PACKET_US;
+        }
+        assert_eq!(stretched, 5);
+        assert_eq!(j.stretched, stretched);
+    }
+
+    #[test]
+    fn the_buffer_never_grows_past_its_ceiling() {
+        let mut j = JitterBuffer::new(100_000);
+        for s in 0..50 {
+            j.insert(pkt(s));
+        }
+        assert_eq!(j.depth(), 15);
+        assert_eq!(j.dropped_overflow, 35);
+    }
+
+    #[test]
+    fn a_long_run_with_a_drifting_clock_keeps_the_delay_bounded() {
+        // The viewer's ticks run 1% fast against the sender: without correction the buffer
+        // would drain; with it, the delay stays near the target and every packet is counted.
+        let mut j = JitterBuffer::new(300_000);
+        let mut now = due(0);
+        let mut sent = 0u32;
+        let (mut played_n, mut stretches) = (0u64, 0u64);
+        for tick in 0..30_000u64 {
+            // Packets arrive 40 ms after capture.
+            while 1_000_000 + sent as u64 * PACKET_US + 40_000 <= now {
+                j.insert(pkt(sent));
+                sent += 1;
+            }
+            match j.tick(now, TARGET) {
+                Playout::Packet(h, _) => {
+                    played_n += 1;
+                    let delay = now - h.capture_us;
+                    assert!(
+                        delay + STRETCH_BELOW_US >= TARGET && delay <= TARGET + CATCH_UP_ABOVE_US,
+                        "tick {tick}: delay {delay}"
+                    );
+                }
+                Playout::Stretch => stretches += 1,
+                other => panic!("tick {tick}: {other:?}"),
+            }
+            now += PACKET_US * 99 / 100;
+        }
+        assert!(j.depth() <= 5, "depth {}", j.depth());
+        assert!(stretches > 0);
+        assert_eq!(played_n + j.depth() as u64, sent as u64);
+    }
+
+    #[test]
+    fn the_target_covers_jitter_and_video_between_floor_and_ceiling() {
+        let mut t = PlayoutTarget::new(300_000);
+        assert_eq!(t.target_us(None), FLOOR_US);
+        // Transit 30 ms, every tenth packet 110 ms.
+        for i in 0..150u64 {
+            let transit = if i % 10 == 0 { 110_000 } else { 30_000 };
+            t.on_audio(i * PACKET_US, i * PACKET_US + transit);
+        }
+        assert_eq!(t.jitter_us(), 80_000);
+        assert_eq!(t.target_us(None), 130_000);
+        assert_eq!(t.target_us(Some(200_000)), 200_000, "video needs more");
+        assert_eq!(t.target_us(Some(900_000)), 300_000, "the ceiling");
+    }
+
+    #[test]
+    fn video_follows_the_audio_delay() {
+        let sync = AvSync::default();
+        assert_eq!(sync.audio_delay_us(), None);
+        sync.set_audio_delay(Some(120_000));
+        assert_eq!(sync.audio_delay_us(), Some(120_000));
+        assert_eq!(sync.video_need_us(), None);
+        for l in 0..100 {
+            sync.on_video_decoded(100_000 + l * 1000);
+        }
+        // The last 90 pictures: 110..199 ms; 95th percentile 195 ms, plus 10.
+        assert_eq!(sync.video_need_us(), Some(205_000));
+        sync.set_audio_delay(None);
+        assert_eq!(sync.audio_delay_us(), None);
+    }
+}

@@ -1,0 +1,221 @@
+//! Presentation: decoded pictures wait in a [`PictureQueue`] until the audio clock says they
+//! are due (capture time plus the delay audio plays at), then the window shows them, or the
+//! headless presenter (tests, benchmarks) takes them the same way without a window.
+//!
+//! A picture whose time has passed when a newer one is also due is replaced (counted as not
+//! presented); one that comes more than [`TOO_LATE_US`] after its time is dropped and
+//! counted, as showing it would put the picture behind the sound.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use crate::clock::ViewerClock;
+use crate::playout::AvSync;
+use crate::stats::Stats;
+
+/// How late after its time a picture may still be shown: audio may lead video by at most
+/// 15 ms (ATSC IS-191).
+pub const TOO_LATE_US: u64 = 15_000;
+/// Pictures waiting at most; beyond it the oldest is dropped.
+const CAPACITY: usize = 16;
+/// How often the presenters look for a due picture.
+pub const POLL: Duration = Duration::from_millis(2);
+
+/// A decoded picture, converted to the window's pixel format (0RGB in a u32) when there is a
+/// window, and what presenting it needs to know.
+pub struct Presentable {
+    /// Empty for the headless presenter.
+    pub pixels: Vec<u32>,
+    pub width: usize,
+    pub height: usize,
+    pub capture_us: u64,
+    pub decoded_us: u64,
+    /// The test source's once-a-second flash: the media-clock second it marks.
+    pub flash_second: Option<u64>,
+}
+
+/// What [`PictureQueue::take_due`] found.
+#[derive(Default)]
+pub struct Due {
+    pub picture: Option<Presentable>,
+    /// Due pictures passed over for a newer due one.
+    pub replaced: u64,
+    /// Pictures that came too late for the audio clock.
+    pub too_late: u64,
+}
+
+/// Decoded pictures in capture order, waiting for their time.
+#[derive(Default)]
+pub struct PictureQueue {
+    pictures: Mutex<VecDeque<Presentable>>,
+    closed: AtomicBool,
+    /// Pictures dropped because the queue was full.
+    pub overflow: std::sync::atomic::AtomicU64,
+}
+
+impl PictureQueue {
+    pub fn put(&self, p: Presentable) {
+        let mut q = self.pictures.lock().expect("not poisoned");
+        if q.len() == CAPACITY {
+            q.pop_front();
+            self.overflow.fetch_add(1, Ordering::Relaxed);
+        }
+        // Decoding is in order, so pushing at the back keeps capture order.
+        q.push_back(p);
+    }
+
+    /// The decoder has stopped: the presenters may end once the queue is empty.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+            && self.pictures.lock().expect("not poisoned").is_empty()
+    }
+
+    /// The newest picture due at `now_us` (server clock), given the audio's playout delay
+    /// (`None`: no audio plays, so pictures are due as soon as they are decoded).
+    pub fn take_due(&self, now_us: u64, audio_delay_us: Option<u64>) -> Due {
+        let mut q = self.pictures.lock().expect("not poisoned");
+        let delay = audio_delay_us.unwrap_or(0);
+        let mut due = Due::default();
+        while q.front().is_some_and(|p| p.capture_us + delay <= now_us) {
+            let p = q.pop_front().expect("present");
+            if let Some(older) = due.picture.replace(p) {
+                drop(older);
+                due.replaced += 1;
+            }
+        }
+        if let (Some(p), Some(_)) = (&due.picture, audio_delay_us) {
+            if now_us > p.capture_us + delay + TOO_LATE_US {
+                due.picture = None;
+                due.too_late += 1;
+            }
+        }
+        due
+    }
+}
+
+/// Takes the due picture from `queue` and accounts for it in the stats: presented, replaced,
+/// too late, presentation latency, and the A/V skew when it is the test source's flash.
+pub fn take_and_account(
+    queue: &PictureQueue,
+    sync: &AvSync,
+    clock: ViewerClock,
+    stats: &Mutex<Stats>,
+) -> Option<Presentable> {
+    let offset = stats.lock().expect("not poisoned").clock_offset_us;
+    let now = clock.now_us();
+    let now_server = (now as i64 + offset.unwrap_or(0)).max(0) as u64;
+    let due = queue.take_due(now_server, sync.audio_delay_us());
+    if due.picture.is_none() && due.replaced == 0 && due.too_late == 0 {
+        return None;
+    }
+    let mut s = stats.lock().expect("not poisoned");
+    let v = &mut s.video;
+    v.frames_not_presented += due.replaced;
+    v.frames_too_late += due.too_late;
+    let p = due.picture?;
+    v.frames_presented += 1;
+    v.stages.present.record_us(now.saturating_sub(p.decoded_us));
+    if offset.is_some() {
+        v.latency_presented
+            .record_us(now_server.saturating_sub(p.capture_us));
+    }
+    if let Some(second) = p.flash_second {
+        s.av_skew.on_flash(second, now);
+    }
+    Some(p)
+}
+
+/// Presents pictures without a window, on its own thread, until the queue is finished.
+pub fn spawn_headless(
+    queue: Arc<PictureQueue>,
+    sync: Arc<AvSync>,
+    clock: ViewerClock,
+    stats: Arc<Mutex<Stats>>,
+) -> anyhow::Result<thread::JoinHandle<()>> {
+    Ok(thread::Builder::new()
+        .name("presenter".into())
+        .spawn(move || {
+            while !queue.is_finished() {
+                while take_and_account(&queue, &sync, clock, &stats).is_some() {}
+                thread::sleep(POLL);
+            }
+        })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn picture(capture_us: u64) -> Presentable {
+        Presentable {
+            pixels: Vec::new(),
+            width: 0,
+            height: 0,
+            capture_us,
+            decoded_us: 0,
+            flash_second: None,
+        }
+    }
+
+    #[test]
+    fn pictures_wait_for_the_audio_clock() {
+        let q = PictureQueue::default();
+        q.put(picture(1_000_000));
+        q.put(picture(1_033_000));
+        // Audio plays 100 ms behind capture.
+        let delay = Some(100_000);
+        assert!(q.take_due(1_099_999, delay).picture.is_none());
+        let due = q.take_due(1_100_000, delay);
+        assert_eq!(due.picture.map(|p| p.capture_us), Some(1_000_000));
+        assert!(q.take_due(1_120_000, delay).picture.is_none());
+        assert_eq!(
+            q.take_due(1_133_000, delay).picture.map(|p| p.capture_us),
+            Some(1_033_000)
+        );
+    }
+
+    #[test]
+    fn without_audio_pictures_are_due_at_once() {
+        let q = PictureQueue::default();
+        q.put(picture(5_000_000));
+        assert!(q.take_due(5_000_000, None).picture.is_some());
+    }
+
+    #[test]
+    fn a_newer_due_picture_replaces_older_ones_and_a_late_one_is_dropped() {
+        let q = PictureQueue::default();
+        for i in 0..3 {
+            q.put(picture(1_000_000 + i * 33_000));
+        }
+        let delay = Some(100_000);
+        // At 1.170 s all three are due; the newest is 4 ms past its time: shown.
+        let due = q.take_due(1_170_000, delay);
+        assert_eq!(due.replaced, 2);
+        assert_eq!(due.picture.map(|p| p.capture_us), Some(1_066_000));
+        // One that is 20 ms past its time is dropped.
+        q.put(picture(1_099_000));
+        let due = q.take_due(1_219_000, delay);
+        assert!(due.picture.is_none());
+        assert_eq!(due.too_late, 1);
+    }
+
+    #[test]
+    fn the_queue_is_bounded_and_finishes_when_closed_and_empty() {
+        let q = PictureQueue::default();
+        for i in 0..(CAPACITY as u64 + 4) {
+            q.put(picture(i));
+        }
+        assert_eq!(q.overflow.load(Ordering::Relaxed), 4);
+        q.close();
+        assert!(!q.is_finished());
+        let _ = q.take_due(u64::MAX / 2, None);
+        assert!(q.is_finished());
+    }
+}
