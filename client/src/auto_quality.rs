@@ -28,6 +28,9 @@ const HEAVY_LOSS: f64 = 0.10;
 const BASELINE_WINDOW_S: usize = 20;
 /// When the path is the limit, aim this far below the throughput it carried.
 const THROUGHPUT_HEADROOM: f64 = 0.85;
+/// Seconds after a switch during which latency and round-trip growth are not held against
+/// the new rung: its encoder starts with a keyframe and fills its lookahead, a passing spike.
+const SWITCH_GRACE_S: u32 = 2;
 
 /// What the viewer saw in the last second. Counters are totals since the start; the module
 /// takes differences itself.
@@ -102,6 +105,8 @@ pub struct AutoQuality {
     probing: Option<(usize, u32)>,
     /// Seconds in a row with heavy loss.
     lossy_seconds: u32,
+    /// Seconds left of the grace after a switch.
+    grace_s: u32,
 }
 
 impl AutoQuality {
@@ -118,6 +123,7 @@ impl AutoQuality {
             probe_wait_s: FIRST_PROBE_WAIT_S,
             probing: None,
             lossy_seconds: 0,
+            grace_s: 0,
         }
     }
 
@@ -135,6 +141,16 @@ impl AutoQuality {
 
     /// Called once a second with what the viewer saw; `index` is the rung playing now.
     pub fn tick(&mut self, obs: Observation, index: usize) -> Option<Decision> {
+        let decision = self.decide(obs, index);
+        if decision.is_some() {
+            self.grace_s = SWITCH_GRACE_S;
+        }
+        decision
+    }
+
+    fn decide(&mut self, obs: Observation, index: usize) -> Option<Decision> {
+        let in_grace = self.grace_s > 0;
+        self.grace_s = self.grace_s.saturating_sub(1);
         // The first observation only sets the baseline for the differences.
         let last = self.last.replace(obs)?;
         let delta = |now: u64, before: u64| now.saturating_sub(before);
@@ -162,11 +178,11 @@ impl AutoQuality {
         let skipped = delta(obs.frames_skipped, last.frames_skipped);
         let busy = delta(obs.frames_dropped_busy, last.frames_dropped_busy);
         let latency_growth = match (obs.latency_p90_us, usual_latency) {
-            (Some(now), Some(usual)) => Some((now, usual, now.saturating_sub(usual))),
+            (Some(now), Some(usual)) if !in_grace => Some((now, usual, now.saturating_sub(usual))),
             _ => None,
         };
         let rtt_growth = match (obs.rtt_us, min_rtt) {
-            (Some(now), Some(min)) => Some((now, min, now.saturating_sub(min))),
+            (Some(now), Some(min)) if !in_grace => Some((now, min, now.saturating_sub(min))),
             _ => None,
         };
         let trouble = if reset >= 2 {
@@ -434,6 +450,26 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(auto.tick(obs, 1), None, "never above the cap");
         }
+    }
+
+    #[test]
+    fn a_latency_spike_right_after_a_switch_is_not_held_against_the_new_rung() {
+        let mut run = Run::new(1);
+        run.clean(FIRST_PROBE_WAIT_S);
+        assert_eq!(run.index, 0, "tried the rung above");
+        // The new encoder's first keyframe: a spike for a second.
+        assert_eq!(run.second(|o| o.latency_p90_us = Some(400_000)), None);
+        run.obs.latency_p90_us = Some(110_000);
+        run.clean(1);
+        // After the grace, the same spike counts.
+        let d = run
+            .second(|o| o.latency_p90_us = Some(400_000))
+            .expect("steps down");
+        assert!(matches!(d.reason, Reason::LatencyGrowing { .. }));
+        // Resets count even in the grace.
+        let mut run = Run::new(1);
+        run.clean(FIRST_PROBE_WAIT_S);
+        assert!(run.second(|o| o.frames_reset += 4).is_some());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use streamsocket_client::playout::AvSync;
 use streamsocket_client::presenter::{self, PictureQueue};
 use streamsocket_client::record::Recorder;
 use streamsocket_client::session::{self, ConnectOptions, Ended, Pipes};
-use streamsocket_client::stats::{Stats, TransportStats};
+use streamsocket_client::stats::{RenditionChange, Stats, TransportStats};
 use streamsocket_client::tls::{default_ca, Trust};
 use streamsocket_client::video_decoder::{self, DecoderContext};
 use streamsocket_client::window::{Presenter, WindowLinks};
@@ -215,6 +215,14 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut s = stats.lock().expect("not poisoned");
         s.clock_offset_us = sync.lock().expect("not poisoned").offset_us();
         s.rendition = Some(rendition.id);
+        s.rendition_timeline.push(RenditionChange {
+            at_us: clock.now_us(),
+            rendition: rendition.id,
+            reason: match args.quality {
+                Some(_) => "--quality".into(),
+                None => "the server's first choice".into(),
+            },
+        });
         s.auto = args.quality.is_none();
         s.audio.bitrate_bps = w.audio.bitrate_bps;
     }

@@ -428,6 +428,11 @@ pub async fn run_with_reconnect(
         }
         s.clock_offset_us = sync.lock().expect("not poisoned").offset_us();
         s.rendition = Some(session.welcome.rendition);
+        s.rendition_timeline.push(RenditionChange {
+            at_us: clock.now_us(),
+            rendition: session.welcome.rendition,
+            reason: "reconnected".into(),
+        });
         pipes
             .target_rendition
             .store(session.welcome.rendition, Ordering::Relaxed);
