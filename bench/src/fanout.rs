@@ -52,6 +52,7 @@ async fn light_viewer(
         rendition: WishedRendition::Fixed(0),
         latency_target_ms: 300,
         client_name: "bench light viewer".into(),
+        token: String::new(),
     });
     if writer.send(&hello).await.is_err() {
         return seen;

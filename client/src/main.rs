@@ -55,6 +55,9 @@ struct Args {
     /// Trust exactly the server certificate with this SHA-256 fingerprint (sha256:<hex>).
     #[arg(long)]
     fingerprint: Option<Fingerprint>,
+    /// Access token, for a server started with --token or --token-file.
+    #[arg(long, env = "STREAMSOCKET_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    token: Option<String>,
     /// Decode without a window or sound output (tests, benchmarks, machines without display).
     #[arg(long)]
     headless: bool,
@@ -121,6 +124,16 @@ impl Args {
 #[derive(Debug, Clone)]
 struct Script(Vec<(Duration, Command)>);
 
+fn parse_token(text: &str) -> Result<String, String> {
+    if text.len() > streamsocket_proto::control::MAX_TOKEN {
+        return Err(format!(
+            "a token is at most {} bytes",
+            streamsocket_proto::control::MAX_TOKEN
+        ));
+    }
+    Ok(text.to_string())
+}
+
 fn parse_script_arg(text: &str) -> Result<Script, String> {
     commands::parse_script(text).map(Script)
 }
@@ -184,6 +197,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             |n| WishedRendition::Fixed(n - 1),
         ),
         latency_target_ms: args.latency_target,
+        token: args.token.clone().unwrap_or_default(),
     };
     let session = match runtime.block_on(session::connect(&opts, clock, &sync)) {
         Ok(s) => s,

@@ -55,6 +55,8 @@ pub struct ConnectOptions {
     pub trust: Trust,
     pub rendition: WishedRendition,
     pub latency_target_ms: u16,
+    /// The access token for servers that require one (empty: none).
+    pub token: String,
 }
 
 /// A connected, welcomed session.
@@ -138,6 +140,7 @@ pub async fn connect(
             rendition: opts.rendition,
             latency_target_ms: opts.latency_target_ms,
             client_name: format!("streamsocket-client {}", env!("CARGO_PKG_VERSION")),
+            token: opts.token.clone(),
         });
         writer
             .send(&hello)

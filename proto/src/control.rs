@@ -15,6 +15,8 @@ pub const MAX_CONTROL_MESSAGE: usize = 16 * 1024;
 pub const MAX_RENDITIONS: usize = 16;
 /// Longest rendition name, in bytes.
 pub const MAX_NAME: usize = 64;
+/// The longest access token a hello may carry, in bytes.
+pub const MAX_TOKEN: usize = 256;
 /// Longest human-readable error or goodbye text, in bytes.
 pub const MAX_REASON: usize = 1024;
 
@@ -42,6 +44,12 @@ pub enum ErrorCode {
     Internal,
     /// The peer did not say what it had to in time.
     Timeout,
+    /// The server admits only viewers with a token, and the hello carried none.
+    TokenRequired,
+    /// The hello's token is not one the server accepts.
+    TokenInvalid,
+    /// The server has as many viewers as it admits.
+    ServerFull,
     /// A code this implementation does not know; kept so it can be reported.
     Other(u16),
 }
@@ -58,6 +66,9 @@ impl ErrorCode {
             ErrorCode::ServerShuttingDown => 6,
             ErrorCode::Internal => 7,
             ErrorCode::Timeout => 8,
+            ErrorCode::TokenRequired => 9,
+            ErrorCode::TokenInvalid => 10,
+            ErrorCode::ServerFull => 11,
             ErrorCode::Other(v) => v,
         }
     }
@@ -73,6 +84,9 @@ impl ErrorCode {
             6 => ErrorCode::ServerShuttingDown,
             7 => ErrorCode::Internal,
             8 => ErrorCode::Timeout,
+            9 => ErrorCode::TokenRequired,
+            10 => ErrorCode::TokenInvalid,
+            11 => ErrorCode::ServerFull,
             v => ErrorCode::Other(v),
         }
     }
@@ -89,6 +103,11 @@ impl ErrorCode {
             ErrorCode::ServerShuttingDown => "server shutting down",
             ErrorCode::Internal => "internal server error",
             ErrorCode::Timeout => "timed out",
+            ErrorCode::TokenRequired => {
+                "this server needs a token: pass --token (or set STREAMSOCKET_TOKEN)"
+            }
+            ErrorCode::TokenInvalid => "the server did not accept the token",
+            ErrorCode::ServerFull => "the server is full",
             ErrorCode::Other(_) => "unknown error code",
         }
     }
@@ -129,6 +148,8 @@ pub struct Hello {
     pub latency_target_ms: u16,
     /// Free text naming the viewer, for the server's logs.
     pub client_name: String,
+    /// The access token, empty for none (a server may require one).
+    pub token: String,
 }
 
 /// Video codec identifiers.
@@ -304,6 +325,7 @@ impl ControlMessage {
                 out.put_u8(h.rendition.to_u8());
                 out.put_u16(h.latency_target_ms);
                 put_string(out, &h.client_name, MAX_NAME);
+                put_string(out, &h.token, MAX_TOKEN);
             }
             ControlMessage::Welcome(w) => {
                 out.put_u8(tag::WELCOME);
@@ -464,6 +486,7 @@ impl ControlMessage {
                     rendition: WishedRendition::from_u8(r.u8("hello rendition")?),
                     latency_target_ms: r.u16("hello latency target")?,
                     client_name: r.string(MAX_NAME, "hello client name")?,
+                    token: r.string(MAX_TOKEN, "hello token")?,
                 })
             }
             tag::WELCOME => {
@@ -610,12 +633,14 @@ mod tests {
                 rendition: WishedRendition::Auto,
                 latency_target_ms: 150,
                 client_name: "viewer on héllo".into(),
+                token: "s3cr3t".into(),
             }),
             ControlMessage::Hello(Hello {
                 version: PROTOCOL_VERSION,
                 rendition: WishedRendition::Fixed(2),
                 latency_target_ms: 0,
                 client_name: String::new(),
+                token: String::new(),
             }),
             ControlMessage::Welcome(Welcome {
                 version: PROTOCOL_VERSION,
@@ -829,6 +854,7 @@ mod tests {
             rendition: WishedRendition::Auto,
             latency_target_ms: 1,
             client_name: "é".repeat(100),
+            token: String::new(),
         });
         let (decoded, _) = ControlMessage::decode_framed(&msg.to_bytes())
             .unwrap()

@@ -4,6 +4,7 @@
 //! Pipeline: `source` → `video_encoder` / `audio_encoder` (own threads, bounded channels) →
 //! `hub` (fan-out by reference) → `session` (one per viewer, async).
 
+pub mod admission;
 pub mod audio_encoder;
 pub mod audio_loss;
 pub mod clock;

@@ -4,7 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
+use anyhow::Context as _;
 use clap::Parser;
+use streamsocket_server::admission::Admission;
 use streamsocket_server::clock::MediaClock;
 use streamsocket_server::ladder::Ladder;
 use streamsocket_server::server::{EncoderTuning, Inputs, Server, ServerOptions};
@@ -38,6 +42,17 @@ struct Args {
     /// Extra host name or IP for a certificate generated at start (repeatable).
     #[arg(long = "host", value_name = "NAME|IP")]
     hosts: Vec<String>,
+    /// Admit only viewers that give this token (viewers pass it with --token). Without
+    /// --token or --token-file, anyone who can reach the address may watch.
+    #[arg(long, env = "STREAMSOCKET_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Admit viewers by the tokens in this file: one "NAME TOKEN" per line (# comments);
+    /// the name shows in the logs. Combines with --token.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// The most viewers at once; the next one is refused with "server full".
+    #[arg(long, default_value_t = streamsocket_server::admission::DEFAULT_MAX_VIEWERS, value_parser = parse_max_viewers, value_name = "N")]
+    max_viewers: usize,
     /// What to stream: "auto" (the first camera, else the test pattern), "test", "camera",
     /// or a Y4M file (8-bit 4:2:0, e.g. made with ffmpeg -i in.mp4 -pix_fmt yuv420p out.y4m).
     #[arg(long, default_value = "auto", value_name = "auto|test|camera|FILE.y4m")]
@@ -165,6 +180,25 @@ enum Join {
     Hybrid,
 }
 
+fn parse_max_viewers(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+        _ => Err("a number of viewers from 1 to 100000".into()),
+    }
+}
+
+/// Who may watch, from --token, --token-file and --max-viewers.
+fn admission(args: &Args) -> anyhow::Result<Admission> {
+    let mut admission = Admission::open(args.max_viewers);
+    if let Some(token) = &args.token {
+        admission.add_token("token", token).context("--token")?;
+    }
+    if let Some(path) = &args.token_file {
+        admission.add_token_file(path)?;
+    }
+    Ok(admission)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     init_logging();
@@ -210,12 +244,33 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let admission = match admission(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if admission.requires_token() {
+        tracing::info!(
+            "viewers need a token ({} accepted); at most {} at once",
+            admission.token_count(),
+            admission.max_viewers()
+        );
+    } else {
+        tracing::warn!(
+            "anyone who can reach {} may watch: pass --token or --token-file to restrict; at most {} viewers at once",
+            args.listen,
+            admission.max_viewers()
+        );
+    }
     let opts = ServerOptions {
         listen: args.listen,
         certs: args.certs,
         hosts: args.hosts,
         ladder,
         congestion: args.congestion,
+        admission: Arc::new(admission),
         join: match args.join {
             Join::Gop => JoinStrategy::Gop,
             Join::Keyframe => JoinStrategy::Keyframe,

@@ -32,6 +32,8 @@ pub struct ServerOptions {
     pub join: JoinStrategy,
     /// QUIC congestion controller towards viewers.
     pub congestion: streamsocket_transport::settings::Congestion,
+    /// Who may watch: tokens and the most viewers at once.
+    pub admission: Arc<crate::admission::Admission>,
 }
 
 /// Where pictures and sound come from (see [`source::open_video`], [`source::open_audio`]).
@@ -63,8 +65,22 @@ pub struct Server {
     hub: Arc<Hub>,
     clock: MediaClock,
     stop: Arc<AtomicBool>,
+    admission: Arc<crate::admission::Admission>,
     pub fingerprint: Fingerprint,
     pub source_stats: Arc<SourceStats>,
+}
+
+/// Connections (handshakes included) allowed beyond the viewer limit, so that viewers over
+/// the limit still hear "server full" while a flood of handshakes cannot grow without bound.
+const HANDSHAKE_SLACK: usize = 64;
+
+/// Counts an open connection while it lives.
+struct OpenConnection(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Server {
@@ -188,6 +204,7 @@ impl Server {
             hub,
             clock,
             stop,
+            admission: opts.admission.clone(),
             fingerprint,
             source_stats,
         })
@@ -215,17 +232,28 @@ impl Server {
         let next_id = AtomicU64::new(1);
         let status = tokio::spawn(log_status(self.hub.clone(), self.source_stats.clone()));
         tokio::pin!(shutdown);
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let max_open = self.admission.max_viewers() + HANDSHAKE_SLACK;
         loop {
             tokio::select! {
                 incoming = self.endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
+                    if open.load(Ordering::Relaxed) >= max_open {
+                        tracing::debug!(remote = %incoming.remote_address(), "refusing a connection: {max_open} open already");
+                        incoming.refuse();
+                        continue;
+                    }
+                    open.fetch_add(1, Ordering::Relaxed);
+                    let counted = OpenConnection(open.clone());
                     let hub = self.hub.clone();
+                    let admission = self.admission.clone();
                     let clock = self.clock;
                     let join = self.join;
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(async move {
+                        let _counted = counted;
                         match incoming.await {
-                            Ok(conn) => crate::session::serve(conn, hub, clock, id, join).await,
+                            Ok(conn) => crate::session::serve(conn, hub, admission, clock, id, join).await,
                             Err(e) => tracing::debug!("handshake failed: {e}"),
                         }
                     });

@@ -52,13 +52,14 @@ pub struct SessionStats {
 pub async fn serve(
     conn: quinn::Connection,
     hub: Arc<Hub>,
+    admission: Arc<crate::admission::Admission>,
     clock: MediaClock,
     session_id: u64,
     strategy: JoinStrategy,
 ) {
     let remote = conn.remote_address();
     let stats = Arc::new(SessionStats::default());
-    let outcome = run(&conn, &hub, clock, session_id, strategy, &stats).await;
+    let outcome = run(&conn, &hub, &admission, clock, session_id, strategy, &stats).await;
     hub.audio_loss().remove(session_id);
     match &outcome {
         Ok(()) => tracing::info!(session_id, %remote, "viewer left"),
@@ -85,6 +86,7 @@ type Fatal = (ErrorCode, String);
 async fn run(
     conn: &quinn::Connection,
     hub: &Arc<Hub>,
+    admission: &crate::admission::Admission,
     clock: MediaClock,
     session_id: u64,
     strategy: JoinStrategy,
@@ -125,10 +127,23 @@ async fn run(
         Ok(Ok(None)) => return Ok(()),
         Ok(Err(e)) => return Err(refuse(&mut writer, e.close_code(), read_error_text(&e)).await),
     };
+    let admitted = match admission.admit(&hello.token) {
+        Ok(a) => a,
+        Err((code, message)) => {
+            tracing::info!(
+                session_id,
+                remote = %conn.remote_address(),
+                "turned away: {} ({message})",
+                code.describe()
+            );
+            return Err(refuse(&mut writer, code, message).await);
+        }
+    };
     tracing::info!(
         session_id,
         remote = %conn.remote_address(),
         client = %hello.client_name,
+        token = %admitted.name.as_deref().unwrap_or("-"),
         latency_target_ms = hello.latency_target_ms,
         "viewer joined"
     );

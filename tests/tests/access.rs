@@ -1,0 +1,84 @@
+//! Only invited viewers get in: a server with a token refuses viewers without it or with a
+//! wrong one, each with an error that says what to do; a full server refuses the next viewer
+//! while the admitted one keeps watching.
+
+use std::time::{Duration, Instant};
+
+use streamsocket_tests::{
+    assert_kept_watching, exclusive, run_viewer, spawn_viewer, ServerProcess,
+};
+
+/// A viewer of `server` for a moment, with `extra` options; returns whether it succeeded and
+/// what it said.
+fn try_viewer(server: &ServerProcess, extra: &[&str]) -> (bool, String) {
+    let ca = server.ca();
+    let mut args = vec![
+        "--headless",
+        "--duration",
+        "2",
+        "--ca",
+        ca.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let run = run_viewer(
+        &server.addr.to_string(),
+        &args,
+        &[],
+        Duration::from_secs(30),
+    )
+    .expect("viewer runs");
+    (run.output.status.success(), run.stderr())
+}
+
+#[test]
+fn a_token_and_a_viewer_limit_keep_out_whoever_is_not_invited() {
+    let _machine = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        "# who may watch\nalice 4lice-t0ken\nbob b0b-t0ken\n",
+    )
+    .unwrap();
+    let server = ServerProcess::start(&[
+        "--token-file",
+        tokens.to_str().unwrap(),
+        "--max-viewers",
+        "1",
+    ])
+    .expect("server starts");
+
+    let (ok, said) = try_viewer(&server, &[]);
+    assert!(
+        !ok && said.contains("needs a token: pass --token"),
+        "{said}"
+    );
+    let (ok, said) = try_viewer(&server, &["--token", "b0b-t0ke"]);
+    assert!(!ok && said.contains("did not accept the token"), "{said}");
+    assert!(
+        !said.contains("b0b-t0ke"),
+        "the viewer does not echo tokens: {said}"
+    );
+
+    // Alice watches; while she does, the server is full for Bob.
+    let alice = spawn_viewer(&server, &["--duration", "6", "--token", "4lice-t0ken"]);
+    let started = Instant::now();
+    while !server.log().contains("token=alice") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "alice never joined:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (ok, said) = try_viewer(&server, &["--token", "b0b-t0ken"]);
+    assert!(!ok && said.contains("the server is full"), "{said}");
+    assert_kept_watching(&alice.join().unwrap(), 6.0, "alice");
+
+    // The server logs who was turned away and why, never the tokens themselves.
+    let log = server.log();
+    assert!(log.contains("turned away"), "{log}");
+    for secret in ["4lice-t0ken", "b0b-t0ken", "b0b-t0ke"] {
+        assert!(!log.contains(secret), "the log shows a token:\n{log}");
+    }
+}
