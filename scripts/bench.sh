@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo build --release --locked --workspace --bins
-B=./target/release/streamsocket-bench
+B="${CARGO_TARGET_DIR:-./target}/release/streamsocket-bench"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
 case "${1:-all}" in
   encoder) shift; $B encoder "$@" 2>/dev/null ;;

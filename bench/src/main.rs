@@ -85,6 +85,19 @@ enum Command {
         /// Only scenarios whose name contains this text (repeatable), e.g. --only outage.
         #[arg(long)]
         only: Vec<String>,
+        /// Transport settings to compare (repeatable), each a list of overrides such as
+        /// "send_window=512k,max_frame_streams=32" (keys: send_window, stream_receive_window,
+        /// datagram_send_buffer, max_frame_streams, mtu_discovery, keep_alive, idle_timeout);
+        /// "" is the defaults. Passed to the server and viewer as STREAMSOCKET_TRANSPORT.
+        #[arg(long, default_value = "")]
+        transport: Vec<String>,
+        /// Runs of each scenario.
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
+        /// More viewers watching the top rung straight from the server (unimpaired) beside
+        /// the measured one.
+        #[arg(long, default_value_t = 0)]
+        others: usize,
     },
     /// How many viewers one server feeds: light in-process viewers (no decoding) at each count.
     Fanout {
@@ -100,6 +113,9 @@ enum Command {
         /// Extra server options, one per flag (e.g. --server-arg=--ladder --server-arg=180p:320x180@30:500).
         #[arg(long = "server-arg", allow_hyphen_values = true)]
         server_args: Vec<String>,
+        /// Transport setting overrides for the server and the viewers, as for `network`.
+        #[arg(long, default_value = "")]
+        transport: String,
     },
     /// Server and headless viewer on loopback: latency stages, first frame, overhead.
     E2e {
@@ -133,12 +149,19 @@ fn main() -> anyhow::Result<()> {
             seconds,
             join_over_ms,
             server_args,
-        } => fanout_table(
-            &viewers,
-            seconds,
-            Duration::from_millis(join_over_ms),
-            &server_args,
-        ),
+            transport,
+        } => {
+            streamsocket_transport::settings::Tuning::parse(&transport)
+                .map_err(|e| anyhow::anyhow!("--transport {transport:?}: {e}"))?;
+            // The server and the in-process viewers read it.
+            std::env::set_var(streamsocket_transport::settings::TUNING_ENV, &transport);
+            fanout_table(
+                &viewers,
+                seconds,
+                Duration::from_millis(join_over_ms),
+                &server_args,
+            )
+        }
         Command::Quality {
             content,
             seconds,
@@ -149,7 +172,10 @@ fn main() -> anyhow::Result<()> {
             congestion,
             seconds,
             only,
-        } => network::run(&congestion, seconds, &only),
+            transport,
+            repeat,
+            others,
+        } => network::run(&congestion, &transport, seconds, &only, repeat, others),
         Command::E2e {
             seconds,
             joins,
@@ -373,8 +399,9 @@ fn fanout_table(
 ) -> anyhow::Result<()> {
     let extra: Vec<&str> = server_args.iter().map(String::as_str).collect();
     println!(
-        "# Fan-out: light viewers (no decoding) on the first rendition, {seconds} s each, arriving over {} ms (server options: {server_args:?})",
-        join_over.as_millis()
+        "# Fan-out: light viewers (no decoding) on the first rendition, {seconds} s each, arriving over {} ms (server options: {server_args:?}, transport: {:?})",
+        join_over.as_millis(),
+        std::env::var(streamsocket_transport::settings::TUNING_ENV).unwrap_or_default()
     );
     println!();
     println!("| viewers | connected | frames per viewer (min / median of {}) | missing | on time | latency p50 ms | p95 ms | delivery p50 ms | p95 ms | server CPU % | server RSS MB | MB per viewer beyond the first |", seconds * 30);

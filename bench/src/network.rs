@@ -86,39 +86,86 @@ fn timeline(s: &Value) -> String {
         .join("; ")
 }
 
-pub fn run(congestion: &[String], seconds: u64, only: &[String]) -> anyhow::Result<()> {
+/// Runs the scenarios (those matching `only`, or all) with each congestion controller and
+/// each transport variant (`STREAMSOCKET_TRANSPORT` specs, see
+/// `streamsocket_transport::settings::Tuning::parse`; empty: the defaults), `repeat` times.
+/// `others` more viewers watch the top rung straight from the server, unimpaired, beside the
+/// measured one (what one viewer's bad network costs, or not, the viewers sharing its rung).
+pub fn run(
+    congestion: &[String],
+    transports: &[String],
+    seconds: u64,
+    only: &[String],
+    repeat: u32,
+    others: usize,
+) -> anyhow::Result<()> {
+    for spec in transports {
+        streamsocket_transport::settings::Tuning::parse(spec)
+            .map_err(|e| anyhow::anyhow!("--transport {spec:?}: {e}"))?;
+    }
     println!(
-        "# Bad-network scenarios: {seconds} s each, test source, default ladder, netem seed 1"
+        "# Bad-network scenarios: {seconds} s each, test source, default ladder, netem seed 1, {others} unimpaired viewers beside"
     );
     println!();
-    println!("| congestion | scenario | latency p50 ms | p95 ms | p99 ms | shown p95 ms | decoded | shown | skipped | reset | too late | longest freeze ms | audio concealed % | audio delay ms | A/V skew p50 / p95 ms | renditions (s: rung, reason) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for cc in congestion {
-        for sc in SCENARIOS {
+    println!("| congestion | transport | scenario | latency p50 ms | p95 ms | p99 ms | shown p95 ms | decoded | shown | skipped | reset | too late | longest freeze ms | audio concealed % | audio delay ms | A/V skew p50 / p95 ms | renditions (s: rung, reason) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let variants = congestion
+        .iter()
+        .flat_map(|cc| transports.iter().map(move |t| (cc, t)));
+    for (cc, transport) in variants {
+        // The server and viewer processes started below inherit it. Set between runs, when
+        // the previous run's threads have been joined.
+        std::env::set_var(streamsocket_transport::settings::TUNING_ENV, transport);
+        let shown = if transport.is_empty() {
+            "default"
+        } else {
+            transport.as_str()
+        };
+        for sc in SCENARIOS
+            .iter()
+            .flat_map(|sc| std::iter::repeat_n(sc, repeat as usize))
+        {
             if !only.is_empty() && !only.iter().any(|o| sc.name.contains(o.as_str())) {
                 continue;
             }
             let server = ServerProcess::start(&["--congestion", cc])?;
             let relay = streamsocket_tests::Relay::start(server.addr, sc.set, sc.schedule, 1)?;
             let relay_addr = relay.addr.clone();
-            let mut args = vec![
-                "--server-name".to_string(),
-                "localhost".into(),
-                "--ca".into(),
-                server.ca().display().to_string(),
-                "--headless".into(),
-                "--duration".into(),
-                seconds.to_string(),
-            ];
-            if !sc.automatic {
-                args.extend(["--quality".into(), "1".into()]);
-            }
+            let viewer_args = |duration: u64, quality: bool| {
+                let mut args = vec![
+                    "--server-name".to_string(),
+                    "localhost".into(),
+                    "--ca".into(),
+                    server.ca().display().to_string(),
+                    "--headless".into(),
+                    "--duration".into(),
+                    duration.to_string(),
+                ];
+                if quality {
+                    args.extend(["--quality".into(), "1".into()]);
+                }
+                args
+            };
+            let args = viewer_args(seconds, !sc.automatic);
+            // The others outlive the measured viewer, so it never sees one of them leave.
+            let beside: Vec<_> = (0..others)
+                .map(|_| {
+                    let (addr, args) = (server.addr.to_string(), viewer_args(seconds + 1, true));
+                    std::thread::spawn(move || {
+                        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                        run_viewer(&addr, &args, &[], Duration::from_secs(seconds + 30))
+                    })
+                })
+                .collect();
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let run = run_viewer(&relay_addr, &args, &[], Duration::from_secs(seconds + 30))?;
+            for b in beside {
+                let _ = b.join();
+            }
             drop(relay);
             let Some(s) = run.stats.as_ref() else {
                 println!(
-                    "| {cc} | {} | viewer failed: {} |",
+                    "| {cc} | {shown} | {} | viewer failed: {} |",
                     sc.name,
                     run.stderr().lines().last().unwrap_or("")
                 );
@@ -127,7 +174,7 @@ pub fn run(congestion: &[String], seconds: u64, only: &[String]) -> anyhow::Resu
             let concealed = get(s, "/audio/packets_concealed");
             let played = get(s, "/audio/packets_decoded") + concealed;
             println!(
-                "| {cc} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.0} | {:+.0} / {:+.0} | {} |",
+                "| {cc} | {shown} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.0} | {:+.0} / {:+.0} | {} |",
                 sc.name,
                 get(s, "/video/latency_ms/p50"),
                 get(s, "/video/latency_ms/p95"),

@@ -388,6 +388,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     ));
     let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
 
+    // The session's end, when the headless wait below saw it (a finished JoinHandle must not
+    // be polled again).
+    let mut finished: Option<Ended> = None;
     let closed_by_user = match presenter.as_mut() {
         Some(p) => {
             let links = WindowLinks {
@@ -416,7 +419,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 };
                 let until_quit = quit_rx.wait_for(|quit| *quit);
                 tokio::select! {
-                    _ = &mut running => {}
+                    r = &mut running => {
+                        finished = Some(r.unwrap_or(Ended::Lost("receiver task failed".into())));
+                    }
                     _ = until_deadline => {}
                     _ = until_quit => {}
                     _ = tokio::signal::ctrl_c() => {}
@@ -427,12 +432,12 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let elapsed = started.elapsed();
 
-    let ended = if running.is_finished() {
-        runtime
+    let ended = match finished {
+        Some(ended) => ended,
+        None if running.is_finished() => runtime
             .block_on(&mut running)
-            .unwrap_or(Ended::Lost("receiver task failed".into()))
-    } else {
-        Ended::Local
+            .unwrap_or(Ended::Lost("receiver task failed".into())),
+        None => Ended::Local,
     };
     runtime.block_on(async { running.abort() });
     // The last connection (the viewer may have reconnected meanwhile).

@@ -19,7 +19,7 @@ use tokio::time::{timeout, Instant};
 
 use crate::clock::MediaClock;
 use crate::hub::{Hub, Watch};
-use crate::video_encoder::EncodedFrame;
+use crate::video_encoder::{EncodedFrame, KeyframeRequests};
 
 /// How long a new connection has to open its control stream and say hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -520,6 +520,7 @@ async fn send_video(
     let broken = Arc::new(AtomicBool::new(true));
     let controls = hub.controls().clone();
     let mut held_for_pause = false;
+    let mut asker = KeyframeAsker::default();
     if let Some(c) = current.as_mut() {
         send_backlog(&conn, c, deadline, &stats, &broken, controls.paused());
     }
@@ -592,14 +593,14 @@ async fn send_video(
                             r.keyframes.request();
                         }
                     }
-                    if broken.load(Ordering::Relaxed) {
-                        if !f.keyframe {
-                            stats.frames_skipped_for_keyframe.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        }
+                    if broken.load(Ordering::Relaxed) && !f.keyframe {
+                        // Undecodable without the frames lost before it: skipped, and the
+                        // keyframe is asked for below.
+                        stats.frames_skipped_for_keyframe.fetch_add(1, Ordering::Relaxed);
+                    } else {
                         broken.store(false, Ordering::Relaxed);
+                        forward(&conn, f, deadline, &stats, &broken);
                     }
-                    forward(&conn, f, deadline, &stats, &broken);
                 }
                 Err(RecvError::Lagged(n)) => {
                     stats.frames_lagged.fetch_add(n, Ordering::Relaxed);
@@ -611,12 +612,54 @@ async fn send_video(
                 Err(RecvError::Closed) => return,
             },
         }
-        // A frame task that hit its deadline marked the stream broken: ask for a keyframe.
+        // A frame task that hit its deadline marked the stream broken: ask for a keyframe
+        // (when the path shows it can carry one).
         if broken.load(Ordering::Relaxed) {
             if let Some(r) = current.as_ref().and_then(|c| hub.rendition(c.rendition())) {
-                r.keyframes.request();
+                asker.ask(&conn, &r.keyframes, r.viewers() <= 1);
             }
         }
+    }
+}
+
+/// Asks for the keyframe a broken stream needs.
+///
+/// A viewer alone on its rendition asks whenever its stream is broken: during an outage the
+/// keyframes it asks for (one per `KEYFRAME_MIN_INTERVAL`) are lost like the frames around
+/// them, but whichever is still within its deadline when the link returns is retransmitted
+/// at once and brings the picture back within tens of milliseconds, and they cost nobody
+/// else anything.
+///
+/// When others watch the same rendition, every forced keyframe costs all of them bitrate (the
+/// encoder's rate control takes it from the frames around it), so a viewer in an outage must
+/// not keep forcing keyframes into a dead path: after its first request it asks again only
+/// once an acknowledgement has arrived since, which on a working path is within milliseconds
+/// (audio datagrams and frames are acknowledged as they arrive), so nothing changes there,
+/// and after an outage is the first packet back from the viewer. Having asked for nothing
+/// during the outage, its request then finds the rendition's allowance free.
+/// (docs/BENCHMARKS.md, section 5, "Outage recovery".)
+#[derive(Debug, Default)]
+struct KeyframeAsker {
+    /// ACK frames received from the viewer when the session last asked.
+    acks_at_last_request: Option<u64>,
+}
+
+impl KeyframeAsker {
+    /// `alone`: the viewer is the only one watching the rendition.
+    fn ask(&mut self, conn: &quinn::Connection, keyframes: &KeyframeRequests, alone: bool) {
+        let acks = conn.stats().frame_rx.acks;
+        if self.should_ask(acks, alone) {
+            keyframes.request();
+        }
+    }
+
+    /// Whether to ask now, `acks` ACK frames having been received so far.
+    fn should_ask(&mut self, acks: u64, alone: bool) -> bool {
+        if !alone && self.acks_at_last_request.is_some_and(|last| acks <= last) {
+            return false;
+        }
+        self.acks_at_last_request = Some(acks);
+        true
     }
 }
 
@@ -784,6 +827,36 @@ async fn send_audio(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_other_viewers_keyframes_are_asked_for_once_per_sign_of_life() {
+        let mut asker = KeyframeAsker::default();
+        assert!(asker.should_ask(7, false), "the first loss asks at once");
+        // An outage: nothing acknowledged, no more requests however often the loop checks.
+        assert!(!asker.should_ask(7, false));
+        assert!(!asker.should_ask(7, false));
+        // The path is back: the first acknowledgement asks again, once.
+        assert!(asker.should_ask(8, false));
+        assert!(!asker.should_ask(8, false));
+        // On a working path every check has new acknowledgements behind it.
+        assert!(asker.should_ask(9, false));
+        assert!(asker.should_ask(12, false));
+    }
+
+    #[test]
+    fn a_viewer_alone_on_its_rendition_always_asks() {
+        let mut asker = KeyframeAsker::default();
+        assert!(asker.should_ask(7, true));
+        assert!(
+            asker.should_ask(7, true),
+            "nothing acknowledged, still asks"
+        );
+        assert!(
+            !asker.should_ask(7, false),
+            "another viewer joined: waits for a sign of life"
+        );
+        assert!(asker.should_ask(8, false));
+    }
 
     #[test]
     fn rate_limit_allows_a_burst_then_the_rate() {

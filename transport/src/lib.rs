@@ -149,23 +149,48 @@ pub fn close(conn: &quinn::Connection, code: ErrorCode, reason: &str) {
 
 /// Transport settings. Chosen, not inherited: quinn's defaults buffer seconds of media
 /// (10 MB send window, 1 MiB datagram buffer), which turns a slow link into growing delay.
+/// Each value below is justified by `streamsocket-bench network --transport ...` runs,
+/// recorded in docs/BENCHMARKS.md, section 5, "Transport settings".
 pub mod settings {
     use super::*;
 
-    /// Idle time after which a silent connection is dropped.
+    /// Idle time after which a silent connection is dropped: the longest outage a session
+    /// survives. Measured: with 1 s a 2 s outage ends the session, with 3 s it recovers as
+    /// with 10 s. 10 s rides out the outages a person would wait through (a train tunnel, a
+    /// Wi-Fi handover) without holding a dead viewer's state for long.
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-    /// Keep-alive interval: well inside the idle timeout, and keeps NAT bindings open.
+    /// Keep-alive interval: only sent when nothing else is (a paused broadcast), well inside
+    /// the idle timeout and the shortest common NAT binding lifetimes (~30 s). Not measurable
+    /// on loopback (no NAT); its cost is one small packet per 2 s.
     pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
-    /// Server send window: about 1 s of the top rendition plus a keyframe. Frames that cannot
-    /// leave within their deadline are reset rather than queued behind this.
-    pub const SEND_WINDOW: u64 = 2 * 1024 * 1024;
-    /// Audio datagrams waiting to be sent: ~0.5 s of 64 kbit/s Opus in 20 ms packets.
-    pub const DATAGRAM_SEND_BUFFER: usize = 16 * 1024;
+    /// Server send window (unacknowledged stream bytes per viewer). Measured from 32 KiB to
+    /// 10 MiB with a 500 kbit/s cap and at 200 ms RTT: no difference, because each frame is
+    /// reset at its deadline (300 ms), which bounds what is in flight far below any of these.
+    /// So it is a memory bound, not a latency lever: 256 KiB is 15 times the largest frame
+    /// of the default top rung (a 17 KB keyframe) and about 1 s of a 2 Mbit/s rung, and caps
+    /// 500 viewers at 128 MiB where 2 MiB allowed 1 GiB.
+    pub const SEND_WINDOW: u64 = 256 * 1024;
+    /// Viewer's receive window per frame stream. Measured at 200 ms RTT: 16 KiB, smaller
+    /// than a keyframe, costs that frame a round trip per window (freezes of 0.6 s, 15 to 47
+    /// frames skipped); 64 KiB and more are the same as quinn's 1.25 MB. 256 KiB leaves
+    /// room for the keyframes of larger rungs.
+    pub const STREAM_RECEIVE_WINDOW: u32 = 256 * 1024;
+    /// Audio datagrams waiting to be sent (quinn drops the oldest beyond it). Measured from
+    /// 2 KiB to 1 MiB under a 500 kbit/s cap: no difference, as BBR lets datagrams out and
+    /// the queue builds at the bottleneck, not here. It is the bound for when the congestion
+    /// window does hold them: 4 KiB is ~340 ms of the highest Opus bitrate (96 kbit/s in
+    /// 20 ms packets), 0.6 s of the default 48 kbit/s; older audio is useless to the viewer.
+    pub const DATAGRAM_SEND_BUFFER: usize = 4 * 1024;
     /// Viewer's datagram receive buffer.
     pub const DATAGRAM_RECEIVE_BUFFER: usize = 64 * 1024;
-    /// Frame streams the server may have open towards one viewer at once: a second of
-    /// video at 60 fps with room to spare; a stream ends when its frame is read or reset.
-    pub const MAX_FRAME_STREAMS: u32 = 128;
+    /// Frame streams the server may have open towards one viewer at once (a stream ends
+    /// when its frame is acknowledged or reset). Measured at 200 ms RTT, 30 fps: 4 stalls
+    /// the stream (53 frames of 342 decoded), 8 is just enough (p95 +10 ms), 16 and more
+    /// are the same as 128; the outage is the same from 4 up. 64 covers a 60 fps rung whose
+    /// frames all live to their 300 ms deadline on a 200 ms RTT path, twice over.
+    pub const MAX_FRAME_STREAMS: u32 = 64;
+    /// Path MTU discovery (quinn's default: on, probing up to 1452 bytes).
+    pub const MTU_DISCOVERY: bool = true;
 
     /// Datagrams a viewer may send the server. quinn only sends datagrams on a connection
     /// whose own receive buffer is enabled, so the server keeps a token one; it never reads
@@ -208,9 +233,142 @@ pub mod settings {
         }
     }
 
+    /// The settings in force: the constants above, except where a benchmark overrides them
+    /// through the `STREAMSOCKET_TRANSPORT` environment variable (see [`Tuning::parse`]).
+    /// Only for measuring alternatives (`streamsocket-bench network --transport ...`); the
+    /// binaries log a warning when it is set.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Tuning {
+        pub send_window: u64,
+        pub stream_receive_window: u32,
+        pub datagram_send_buffer: usize,
+        pub max_frame_streams: u32,
+        pub mtu_discovery: bool,
+        pub keep_alive: Duration,
+        pub idle_timeout: Duration,
+    }
+
+    /// The environment variable a benchmark sets to override transport settings.
+    pub const TUNING_ENV: &str = "STREAMSOCKET_TRANSPORT";
+
+    impl Default for Tuning {
+        fn default() -> Self {
+            Self {
+                send_window: SEND_WINDOW,
+                stream_receive_window: STREAM_RECEIVE_WINDOW,
+                datagram_send_buffer: DATAGRAM_SEND_BUFFER,
+                max_frame_streams: MAX_FRAME_STREAMS,
+                mtu_discovery: MTU_DISCOVERY,
+                keep_alive: KEEP_ALIVE,
+                idle_timeout: IDLE_TIMEOUT,
+            }
+        }
+    }
+
+    impl Tuning {
+        /// The defaults with `spec`'s changes: comma-separated `key=value` pairs among
+        /// `send_window`, `stream_receive_window`, `datagram_send_buffer` (bytes, or with a
+        /// `k`/`M` suffix for KiB/MiB), `max_frame_streams` (a count), `mtu_discovery`
+        /// (`on`/`off`), `keep_alive`, `idle_timeout` (`ms` or `s`). Empty: the defaults.
+        pub fn parse(spec: &str) -> Result<Self, String> {
+            let mut t = Self::default();
+            for item in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let (key, value) = item
+                    .split_once('=')
+                    .ok_or_else(|| format!("{item:?}: expected key=value"))?;
+                let (key, value) = (key.trim(), value.trim());
+                let bad = |what: &str| format!("{key}={value:?}: expected {what}");
+                match key {
+                    "send_window" => t.send_window = bytes(value).ok_or_else(|| bad("bytes"))?,
+                    "stream_receive_window" => {
+                        let b = bytes(value).filter(|&b| b <= u32::MAX as u64);
+                        t.stream_receive_window = b.ok_or_else(|| bad("bytes"))? as u32;
+                    }
+                    "datagram_send_buffer" => {
+                        t.datagram_send_buffer = bytes(value).ok_or_else(|| bad("bytes"))? as usize
+                    }
+                    "max_frame_streams" => {
+                        t.max_frame_streams = value.parse().map_err(|_| bad("a count"))?
+                    }
+                    "mtu_discovery" => {
+                        t.mtu_discovery = match value {
+                            "on" => true,
+                            "off" => false,
+                            _ => return Err(bad("on or off")),
+                        }
+                    }
+                    "keep_alive" => {
+                        t.keep_alive = duration(value).ok_or_else(|| bad("a duration"))?
+                    }
+                    "idle_timeout" => {
+                        t.idle_timeout = duration(value).ok_or_else(|| bad("a duration"))?
+                    }
+                    other => return Err(format!("unknown transport setting {other:?}")),
+                }
+            }
+            Ok(t)
+        }
+
+        /// The settings in force in this process: [`TUNING_ENV`]'s overrides when it is set
+        /// (a malformed value is logged and ignored), else the defaults.
+        pub fn current() -> Self {
+            match std::env::var(TUNING_ENV) {
+                Ok(spec) => match Self::parse(&spec) {
+                    Ok(t) => {
+                        tracing::warn!("{TUNING_ENV} overrides the transport settings: {t:?}");
+                        t
+                    }
+                    Err(e) => {
+                        tracing::error!("{TUNING_ENV} ignored: {e}");
+                        Self::default()
+                    }
+                },
+                Err(_) => Self::default(),
+            }
+        }
+
+        fn apply_common(&self, t: &mut quinn::TransportConfig) {
+            t.max_idle_timeout(Some(
+                self.idle_timeout
+                    .try_into()
+                    .unwrap_or(quinn::IdleTimeout::from(VarInt::MAX)),
+            ))
+            .keep_alive_interval(Some(self.keep_alive));
+            if !self.mtu_discovery {
+                t.mtu_discovery_config(None);
+            }
+            t.stream_receive_window(VarInt::from_u32(self.stream_receive_window));
+        }
+    }
+
+    /// `1500`, `64k` (KiB) or `2M` (MiB).
+    fn bytes(s: &str) -> Option<u64> {
+        let (digits, unit) = match s.strip_suffix(['k', 'K']) {
+            Some(d) => (d, 1024),
+            None => match s.strip_suffix('M') {
+                Some(d) => (d, 1024 * 1024),
+                None => (s, 1),
+            },
+        };
+        digits.parse::<u64>().ok()?.checked_mul(unit)
+    }
+
+    /// `250ms` or `10s`.
+    fn duration(s: &str) -> Option<Duration> {
+        if let Some(ms) = s.strip_suffix("ms") {
+            return ms.parse().ok().map(Duration::from_millis);
+        }
+        s.strip_suffix('s')?.parse().ok().map(Duration::from_secs)
+    }
+
     /// The server's transport, with the given congestion controller: the viewer may open one
     /// bidirectional (control) stream and nothing else.
     pub fn server_with(congestion: Congestion) -> Arc<quinn::TransportConfig> {
+        server_tuned(congestion, &Tuning::current())
+    }
+
+    /// [`server_with`] with explicit settings.
+    fn server_tuned(congestion: Congestion, tuning: &Tuning) -> Arc<quinn::TransportConfig> {
         let mut t = quinn::TransportConfig::default();
         match congestion {
             Congestion::Cubic => {}
@@ -226,22 +384,55 @@ pub mod settings {
         t.max_concurrent_bidi_streams(VarInt::from_u32(1))
             .max_concurrent_uni_streams(VarInt::from_u32(0))
             .datagram_receive_buffer_size(Some(SERVER_DATAGRAM_RECEIVE_BUFFER))
-            .datagram_send_buffer_size(DATAGRAM_SEND_BUFFER)
-            .send_window(SEND_WINDOW)
-            .max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("fits")))
-            .keep_alive_interval(Some(KEEP_ALIVE));
+            .datagram_send_buffer_size(tuning.datagram_send_buffer)
+            .send_window(tuning.send_window);
+        tuning.apply_common(&mut t);
         Arc::new(t)
     }
 
     /// The viewer's transport: accepts the server's frame streams and audio datagrams.
     pub fn client() -> Arc<quinn::TransportConfig> {
+        client_tuned(&Tuning::current())
+    }
+
+    /// [`client`] with explicit settings.
+    fn client_tuned(tuning: &Tuning) -> Arc<quinn::TransportConfig> {
         let mut t = quinn::TransportConfig::default();
         t.max_concurrent_bidi_streams(VarInt::from_u32(0))
-            .max_concurrent_uni_streams(VarInt::from_u32(MAX_FRAME_STREAMS))
-            .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER))
-            .max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("fits")))
-            .keep_alive_interval(Some(KEEP_ALIVE));
+            .max_concurrent_uni_streams(VarInt::from_u32(tuning.max_frame_streams))
+            .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER));
+        tuning.apply_common(&mut t);
         Arc::new(t)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn tuning_parses_overrides_and_keeps_the_rest() {
+            assert_eq!(Tuning::parse("").unwrap(), Tuning::default());
+            let t = Tuning::parse(
+                "send_window=512k, max_frame_streams=32,mtu_discovery=off,idle_timeout=30s,\
+                 keep_alive=500ms,stream_receive_window=1M,datagram_send_buffer=4000",
+            )
+            .unwrap();
+            assert_eq!(t.send_window, 512 * 1024);
+            assert_eq!(t.max_frame_streams, 32);
+            assert!(!t.mtu_discovery);
+            assert_eq!(t.idle_timeout, Duration::from_secs(30));
+            assert_eq!(t.keep_alive, Duration::from_millis(500));
+            assert_eq!(t.stream_receive_window, 1024 * 1024);
+            assert_eq!(t.datagram_send_buffer, 4000);
+            for bad in [
+                "send_window",
+                "send_window=lots",
+                "mtu_discovery=maybe",
+                "colour=red",
+            ] {
+                assert!(Tuning::parse(bad).is_err(), "{bad}");
+            }
+        }
     }
 }
 
