@@ -161,6 +161,7 @@ fn run(
     ctx: AudioContext,
     mut output: Box<dyn AudioOutput>,
 ) {
+    ctx.sync.set_ceiling(ctx.ceiling_us);
     let mut jitter = JitterBuffer::new(ctx.ceiling_us);
     let mut target = PlayoutTarget::new(ctx.ceiling_us);
     let mut pcm = vec![0i16; SAMPLES_PER_PACKET];

@@ -57,6 +57,7 @@ pub enum Reason {
     FramesSkipped(u64),
     DecoderBusy(u64),
     LatencyGrowing { now_ms: u64, usual_ms: u64 },
+    LatencyOverTarget { now_ms: u64, target_ms: u64 },
     RoundTripGrowing { now_ms: u64, min_ms: u64 },
     HeavyLoss { percent: f64 },
     Clean { seconds: u32 },
@@ -70,6 +71,9 @@ impl fmt::Display for Reason {
             Reason::DecoderBusy(n) => write!(f, "decoder behind ({n} frames dropped)"),
             Reason::LatencyGrowing { now_ms, usual_ms } => {
                 write!(f, "latency {now_ms} ms, usually {usual_ms} ms")
+            }
+            Reason::LatencyOverTarget { now_ms, target_ms } => {
+                write!(f, "latency {now_ms} ms, over the {target_ms} ms target")
             }
             Reason::RoundTripGrowing { now_ms, min_ms } => {
                 write!(f, "round trip {now_ms} ms, at least {min_ms} ms")
@@ -96,6 +100,8 @@ pub struct AutoQuality {
     ladder_kbps: Vec<u32>,
     /// The highest rung allowed (the user's cap).
     top: usize,
+    /// The viewer's latency target: frames later than this miss the server's deadline.
+    target_us: u64,
     last: Option<Observation>,
     latency_p50s: VecDeque<u64>,
     rtts: VecDeque<u64>,
@@ -110,12 +116,14 @@ pub struct AutoQuality {
 }
 
 impl AutoQuality {
-    /// `ladder_kbps`: the rungs' bitrates, highest first; `cap`: the highest rung allowed.
-    pub fn new(ladder_kbps: Vec<u32>, cap: usize) -> Self {
+    /// `ladder_kbps`: the rungs' bitrates, highest first; `cap`: the highest rung allowed;
+    /// `target_us`: the viewer's latency target.
+    pub fn new(ladder_kbps: Vec<u32>, cap: usize, target_us: u64) -> Self {
         let top = cap.min(ladder_kbps.len().saturating_sub(1));
         Self {
             ladder_kbps,
             top,
+            target_us,
             last: None,
             latency_p50s: VecDeque::new(),
             rtts: VecDeque::new(),
@@ -151,14 +159,14 @@ impl AutoQuality {
     fn decide(&mut self, obs: Observation, index: usize) -> Option<Decision> {
         let in_grace = self.grace_s > 0;
         self.grace_s = self.grace_s.saturating_sub(1);
-        // The first observation only sets the baseline for the differences.
-        let last = self.last.replace(obs)?;
-        let delta = |now: u64, before: u64| now.saturating_sub(before);
-        let throughput_kbps = delta(obs.video_bytes, last.video_bytes) * 8 / 1000;
         let usual_latency = self.latency_p50s.iter().min().copied();
         let min_rtt = self.rtts.iter().min().copied();
         push_window(&mut self.latency_p50s, obs.latency_p50_us);
         push_window(&mut self.rtts, obs.rtt_us);
+        // The first observation only sets the baseline for the differences.
+        let last = self.last.replace(obs)?;
+        let delta = |now: u64, before: u64| now.saturating_sub(before);
+        let throughput_kbps = delta(obs.video_bytes, last.video_bytes) * 8 / 1000;
 
         let played = delta(obs.audio_played, last.audio_played);
         let concealed = delta(obs.audio_concealed, last.audio_concealed);
@@ -185,8 +193,17 @@ impl AutoQuality {
             (Some(now), Some(min)) if !in_grace => Some((now, min, now.saturating_sub(min))),
             _ => None,
         };
+        let over_target = obs
+            .latency_p90_us
+            .filter(|l| !in_grace && *l > self.target_us);
         let trouble = if reset >= 2 {
             Some((Reason::FramesReset(reset), true))
+        } else if let Some(now) = over_target {
+            let reason = Reason::LatencyOverTarget {
+                now_ms: now / 1000,
+                target_ms: self.target_us / 1000,
+            };
+            Some((reason, true))
         } else if let Some((now, usual, _)) =
             latency_growth.filter(|(_, _, g)| *g > QUEUE_GROWTH_US)
         {
@@ -306,7 +323,7 @@ mod tests {
     impl Run {
         fn new(index: usize) -> Self {
             let mut run = Self {
-                auto: AutoQuality::new(LADDER.to_vec(), 0),
+                auto: AutoQuality::new(LADDER.to_vec(), 0, 300_000),
                 obs: Observation {
                     latency_p50_us: Some(100_000),
                     latency_p90_us: Some(110_000),
@@ -357,10 +374,11 @@ mod tests {
     fn a_growing_queue_steps_down_to_what_the_path_carried() {
         let mut run = Run::new(0);
         run.clean(3);
-        // Latency 400 ms above its usual, while only 450 kbit/s got through.
+        // Latency 170 ms above its usual (still under the target), while only 450 kbit/s
+        // got through.
         let d = run
             .second(|o| {
-                o.latency_p90_us = Some(500_000);
+                o.latency_p90_us = Some(270_000);
                 o.video_bytes -= 1_500_000 / 8;
                 o.video_bytes += 450_000 / 8;
             })
@@ -370,6 +388,26 @@ mod tests {
             Reason::LatencyGrowing { usual_ms: 100, .. }
         ));
         assert_eq!(d.to, 2, "skips the rung that would not fit either");
+    }
+
+    #[test]
+    fn latency_over_the_target_steps_down_even_without_a_baseline() {
+        let mut auto = AutoQuality::new(LADDER.to_vec(), 0, 300_000);
+        let mut obs = Observation {
+            latency_p50_us: Some(400_000),
+            latency_p90_us: Some(450_000),
+            ..Observation::default()
+        };
+        assert_eq!(auto.tick(obs, 0), None, "the first tick only records");
+        obs.video_bytes += 100_000;
+        let d = auto.tick(obs, 0).expect("steps down");
+        assert_eq!(
+            d.reason,
+            Reason::LatencyOverTarget {
+                now_ms: 450,
+                target_ms: 300
+            }
+        );
     }
 
     #[test]
@@ -438,7 +476,7 @@ mod tests {
 
     #[test]
     fn the_users_cap_is_honoured() {
-        let mut auto = AutoQuality::new(LADDER.to_vec(), 1);
+        let mut auto = AutoQuality::new(LADDER.to_vec(), 1, 300_000);
         let obs = Observation {
             latency_p50_us: Some(100_000),
             latency_p90_us: Some(100_000),
@@ -458,12 +496,12 @@ mod tests {
         run.clean(FIRST_PROBE_WAIT_S);
         assert_eq!(run.index, 0, "tried the rung above");
         // The new encoder's first keyframe: a spike for a second.
-        assert_eq!(run.second(|o| o.latency_p90_us = Some(400_000)), None);
+        assert_eq!(run.second(|o| o.latency_p90_us = Some(280_000)), None);
         run.obs.latency_p90_us = Some(110_000);
         run.clean(1);
         // After the grace, the same spike counts.
         let d = run
-            .second(|o| o.latency_p90_us = Some(400_000))
+            .second(|o| o.latency_p90_us = Some(280_000))
             .expect("steps down");
         assert!(matches!(d.reason, Reason::LatencyGrowing { .. }));
         // Resets count even in the grace.

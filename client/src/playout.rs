@@ -235,6 +235,8 @@ impl PlayoutTarget {
 pub struct AvSync {
     /// Capture-to-heard delay of the audio playing now, µs; 0 while no audio plays.
     audio_delay_us: AtomicU64,
+    /// The most delay audio will take (the viewer's latency target), µs; 0: no limit.
+    ceiling_us: AtomicU64,
     video_latency_us: Mutex<VecDeque<u64>>,
 }
 
@@ -251,6 +253,18 @@ impl AvSync {
             0 => None,
             d => Some(d),
         }
+    }
+
+    pub fn set_ceiling(&self, ceiling_us: u64) {
+        self.ceiling_us.store(ceiling_us, Ordering::Relaxed);
+    }
+
+    /// Whether audio can still wait for late pictures. At its ceiling it cannot: pictures
+    /// later than the sound are then shown late rather than dropped, since dropping them all
+    /// would freeze the picture while sync is out of reach anyway.
+    pub fn audio_can_wait(&self) -> bool {
+        let ceiling = self.ceiling_us.load(Ordering::Relaxed);
+        ceiling == 0 || self.audio_delay_us.load(Ordering::Relaxed) + PACKET_US < ceiling
     }
 
     pub fn on_video_decoded(&self, latency_us: u64) {
@@ -473,5 +487,10 @@ mod tests {
         assert_eq!(sync.video_need_us(), Some(205_000));
         sync.set_audio_delay(None);
         assert_eq!(sync.audio_delay_us(), None);
+        sync.set_ceiling(300_000);
+        sync.set_audio_delay(Some(200_000));
+        assert!(sync.audio_can_wait());
+        sync.set_audio_delay(Some(295_000));
+        assert!(!sync.audio_can_wait(), "at the ceiling");
     }
 }

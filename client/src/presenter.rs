@@ -4,7 +4,9 @@
 //!
 //! A picture whose time has passed when a newer one is also due is replaced (counted as not
 //! presented); one that comes more than [`TOO_LATE_US`] after its time is dropped and
-//! counted, as showing it would put the picture behind the sound.
+//! counted, as showing it would put the picture behind the sound, unless the audio is at its
+//! ceiling delay and cannot wait for pictures any longer: then late pictures are shown (and
+//! counted as such) rather than freezing the picture.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,8 +45,10 @@ pub struct Due {
     pub picture: Option<Presentable>,
     /// Due pictures passed over for a newer due one.
     pub replaced: u64,
-    /// Pictures that came too late for the audio clock.
+    /// Pictures that came too late for the audio clock, dropped.
     pub too_late: u64,
+    /// Pictures that came too late but were shown (audio could not wait longer).
+    pub shown_late: u64,
 }
 
 /// Decoded pictures in capture order, waiting for their time.
@@ -79,7 +83,8 @@ impl PictureQueue {
 
     /// The newest picture due at `now_us` (server clock), given the audio's playout delay
     /// (`None`: no audio plays, so pictures are due as soon as they are decoded).
-    pub fn take_due(&self, now_us: u64, audio_delay_us: Option<u64>) -> Due {
+    /// `drop_late`: drop a picture too late for the sound (else show it, counted).
+    pub fn take_due(&self, now_us: u64, audio_delay_us: Option<u64>, drop_late: bool) -> Due {
         let mut q = self.pictures.lock().expect("not poisoned");
         let delay = audio_delay_us.unwrap_or(0);
         let mut due = Due::default();
@@ -92,8 +97,12 @@ impl PictureQueue {
         }
         if let (Some(p), Some(_)) = (&due.picture, audio_delay_us) {
             if now_us > p.capture_us + delay + TOO_LATE_US {
-                due.picture = None;
-                due.too_late += 1;
+                if drop_late {
+                    due.picture = None;
+                    due.too_late += 1;
+                } else {
+                    due.shown_late += 1;
+                }
             }
         }
         due
@@ -111,7 +120,7 @@ pub fn take_and_account(
     let offset = stats.lock().expect("not poisoned").clock_offset_us;
     let now = clock.now_us();
     let now_server = (now as i64 + offset.unwrap_or(0)).max(0) as u64;
-    let due = queue.take_due(now_server, sync.audio_delay_us());
+    let due = queue.take_due(now_server, sync.audio_delay_us(), sync.audio_can_wait());
     if due.picture.is_none() && due.replaced == 0 && due.too_late == 0 {
         return None;
     }
@@ -119,6 +128,7 @@ pub fn take_and_account(
     let v = &mut s.video;
     v.frames_not_presented += due.replaced;
     v.frames_too_late += due.too_late;
+    v.frames_shown_late += due.shown_late;
     let p = due.picture?;
     v.frames_presented += 1;
     v.stages.present.record_us(now.saturating_sub(p.decoded_us));
@@ -171,12 +181,14 @@ mod tests {
         q.put(picture(1_033_000));
         // Audio plays 100 ms behind capture.
         let delay = Some(100_000);
-        assert!(q.take_due(1_099_999, delay).picture.is_none());
-        let due = q.take_due(1_100_000, delay);
+        assert!(q.take_due(1_099_999, delay, true).picture.is_none());
+        let due = q.take_due(1_100_000, delay, true);
         assert_eq!(due.picture.map(|p| p.capture_us), Some(1_000_000));
-        assert!(q.take_due(1_120_000, delay).picture.is_none());
+        assert!(q.take_due(1_120_000, delay, true).picture.is_none());
         assert_eq!(
-            q.take_due(1_133_000, delay).picture.map(|p| p.capture_us),
+            q.take_due(1_133_000, delay, true)
+                .picture
+                .map(|p| p.capture_us),
             Some(1_033_000)
         );
     }
@@ -185,7 +197,7 @@ mod tests {
     fn without_audio_pictures_are_due_at_once() {
         let q = PictureQueue::default();
         q.put(picture(5_000_000));
-        assert!(q.take_due(5_000_000, None).picture.is_some());
+        assert!(q.take_due(5_000_000, None, true).picture.is_some());
     }
 
     #[test]
@@ -196,14 +208,19 @@ mod tests {
         }
         let delay = Some(100_000);
         // At 1.170 s all three are due; the newest is 4 ms past its time: shown.
-        let due = q.take_due(1_170_000, delay);
+        let due = q.take_due(1_170_000, delay, true);
         assert_eq!(due.replaced, 2);
         assert_eq!(due.picture.map(|p| p.capture_us), Some(1_066_000));
         // One that is 20 ms past its time is dropped.
         q.put(picture(1_099_000));
-        let due = q.take_due(1_219_000, delay);
+        let due = q.take_due(1_219_000, delay, true);
         assert!(due.picture.is_none());
         assert_eq!(due.too_late, 1);
+        // Unless audio cannot wait any longer: then it is shown, and counted.
+        q.put(picture(1_132_000));
+        let due = q.take_due(1_252_000, delay, false);
+        assert!(due.picture.is_some());
+        assert_eq!((due.too_late, due.shown_late), (0, 1));
     }
 
     #[test]
@@ -215,7 +232,7 @@ mod tests {
         assert_eq!(q.overflow.load(Ordering::Relaxed), 4);
         q.close();
         assert!(!q.is_finished());
-        let _ = q.take_due(u64::MAX / 2, None);
+        let _ = q.take_due(u64::MAX / 2, None, true);
         assert!(q.is_finished());
     }
 }

@@ -64,6 +64,8 @@ pub struct Session {
     pub endpoint: quinn::Endpoint,
     pub conn: quinn::Connection,
     pub welcome: Welcome,
+    /// The latency target the hello asked for, ms.
+    pub latency_target_ms: u16,
     pub writer: ControlWriter,
     pub reader: ControlReader,
 }
@@ -203,6 +205,7 @@ pub async fn connect(
         endpoint,
         conn,
         welcome,
+        latency_target_ms: opts.latency_target_ms,
         writer,
         reader,
     })
@@ -574,6 +577,11 @@ async fn control(
     let mut auto = AutoQuality::new(
         choices.ladder.iter().map(|r| r.bitrate_kbps).collect(),
         auto_cap,
+        // 0 asks for the server's default, 300 ms.
+        match session.latency_target_ms {
+            0 => 300_000,
+            ms => ms as u64 * 1000,
+        },
     );
     let mut auto_timer = tokio::time::interval(Duration::from_secs(1));
     let mut report_timer = tokio::time::interval(REPORT_EVERY);

@@ -101,6 +101,8 @@ pub struct VideoStats {
     pub frames_not_presented: u64,
     /// Decoded frames dropped because they came too late for the audio clock (A/V sync).
     pub frames_too_late: u64,
+    /// Frames shown later than the sound because audio was at its ceiling delay.
+    pub frames_shown_late: u64,
     pub keyframes: u64,
     pub keyframe_requests: u64,
     pub bytes: u64,
@@ -385,6 +387,7 @@ impl Stats {
                 "switch_ms": v.switch_time.to_json(),
                 "frames_not_presented": v.frames_not_presented,
                 "frames_too_late": v.frames_too_late,
+                "frames_shown_late": v.frames_shown_late,
                 "keyframes": v.keyframes,
                 "keyframe_requests": v.keyframe_requests,
                 "bytes": v.bytes,

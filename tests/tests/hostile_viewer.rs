@@ -6,7 +6,7 @@ use std::time::Duration;
 use streamsocket_proto::control::{ControlMessage, Ping};
 use streamsocket_proto::ErrorCode;
 use streamsocket_tests::{
-    assert_kept_watching, connect_raw, exclusive, spawn_viewer, ServerProcess,
+    assert_kept_watching, connect_raw, exclusive, num, spawn_viewer, ServerProcess,
 };
 
 /// Sends `bytes` on a fresh control stream and returns the code the server closed with.
@@ -76,4 +76,138 @@ fn broken_viewers_are_disconnected_while_a_good_one_keeps_watching() {
         log.contains("malformed message") || log.contains("control stream"),
         "server logs why:\n{log}"
     );
+}
+
+/// A raw viewer that has said hello and read its welcome, for scripted misbehaviour.
+async fn joined_raw(
+    server: &ServerProcess,
+) -> (
+    quinn::Endpoint,
+    quinn::Connection,
+    streamsocket_transport::ControlWriter,
+    streamsocket_transport::ControlReader,
+) {
+    let (endpoint, conn) = connect_raw(server).await;
+    let (send, recv) = conn.open_bi().await.unwrap();
+    let mut writer = streamsocket_transport::ControlWriter::new(send);
+    let mut reader = streamsocket_transport::ControlReader::new(recv);
+    let hello = ControlMessage::Hello(streamsocket_proto::control::Hello {
+        version: streamsocket_proto::PROTOCOL_VERSION,
+        rendition: streamsocket_proto::control::WishedRendition::Fixed(0),
+        latency_target_ms: 0,
+        client_name: "hostile".into(),
+        token: String::new(),
+    });
+    writer.send(&hello).await.unwrap();
+    match reader.next().await {
+        Ok(Some(ControlMessage::Welcome(_))) => {}
+        other => panic!("expected a welcome, got {other:?}"),
+    }
+    (endpoint, conn, writer, reader)
+}
+
+/// The server's resident memory, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn floods_deaf_viewers_and_abandoned_handshakes_do_not_reach_a_good_viewer() {
+    let _machine = exclusive();
+    let server = ServerProcess::start(&["--max-viewers", "8"]).unwrap();
+    let good = spawn_viewer(&server, &["--duration", "16", "--quality", "1"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        server
+            .wait_for_log("viewer joined", Duration::from_secs(10))
+            .await;
+
+        // A viewer that never reads: it accepts no frame stream and no datagram. QUIC's flow
+        // control holds the server back, the deadlines reset what it cannot send, and the
+        // server's memory does not grow with it.
+        // The encoder's memory grows for its first seconds (12 to 60 MB here); measure from
+        // its first status report, when it runs steadily.
+        server
+            .wait_for_log("encoder status", Duration::from_secs(15))
+            .await;
+        let (_deaf_endpoint, deaf, _deaf_send, _deaf_reader) = joined_raw(&server).await;
+        let before = rss_kib(server.pid());
+
+        // A viewer that tries to open streams towards the server and sends datagrams: the
+        // server grants it no stream beyond the control stream.
+        let (_e, pushy, _s, _r) = joined_raw(&server).await;
+        let opened = tokio::time::timeout(Duration::from_millis(500), pushy.open_uni()).await;
+        assert!(opened.is_err(), "the server granted a stream towards it");
+        let opened = tokio::time::timeout(Duration::from_millis(500), pushy.open_bi()).await;
+        assert!(
+            opened.is_err(),
+            "the server granted a second control stream"
+        );
+        for _ in 0..100 {
+            let _ = pushy.send_datagram(vec![0x41; 1000].into());
+        }
+
+        // A flood of keyframe requests: the server closes that viewer for it.
+        let (_e, flooder, mut writer, _r) = joined_raw(&server).await;
+        for _ in 0..1000 {
+            if writer
+                .send(&ControlMessage::KeyframeRequest { rendition: 0 })
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(10), flooder.closed()).await {
+            Ok(quinn::ConnectionError::ApplicationClosed(c)) => assert_eq!(
+                ErrorCode::from_u16(c.error_code.into_inner() as u16),
+                ErrorCode::RateLimited
+            ),
+            other => panic!("expected RateLimited, got {other:?}"),
+        }
+
+        // Handshakes started and abandoned, many more than the server admits viewers.
+        for _ in 0..150 {
+            let (config, _) = streamsocket_client::tls::client_config(
+                streamsocket_client::tls::Trust::Ca(server.ca()),
+            )
+            .unwrap();
+            let endpoint =
+                streamsocket_transport::endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+            let connecting = endpoint
+                .connect_with(config, server.addr, "localhost")
+                .unwrap();
+            // Long enough for the first flight to leave, then gone without a word.
+            let _ = tokio::time::timeout(Duration::from_millis(5), connecting).await;
+            drop(endpoint);
+        }
+
+        // Five seconds of exposure to the deaf viewer (and the abandoned handshakes): the
+        // server's memory has not grown with what the deaf viewer did not read.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let after = rss_kib(server.pid());
+        assert!(
+            after < before + 16 * 1024,
+            "server memory grew from {before} KiB to {after} KiB"
+        );
+        drop(deaf);
+    });
+
+    // Through all of it the good viewer kept watching, and the flood did not make it pay
+    // for keyframes: forced ones come at most every 500 ms per rendition.
+    let run = good.join().unwrap();
+    assert_kept_watching(&run, 16.0, "the good viewer");
+    let keyframes = num(run.stats(), "/video/keyframes");
+    assert!(
+        keyframes <= 16.0 / 0.5 + 2.0,
+        "{keyframes} keyframes in 16 s"
+    );
+    let mut server = server;
+    assert!(server.is_running(), "server died:\n{}", server.log());
 }
