@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::clock::ViewerClock;
+use crate::clock::{to_server_us, ViewerClock};
 pub use crate::playout::NetAudio;
 use crate::playout::{AvSync, JitterBuffer, Playout, PlayoutTarget, PACKET_US};
 use crate::stats::Stats;
@@ -176,7 +176,10 @@ fn run(
         match input.recv_timeout(wait) {
             Ok(p) => {
                 let offset = ctx.stats.lock().expect("not poisoned").clock_offset_us;
-                target.on_audio(p.header.capture_us, server_time(ctx.clock.now_us(), offset));
+                target.on_audio(
+                    p.header.capture_us,
+                    to_server_us(ctx.clock.now_us(), offset),
+                );
                 jitter.insert(p);
                 next_tick.get_or_insert_with(Instant::now);
             }
@@ -189,7 +192,7 @@ fn run(
             // When this tick's samples will be heard, on the server's clock.
             let queued_us = output.queued_us();
             let heard_at = ctx.clock.now_us() + queued_us;
-            let playout = jitter.tick(server_time(heard_at, offset), target_us);
+            let playout = jitter.tick(to_server_us(heard_at, offset), target_us);
             // Before taking the stats lock: a full recording queue counts there.
             if let (Playout::Packet(header, payload), Some(r)) = (&playout, &ctx.recorder) {
                 r.audio(payload, header.capture_us);
@@ -200,7 +203,7 @@ fn run(
             let muted = ctx.muted.load(Ordering::Relaxed);
             match playout {
                 Playout::Packet(header, payload) => {
-                    let delay = server_time(heard_at, offset).saturating_sub(header.capture_us);
+                    let delay = to_server_us(heard_at, offset).saturating_sub(header.capture_us);
                     ctx.sync.set_audio_delay(Some(delay.max(1)));
                     match decoder.decode(&payload, &mut pcm, false) {
                         Ok(_) => {
@@ -273,11 +276,6 @@ fn run(
         s.audio.packets_dropped_catch_up = jitter.dropped_catch_up;
         s.audio.packets_stretched = jitter.stretched;
     }
-}
-
-/// A viewer-clock time on the server's clock.
-fn server_time(viewer_us: u64, offset: Option<i64>) -> u64 {
-    (viewer_us as i64 + offset.unwrap_or(0)).max(0) as u64
 }
 
 /// Where the test source's click starts in a packet: the first sample far louder than its

@@ -19,3 +19,9 @@ impl ViewerClock {
         self.epoch.elapsed().as_micros() as u64
     }
 }
+
+/// A viewer-clock time on the server's clock, given the estimated offset (server − viewer;
+/// none yet counts as zero).
+pub fn to_server_us(viewer_us: u64, offset_us: Option<i64>) -> u64 {
+    (viewer_us as i64 + offset_us.unwrap_or(0)).max(0) as u64
+}

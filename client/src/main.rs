@@ -67,8 +67,9 @@ struct Args {
     /// Write the session's statistics as JSON to this file when the viewer ends.
     #[arg(long, value_name = "PATH")]
     stats_json: Option<PathBuf>,
-    /// End-to-end latency to aim for, in ms; the server drops frames that cannot make it.
-    #[arg(long, default_value_t = 300, value_name = "MS")]
+    /// End-to-end latency to aim for, in ms (50 to 5000); the server drops frames that cannot
+    /// make it, and the sound waits at most this long for the picture.
+    #[arg(long, default_value_t = 300, value_name = "MS", value_parser = clap::value_parser!(u16).range(50..=5000))]
     latency_target: u16,
     /// Rendition to start with: its position in the server's ladder, 1 = highest (as the keys
     /// 1-9). Automatic quality when not given.

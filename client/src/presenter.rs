@@ -21,8 +21,9 @@ use crate::stats::Stats;
 /// How late after its time a picture may still be shown: audio may lead video by at most
 /// 15 ms (ATSC IS-191).
 pub const TOO_LATE_US: u64 = 15_000;
-/// Pictures waiting at most; beyond it the oldest is dropped.
-const CAPACITY: usize = 16;
+/// Pictures waiting at most (about a second at 30 fps, more than the sound ever waits);
+/// beyond it the oldest is dropped and counted.
+const CAPACITY: usize = 32;
 /// How often the presenters look for a due picture.
 pub const POLL: Duration = Duration::from_millis(2);
 
@@ -56,7 +57,7 @@ pub struct Due {
 pub struct PictureQueue {
     pictures: Mutex<VecDeque<Presentable>>,
     closed: AtomicBool,
-    /// Pictures dropped because the queue was full.
+    /// Pictures dropped because the queue was full, not yet counted in the stats.
     pub overflow: std::sync::atomic::AtomicU64,
 }
 
@@ -76,9 +77,13 @@ impl PictureQueue {
         self.closed.store(true, Ordering::Relaxed);
     }
 
-    pub fn is_finished(&self) -> bool {
+    /// The decoder has stopped: nothing more will come.
+    pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
-            && self.pictures.lock().expect("not poisoned").is_empty()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.is_closed() && self.pictures.lock().expect("not poisoned").is_empty()
     }
 
     /// The newest picture due at `now_us` (server clock), given the audio's playout delay
@@ -119,13 +124,14 @@ pub fn take_and_account(
 ) -> Option<Presentable> {
     let offset = stats.lock().expect("not poisoned").clock_offset_us;
     let now = clock.now_us();
-    let now_server = (now as i64 + offset.unwrap_or(0)).max(0) as u64;
+    let now_server = crate::clock::to_server_us(now, offset);
     let due = queue.take_due(now_server, sync.audio_delay_us(), sync.audio_can_wait());
     if due.picture.is_none() && due.replaced == 0 && due.too_late == 0 {
         return None;
     }
     let mut s = stats.lock().expect("not poisoned");
     let v = &mut s.video;
+    v.frames_dropped_queue_full += queue.overflow.swap(0, Ordering::Relaxed);
     v.frames_not_presented += due.replaced;
     v.frames_too_late += due.too_late;
     v.frames_shown_late += due.shown_late;
@@ -152,8 +158,14 @@ pub fn spawn_headless(
     Ok(thread::Builder::new()
         .name("presenter".into())
         .spawn(move || {
-            while !queue.is_finished() {
+            // Once the decoder has stopped, what is due is shown and the rest (pictures whose
+            // time is still ahead, at the end of the run) is left.
+            loop {
+                let closed = queue.is_closed();
                 while take_and_account(&queue, &sync, clock, &stats).is_some() {}
+                if closed {
+                    return;
+                }
                 thread::sleep(POLL);
             }
         })?)

@@ -46,7 +46,7 @@ pub enum ConnectError {
 }
 
 /// Where to connect and how to trust the server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectOptions {
     /// `host:port` as given on the command line.
     pub server: String,
@@ -57,6 +57,26 @@ pub struct ConnectOptions {
     pub latency_target_ms: u16,
     /// The access token for servers that require one (empty: none).
     pub token: String,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("server", &self.server)
+            .field("server_name", &self.server_name)
+            .field("trust", &self.trust)
+            .field("rendition", &self.rendition)
+            .field("latency_target_ms", &self.latency_target_ms)
+            .field(
+                "token",
+                &if self.token.is_empty() {
+                    "none"
+                } else {
+                    "(hidden)"
+                },
+            )
+            .finish()
+    }
 }
 
 /// A connected, welcomed session.
@@ -577,15 +597,21 @@ async fn control(
     let mut auto = AutoQuality::new(
         choices.ladder.iter().map(|r| r.bitrate_kbps).collect(),
         auto_cap,
-        // 0 asks for the server's default, 300 ms.
-        match session.latency_target_ms {
-            0 => 300_000,
-            ms => ms as u64 * 1000,
-        },
+        session.latency_target_ms as u64 * 1000,
     );
     let mut auto_timer = tokio::time::interval(Duration::from_secs(1));
+    // While automatic quality is off the timer is not polled: no burst of missed ticks when
+    // it comes back on.
+    auto_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut report_timer = tokio::time::interval(REPORT_EVERY);
-    let mut loss = LossWindow::default();
+    // Reports cover this connection's periods only, not what came before a reconnection.
+    let mut loss = {
+        let s = stats.lock().expect("not poisoned");
+        LossWindow {
+            played: s.audio.packets_decoded,
+            lost: s.audio.packets_concealed + s.audio.packets_late,
+        }
+    };
     if start_auto {
         if let Some(msg) = choices.apply(Command::Auto) {
             if let Err(e) = session.writer.send(&msg).await {
@@ -610,6 +636,7 @@ async fn control(
                         });
                         if choices.auto {
                             auto.restart();
+                            auto_timer.reset();
                         }
                     }
                 }
@@ -760,8 +787,10 @@ impl LossWindow {
 /// What automatic quality sees this second, from the stats (whose last-second latency
 /// window it empties) and QUIC's round trip.
 fn observe(s: &mut Stats, rtt: Duration) -> Observation {
-    let recent = std::mem::take(&mut s.video.latency_last_second);
+    let recent = &mut s.video.latency_last_second;
     let quantile = |q: f64| (recent.count() > 0).then(|| (recent.percentile_ms(q) * 1000.0) as u64);
+    let (latency_p50_us, latency_p90_us) = (quantile(0.5), quantile(0.9));
+    recent.reset();
     Observation {
         frames_reset: s.video.frames_reset,
         frames_skipped: s.video.frames_skipped,
@@ -769,8 +798,8 @@ fn observe(s: &mut Stats, rtt: Duration) -> Observation {
         video_bytes: s.video.bytes,
         audio_played: s.audio.packets_decoded,
         audio_concealed: s.audio.packets_concealed,
-        latency_p50_us: quantile(0.5),
-        latency_p90_us: quantile(0.9),
+        latency_p50_us,
+        latency_p90_us,
         rtt_us: Some(rtt.as_micros() as u64),
     }
 }

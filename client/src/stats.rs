@@ -27,6 +27,11 @@ impl Latency {
         self.0.len()
     }
 
+    /// Empties it, keeping its allocation.
+    pub fn reset(&mut self) {
+        self.0.reset();
+    }
+
     pub fn percentile_ms(&self, q: f64) -> f64 {
         self.0.value_at_quantile(q) as f64 / 1000.0
     }
@@ -103,6 +108,8 @@ pub struct VideoStats {
     pub frames_too_late: u64,
     /// Frames shown later than the sound because audio was at its ceiling delay.
     pub frames_shown_late: u64,
+    /// Decoded pictures dropped because the picture queue was full.
+    pub frames_dropped_queue_full: u64,
     pub keyframes: u64,
     pub keyframe_requests: u64,
     pub bytes: u64,
@@ -388,6 +395,7 @@ impl Stats {
                 "frames_not_presented": v.frames_not_presented,
                 "frames_too_late": v.frames_too_late,
                 "frames_shown_late": v.frames_shown_late,
+                "frames_dropped_queue_full": v.frames_dropped_queue_full,
                 "keyframes": v.keyframes,
                 "keyframe_requests": v.keyframe_requests,
                 "bytes": v.bytes,

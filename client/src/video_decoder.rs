@@ -367,7 +367,7 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
         .decode
         .record_us(decoded_us.saturating_sub(info.decode_start_us));
     if let Some(offset) = offset {
-        let to_server = |us: u64| (us as i64 + offset).max(0) as u64;
+        let to_server = |us: u64| crate::clock::to_server_us(us, Some(offset));
         let encoded_us = info.header.capture_us
             + t.queue_us as u64
             + t.encoder_wait_us as u64

@@ -140,7 +140,7 @@ impl WishedRendition {
 }
 
 /// The first message on the control stream, from the viewer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Hello {
     pub version: u16,
     pub rendition: WishedRendition,
@@ -150,6 +150,26 @@ pub struct Hello {
     pub client_name: String,
     /// The access token, empty for none (a server may require one).
     pub token: String,
+}
+
+impl std::fmt::Debug for Hello {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token: debug output ends up in logs.
+        f.debug_struct("Hello")
+            .field("version", &self.version)
+            .field("rendition", &self.rendition)
+            .field("latency_target_ms", &self.latency_target_ms)
+            .field("client_name", &self.client_name)
+            .field(
+                "token",
+                &if self.token.is_empty() {
+                    "none"
+                } else {
+                    "(hidden)"
+                },
+            )
+            .finish()
+    }
 }
 
 /// Video codec identifiers.
@@ -883,6 +903,22 @@ mod tests {
             })
         );
         assert!(ControlMessage::decode_body(&[tag::RECEIVER_REPORT, 0x03]).is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            rendition: WishedRendition::Auto,
+            latency_target_ms: 300,
+            client_name: "v".into(),
+            token: "sup3r-s3cret".into(),
+        };
+        let shown = format!("{:?}", ControlMessage::Hello(hello));
+        assert!(
+            !shown.contains("sup3r") && shown.contains("hidden"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Viewers' audio loss reports (ReceiverReport), turned into the loss rate the Opus encoders
 //! size their in-band FEC for.
 //!
-//! One encoder per bitrate serves every viewer of that bitrate, so it is sized for the worst
-//! recent report: FEC costs a little quality for viewers who do not need it, while a viewer
-//! without it hears every lost packet. The rate is capped, so one viewer (even a hostile
-//! one) can cost the others only that much.
+//! Every encoder (one per bitrate) is sized for the worst report among all current viewers,
+//! whatever their bitrate: FEC costs a little quality for viewers who do not need it, while
+//! a viewer without it hears every lost packet. The rate is capped, so one viewer (even a
+//! hostile one) can cost the others only that much; its report counts until it leaves.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};

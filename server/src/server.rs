@@ -99,6 +99,8 @@ impl Server {
         }
         let identity = streamsocket_certs::load_server_identity(&paths)?;
         let fingerprint = identity.fingerprint;
+        // Stateless resets keyed by the private key survive a restart (see endpoint::server).
+        let reset_secret = identity.key.secret_der().to_vec();
 
         let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -191,7 +193,7 @@ impl Server {
         }
 
         let (endpoint, buffers) =
-            streamsocket_transport::endpoint::server(server_config, opts.listen)
+            streamsocket_transport::endpoint::server(server_config, opts.listen, &reset_secret)
                 .with_context(|| format!("cannot listen on {}", opts.listen))?;
         tracing::debug!(
             receive_bytes = buffers.receive,

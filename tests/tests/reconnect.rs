@@ -34,7 +34,9 @@ fn the_viewer_reconnects_by_itself_when_the_server_comes_back() {
     // certificates, as a supervisor restarting it would.
     drop(first);
     let second = ServerProcess::start_with_certs(&certs, None, &["--listen", &addr]).unwrap();
-    wait_for_file(&log_path, "reconnected", Duration::from_secs(20));
+    // Well before the 10 s idle timeout: the restarted server's stateless reset (keyed by its
+    // private key, so valid across restarts) tells the viewer at its first packet.
+    wait_for_file(&log_path, "reconnected", Duration::from_secs(8));
 
     let started = Instant::now();
     let status = loop {
@@ -65,7 +67,9 @@ fn the_viewer_reconnects_by_itself_when_the_server_comes_back() {
     assert_eq!(num(&stats, "/video/decode_errors"), 0.0, "{stats:#}");
     assert!(num(&stats, "/audio/packets_decoded") > 0.0, "{stats:#}");
     // Latency stays plausible across servers: the new server's clock started afresh and
-    // the viewer measured its offset again (a stale one would be off by seconds).
-    let p99 = num(&stats, "/video/latency_ms/p99");
-    assert!(p99 < 3000.0, "latency p99 {p99} ms:\n{stats:#}");
+    // the viewer measured its offset again. A stale offset would add the time between the
+    // two servers' starts (seconds) to every frame of the second session, most of the run.
+    let p50 = num(&stats, "/video/latency_ms/p50");
+    assert!(p50 < 1000.0, "latency p50 {p50} ms:\n{stats:#}");
+    assert!(log.contains("reset by peer"), "{log}");
 }

@@ -306,6 +306,24 @@ pub mod settings {
                     other => return Err(format!("unknown transport setting {other:?}")),
                 }
             }
+            // Settings that would hold dead viewers forever or flood the path are refused,
+            // whoever sets them.
+            if t.idle_timeout < Duration::from_millis(500)
+                || t.idle_timeout > Duration::from_secs(600)
+            {
+                return Err("idle_timeout must be 500ms to 600s".into());
+            }
+            if t.keep_alive < Duration::from_millis(100) {
+                return Err("keep_alive must be at least 100ms".into());
+            }
+            // A keep-alive must come before the idle timeout to keep anything alive.
+            t.keep_alive = t.keep_alive.min(t.idle_timeout / 2);
+            if t.max_frame_streams == 0 || t.send_window == 0 || t.stream_receive_window == 0 {
+                return Err(
+                    "max_frame_streams, send_window and stream_receive_window must be above 0"
+                        .into(),
+                );
+            }
             Ok(t)
         }
 
@@ -429,9 +447,18 @@ pub mod settings {
                 "send_window=lots",
                 "mtu_discovery=maybe",
                 "colour=red",
+                "idle_timeout=0s",
+                "keep_alive=0ms",
+                "max_frame_streams=0",
             ] {
                 assert!(Tuning::parse(bad).is_err(), "{bad}");
             }
+            let short = Tuning::parse("idle_timeout=1s").unwrap();
+            assert_eq!(
+                short.keep_alive,
+                Duration::from_millis(500),
+                "before the timeout"
+            );
         }
     }
 }
@@ -488,17 +515,39 @@ pub mod endpoint {
     }
 
     /// A server endpoint listening at `addr`. Call inside a tokio runtime.
+    ///
+    /// `reset_secret` keys the stateless resets the endpoint sends for connections it does
+    /// not know. Derived from something that survives a restart (the server's private key),
+    /// it lets a restarted server tell viewers of its previous run at their first packet that
+    /// their connection is gone, so they reconnect in a round trip instead of waiting out the
+    /// idle timeout. (A random key, quinn's default, makes those resets unverifiable.)
     pub fn server(
         config: quinn::ServerConfig,
         addr: SocketAddr,
+        reset_secret: &[u8],
     ) -> std::io::Result<(quinn::Endpoint, SocketBuffers)> {
         let (socket, buffers) = bind_udp(addr)?;
-        let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(config),
-            socket,
-            runtime()?,
-        )?;
+        let derive = |label: &[u8]| {
+            let mut material = label.to_vec();
+            material.extend_from_slice(reset_secret);
+            ring::digest::digest(&ring::digest::SHA256, &material)
+        };
+        let reset_key = ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            derive(b"streamsocket stateless reset v1").as_ref(),
+        );
+        let mut endpoint_config = quinn::EndpointConfig::new(std::sync::Arc::new(reset_key));
+        // The connection IDs carry a keyed check too: with a random key a restarted server
+        // drops its predecessor's packets as invalid instead of resetting them.
+        let cid_key = u64::from_be_bytes(
+            derive(b"streamsocket connection ids v1").as_ref()[..8]
+                .try_into()
+                .expect("8 bytes"),
+        );
+        endpoint_config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
+        let endpoint = quinn::Endpoint::new(endpoint_config, Some(config), socket, runtime()?)?;
         Ok((endpoint, buffers))
     }
 
