@@ -33,17 +33,31 @@ fn watch(server: &ServerProcess, addr: &str, seconds: u32, extra: &[&str]) -> se
     run.stats().clone()
 }
 
+/// The top rung for `seconds` through a relay with `set` and `schedule`.
+fn watch_top(server: &ServerProcess, set: &str, schedule: &str, seconds: u32) -> serde_json::Value {
+    watch(
+        server,
+        &relay(server, set, schedule).addr,
+        seconds,
+        &["--quality", "1"],
+    )
+}
+
+/// More than `frames` decoded, and never an undecodable one.
+fn assert_decoded_cleanly(s: &serde_json::Value, frames: f64) {
+    let decoded = num(s, "/video/frames_decoded");
+    assert!(decoded > frames, "{decoded} frames decoded:\n{s:#}");
+    assert_eq!(num(s, "/video/decode_errors"), 0.0, "{s:#}");
+}
+
 #[test]
 fn a_viewer_behind_a_lossy_link_keeps_watching_and_counts_losses() {
     let _machine = exclusive();
     let server = ServerProcess::start(&[]).expect("server starts");
-    let relay = relay(&server, "delay=20ms,loss=5%", "");
-    let stats = watch(&server, &relay.addr, 5, &["--quality", "1"]);
+    let stats = watch_top(&server, "delay=20ms,loss=5%", "", 5);
     let s = &stats;
     // It keeps watching: a good share of the frames decoded, none undecodable.
-    let decoded = num(s, "/video/frames_decoded");
-    assert!(decoded > 30.0, "{decoded} frames decoded:\n{s:#}");
-    assert_eq!(num(s, "/video/decode_errors"), 0.0, "{s:#}");
+    assert_decoded_cleanly(s, 30.0);
     // Nothing lost silently: 5% of the audio datagrams are gone and counted as concealed,
     // single losses rebuilt from the next packet's FEC data; audio played on.
     let concealed = num(s, "/audio/packets_concealed");
@@ -59,24 +73,13 @@ fn a_viewer_behind_a_lossy_link_keeps_watching_and_counts_losses() {
 fn bursty_loss_with_jitter_and_a_long_round_trip_stay_close_to_the_clean_path() {
     let _machine = exclusive();
     let server = ServerProcess::start(&[]).expect("server starts");
-    let clean = watch(
-        &server,
-        &relay(&server, "", "").addr,
-        5,
-        &["--quality", "1"],
-    );
+    let clean = watch_top(&server, "", "", 5);
     let clean_p95 = num(&clean, "/video/latency_ms/p95");
 
     // Scenario 2: 2% loss in bursts of 5 on average, 30 ms of jitter (order kept).
-    let bursty = watch(
-        &server,
-        &relay(&server, "delay=10ms,jitter=30ms,burst=2%/5", "").addr,
-        6,
-        &["--quality", "1"],
-    );
+    let bursty = watch_top(&server, "delay=10ms,jitter=30ms,burst=2%/5", "", 6);
     let s = &bursty;
-    assert!(num(s, "/video/frames_decoded") > 60.0, "{s:#}");
-    assert_eq!(num(s, "/video/decode_errors"), 0.0, "{s:#}");
+    assert_decoded_cleanly(s, 60.0);
     // The adaptive jitter buffer measured the jitter, and audio kept playing.
     assert!(
         num(s, "/audio/jitter_ms") >= 10.0,
@@ -91,15 +94,9 @@ fn bursty_loss_with_jitter_and_a_long_round_trip_stay_close_to_the_clean_path() 
 
     // Scenario 6: 200 ms round trip. The viewer sees the round trip, and latency grows no
     // more than a deadline's reach beyond it.
-    let far = watch(
-        &server,
-        &relay(&server, "delay=100ms", "").addr,
-        6,
-        &["--quality", "1"],
-    );
+    let far = watch_top(&server, "delay=100ms", "", 6);
     let s = &far;
-    assert!(num(s, "/video/frames_decoded") > 60.0, "{s:#}");
-    assert_eq!(num(s, "/video/decode_errors"), 0.0, "{s:#}");
+    assert_decoded_cleanly(s, 60.0);
     let rtt_ms = num(s, "/clock/rtt_us") / 1000.0;
     assert!(rtt_ms >= 200.0, "round trip {rtt_ms} ms through the relay");
     let p95 = num(s, "/video/latency_ms/p95");
@@ -115,12 +112,7 @@ fn after_an_outage_the_viewer_is_live_again_without_replaying_the_backlog() {
     let _machine = exclusive();
     let server = ServerProcess::start(&[]).expect("server starts");
     // The same path without impairment first: the reference.
-    let clean = watch(
-        &server,
-        &relay(&server, "", "").addr,
-        4,
-        &["--quality", "1"],
-    );
+    let clean = watch_top(&server, "", "", 4);
     // A 2-second outage from 3 s to 5 s of a 10-second run.
     let outage = relay(&server, "", "3:down;5:up");
     let s = watch(&server, &outage.addr, 10, &["--quality", "1"]);
