@@ -2,7 +2,7 @@
 # Reproduces the figures in docs/BENCHMARKS.md: builds in release mode, sweeps rav1e settings,
 # then runs the server and a headless viewer on loopback.
 #   scripts/bench.sh            # everything
-#   scripts/bench.sh encoder    # one part (encoder | e2e | fanout | capture | quality | network), extra options passed on
+#   scripts/bench.sh encoder    # one part (encoder | e2e | fanout | capture | quality | network | soak), extra options passed on
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -16,6 +16,7 @@ case "${1:-all}" in
   capture) shift; $B capture "$@" 2>/dev/null ;;
   quality) shift; $B quality "$@" 2>/dev/null ;;
   network) shift; $B network "$@" 2>/dev/null ;;
+  soak) shift; $B soak "$@" 2>/dev/null ;;
   all)
     $B encoder 2>/dev/null
     $B encoder --content busy 2>/dev/null
@@ -29,6 +30,7 @@ case "${1:-all}" in
     $B quality --content pattern 2>/dev/null
     $B quality --content busy 2>/dev/null
     $B network --congestion cubic,bbr,newreno 2>/dev/null
+    $B soak --minutes 10 --sample-seconds 60 2>/dev/null
     ;;
-  *) echo "usage: scripts/bench.sh [all|encoder|e2e|fanout|capture|quality|network] [options]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [all|encoder|e2e|fanout|capture|quality|network|soak] [options]" >&2; exit 2 ;;
 esac

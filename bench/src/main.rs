@@ -9,6 +9,8 @@
 //! - `capture`: the cost of each capture and conversion stage per frame.
 //! - `quality`: PSNR and SSIM of what a viewer decodes, at each rung.
 //! - `network`: the bad-network scenarios through the impairment relay.
+//! - `soak`: viewers joining and leaving at random for many minutes; server memory,
+//!   threads, descriptors and latency over time.
 //!
 //! Run through `scripts/bench.sh`, which builds in release mode first.
 
@@ -99,6 +101,18 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         others: usize,
     },
+    /// Viewers joining and leaving at random for a long run: does anything grow?
+    Soak {
+        /// Length of the run.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        /// Most viewers at once (real headless viewers, each decoding).
+        #[arg(long, default_value_t = 6)]
+        max_viewers: usize,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 30)]
+        sample_seconds: u64,
+    },
     /// How many viewers one server feeds: light in-process viewers (no decoding) at each count.
     Fanout {
         /// Viewer counts to measure, each against a fresh server.
@@ -182,6 +196,11 @@ fn main() -> anyhow::Result<()> {
             server_args,
             client_args,
         } => e2e(seconds, joins, &server_args, &client_args),
+        Command::Soak {
+            minutes,
+            max_viewers,
+            sample_seconds,
+        } => soak::run(minutes, max_viewers, sample_seconds),
     }
 }
 
@@ -390,6 +409,7 @@ mod capture;
 mod fanout;
 mod network;
 mod quality;
+mod soak;
 
 fn fanout_table(
     counts: &[usize],
