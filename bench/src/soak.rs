@@ -5,17 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use streamsocket_tests::{num, run_viewer, ServerProcess};
-
-/// A field of /proc/PID/status, as a number (the first word of its value).
-fn proc_status(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
+use streamsocket_tests::{num, proc_status, run_viewer, ServerProcess};
 
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())

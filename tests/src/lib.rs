@@ -225,6 +225,17 @@ pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> anyhow::Result<Outp
     }
 }
 
+/// A numeric field of /proc/PID/status (e.g. "VmRSS:" in KiB, "Threads:"): the first word
+/// of its value.
+pub fn proc_status(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Waits until the file at `path` contains `needle` (polling it), failing after `limit`.
 pub fn wait_for_file(path: &Path, needle: &str, limit: Duration) {
     let started = Instant::now();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use streamsocket_proto::control::{ControlMessage, Ping};
 use streamsocket_proto::ErrorCode;
 use streamsocket_tests::{
-    assert_kept_watching, connect_raw, exclusive, num, spawn_viewer, ServerProcess,
+    assert_kept_watching, connect_raw, exclusive, num, proc_status, spawn_viewer, ServerProcess,
 };
 
 /// Sends `bytes` on a fresh control stream and returns the code the server closed with.
@@ -108,13 +108,7 @@ async fn joined_raw(
 
 /// The server's resident memory, from /proc.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
+    proc_status(pid, "VmRSS:").expect("VmRSS")
 }
 
 #[test]
