@@ -152,6 +152,20 @@ impl ServerProcess {
         }
     }
 
+    /// Waits (blocking) until the server's log satisfies `done`, failing after `limit` with
+    /// `what` and the log.
+    pub fn wait_for_log_where(&self, what: &str, limit: Duration, done: impl Fn(&str) -> bool) {
+        let started = Instant::now();
+        while !done(&self.log()) {
+            assert!(
+                started.elapsed() < limit,
+                "{what} not within {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until the server printed a line starting with `prefix` on standard output.
     pub fn wait_for_stdout_line(&self, prefix: &str, limit: Duration) -> String {
         let started = Instant::now();

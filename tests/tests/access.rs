@@ -2,7 +2,7 @@
 //! wrong one, each with an error that says what to do; a full server refuses the next viewer
 //! while the admitted one keeps watching.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use streamsocket_tests::{
     assert_kept_watching, exclusive, run_viewer, spawn_viewer, ServerProcess,
@@ -62,15 +62,9 @@ fn a_token_and_a_viewer_limit_keep_out_whoever_is_not_invited() {
 
     // Alice watches; while she does, the server is full for Bob.
     let alice = spawn_viewer(&server, &["--duration", "6", "--token", "4lice-t0ken"]);
-    let started = Instant::now();
-    while !server.log().contains("token=alice") {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "alice never joined:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server.wait_for_log_where("alice joining", Duration::from_secs(20), |log| {
+        log.contains("token=alice")
+    });
     let (ok, said) = try_viewer(&server, &["--token", "b0b-t0ken"]);
     assert!(!ok && said.contains("the server is full"), "{said}");
     assert_kept_watching(&alice.join().unwrap(), 6.0, "alice");

@@ -1,7 +1,7 @@
 //! Graceful shutdown: SIGTERM stops the server, every viewer hears why and says so, and
 //! nothing panics on the way.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use streamsocket_tests::{exclusive, spawn_viewer, ServerProcess};
 
@@ -12,15 +12,9 @@ fn sigterm_says_goodbye_to_every_viewer() {
     let viewers: Vec<_> = (0..2)
         .map(|_| spawn_viewer(&server, &["--duration", "30"]))
         .collect();
-    let started = Instant::now();
-    while server.log().matches("viewer joined").count() < 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "viewers never joined:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server.wait_for_log_where("both viewers joining", Duration::from_secs(20), |log| {
+        log.matches("viewer joined").count() >= 2
+    });
     let status = server.terminate(Duration::from_secs(10));
     assert!(status.success(), "server exit {status}:\n{}", server.log());
     for v in viewers {
