@@ -193,7 +193,7 @@ pub fn run(
         )
         .enable_all()
         .build()?;
-    let (config, _) = client_config(Trust::Ca(server.ca()))?;
+    let (config, _) = client_config(Trust::Ca(server.ca()), None)?;
     let addr = server.addr;
     let watch = Duration::from_secs(seconds);
     let cpu_before = crate::cpu_seconds(pid);

@@ -1,14 +1,17 @@
-//! Certificates for StreamSocket: a local certificate authority and a server certificate signed
-//! by it (generated with rcgen), their SHA-256 fingerprints, and loading them for rustls.
+//! Certificates for StreamSocket: a local certificate authority, the server's certificate and
+//! viewers' certificates signed by it (generated with rcgen), their SHA-256 fingerprints and
+//! validity, renewal and revocation, and loading them for rustls.
 //!
-//! A certificate directory holds four files:
+//! A certificate directory holds:
 //!
 //! | file | what | who needs it |
 //! | --- | --- | --- |
 //! | `ca.pem` | the CA certificate | every viewer (copy it to them), to verify the server |
-//! | `ca.key` | the CA private key | only the certificate tool, to sign new server certificates |
+//! | `ca.key` | the CA private key | only the certificate tool, to sign certificates |
 //! | `server.pem` | the server certificate | the server |
 //! | `server.key` | the server private key | the server |
+//! | `viewers/<name>.pem`, `.key` | a viewer's certificate and key (mutual TLS) | that viewer |
+//! | `viewers.crl.pem` | revoked viewer certificates | the server, when it requires viewer certificates |
 //!
 //! Viewers either trust `ca.pem` or pin the server certificate's SHA-256 fingerprint.
 
@@ -18,26 +21,25 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
-};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-/// Names every generated server certificate is valid for, besides those asked for.
-pub const DEFAULT_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
-/// How long a generated CA stays valid.
-pub const CA_VALIDITY_DAYS: i64 = 3650;
-/// How long a generated server certificate stays valid.
-pub const SERVER_VALIDITY_DAYS: i64 = 365;
+mod inspect;
+mod issue;
+
+pub use inspect::{format_span, format_time, inspect, inspect_der, CertInfo, CertKind, Validity};
+pub use issue::{
+    generate, issue_server, issue_viewer, renew, revoke_viewer, revoked_serials, status, Generated,
+    IssuedViewer, Lifetime, Renewal, CA_VALIDITY_DAYS, DEFAULT_HOSTS, RENEW_WITHIN_DAYS,
+    SERVER_VALIDITY_DAYS, VIEWER_VALIDITY_DAYS,
+};
 
 /// Problems with certificate files, each saying how to fix it.
 #[derive(Debug, Error)]
 pub enum CertError {
-    #[error("cannot read {what} {path}: {source}\n  hint: {hint}")]
+    #[error("cannot read {what} {path}: {source}{}", hint_line(hint))]
     Read {
         what: &'static str,
         path: PathBuf,
@@ -61,6 +63,18 @@ pub enum CertError {
     Generate(#[from] rcgen::Error),
     #[error("{0:?} is not a valid host name or IP address for a certificate")]
     BadHost(String),
+    #[error("{0:?} is not a usable viewer name: use 1 to 64 letters, digits, '.', '_' or '-'")]
+    BadViewerName(String),
+    #[error("there is no CA in {dir}\n  hint: create one with `streamsocket-certs --dir {dir}` (or start the server once)", dir = dir.display())]
+    NoCa { dir: PathBuf },
+}
+
+fn hint_line(hint: &str) -> String {
+    if hint.is_empty() {
+        String::new()
+    } else {
+        format!("\n  hint: {hint}")
+    }
 }
 
 /// The paths of the files in a certificate directory.
@@ -84,6 +98,20 @@ impl CertPaths {
     }
     pub fn server_key(&self) -> PathBuf {
         self.dir.join("server.key")
+    }
+    /// Where viewer certificates (for mutual TLS) are issued.
+    pub fn viewers_dir(&self) -> PathBuf {
+        self.dir.join("viewers")
+    }
+    pub fn viewer_cert(&self, name: &str) -> PathBuf {
+        self.viewers_dir().join(format!("{name}.pem"))
+    }
+    pub fn viewer_key(&self, name: &str) -> PathBuf {
+        self.viewers_dir().join(format!("{name}.key"))
+    }
+    /// The CA's list of revoked viewer certificates.
+    pub fn crl(&self) -> PathBuf {
+        self.dir.join("viewers.crl.pem")
     }
     /// True when the server's certificate and key are both present.
     pub fn server_identity_exists(&self) -> bool {
@@ -148,104 +176,6 @@ impl FromStr for Fingerprint {
     }
 }
 
-/// What [`generate`] did.
-#[derive(Debug)]
-pub struct Generated {
-    pub paths: CertPaths,
-    /// False when an existing CA was reused to sign the new server certificate.
-    pub new_ca: bool,
-    pub hosts: Vec<String>,
-    pub fingerprint: Fingerprint,
-    pub not_after: time::OffsetDateTime,
-}
-
-/// Generates a server certificate for `DEFAULT_HOSTS` plus `extra_hosts` into `dir`, signed
-/// by the CA in `dir`, or by a new CA when there is none.
-pub fn generate(dir: &Path, extra_hosts: &[String]) -> Result<Generated, CertError> {
-    let paths = CertPaths::new(dir);
-    fs::create_dir_all(dir).map_err(|source| CertError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-
-    let now = time::OffsetDateTime::now_utc();
-    // Back-date a little so a viewer whose clock is slightly behind still accepts it.
-    let not_before = now - time::Duration::hours(1);
-
-    let (issuer, new_ca) = if paths.ca_cert().is_file() && paths.ca_key().is_file() {
-        let key_pem = read_to_string(
-            &paths.ca_key(),
-            "CA key",
-            "the CA key is needed to sign server certificates",
-        )?;
-        let key = KeyPair::from_pem(&key_pem).map_err(|e| CertError::Invalid {
-            what: "CA key",
-            path: paths.ca_key(),
-            reason: e.to_string(),
-        })?;
-        let cert_pem = read_to_string(&paths.ca_cert(), "CA certificate", "")?;
-        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| CertError::Invalid {
-            what: "CA certificate",
-            path: paths.ca_cert(),
-            reason: e.to_string(),
-        })?;
-        (issuer, false)
-    } else {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "StreamSocket local CA");
-        dn.push(DnType::OrganizationName, "StreamSocket");
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = not_before;
-        params.not_after = now + time::Duration::days(CA_VALIDITY_DAYS);
-        let cert = params.self_signed(&key)?;
-        write_file(&paths.ca_cert(), cert.pem().as_bytes(), false)?;
-        write_file(&paths.ca_key(), key.serialize_pem().as_bytes(), true)?;
-        (Issuer::new(params, key), true)
-    };
-
-    let mut hosts: Vec<String> = DEFAULT_HOSTS.iter().map(|s| s.to_string()).collect();
-    for h in extra_hosts {
-        let h = h.trim().to_string();
-        if h.is_empty() || h.contains(char::is_whitespace) {
-            return Err(CertError::BadHost(h));
-        }
-        if !hosts.contains(&h) {
-            hosts.push(h);
-        }
-    }
-    let mut params =
-        CertificateParams::new(hosts.clone()).map_err(|_| CertError::BadHost(hosts.join(",")))?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "StreamSocket server");
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.not_before = not_before;
-    params.not_after = now + time::Duration::days(SERVER_VALIDITY_DAYS);
-    params.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, &issuer)?;
-    write_file(&paths.server_cert(), cert.pem().as_bytes(), false)?;
-    write_file(&paths.server_key(), key.serialize_pem().as_bytes(), true)?;
-
-    Ok(Generated {
-        paths,
-        new_ca,
-        hosts,
-        fingerprint: Fingerprint::of(cert.der()),
-        not_after: params.not_after,
-    })
-}
-
 /// The server's certificate chain and private key, ready for rustls.
 pub struct ServerIdentity {
     pub chain: Vec<CertificateDer<'static>>,
@@ -293,6 +223,30 @@ pub fn load_server_identity(paths: &CertPaths) -> Result<ServerIdentity, CertErr
     })
 }
 
+/// What a server that requires viewer certificates trusts: the CA that issues them and the
+/// CA's revocation list, when there is one.
+pub struct ViewerTrust {
+    pub roots: rustls::RootCertStore,
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+}
+
+/// Loads the CA that signs viewer certificates and, if the file exists, its revocation list.
+pub fn load_viewer_trust(ca: &Path, crl: &Path) -> Result<ViewerTrust, CertError> {
+    let roots = load_ca_roots(ca)?;
+    let mut crls = Vec::new();
+    if crl.is_file() {
+        let pem = read_bytes(crl, "revocation list", "")?;
+        for list in CertificateRevocationListDer::pem_slice_iter(&pem) {
+            crls.push(list.map_err(|e| CertError::Invalid {
+                what: "revocation list",
+                path: crl.to_path_buf(),
+                reason: e.to_string(),
+            })?);
+        }
+    }
+    Ok(ViewerTrust { roots, crls })
+}
+
 /// Loads the CA certificates a viewer trusts from a PEM file.
 pub fn load_ca_roots(path: &Path) -> Result<rustls::RootCertStore, CertError> {
     let pem = read_bytes(
@@ -326,7 +280,11 @@ pub fn load_ca_roots(path: &Path) -> Result<rustls::RootCertStore, CertError> {
     Ok(roots)
 }
 
-fn read_bytes(path: &Path, what: &'static str, hint: &'static str) -> Result<Vec<u8>, CertError> {
+pub(crate) fn read_bytes(
+    path: &Path,
+    what: &'static str,
+    hint: &'static str,
+) -> Result<Vec<u8>, CertError> {
     fs::read(path).map_err(|source| CertError::Read {
         what,
         path: path.to_path_buf(),
@@ -335,7 +293,7 @@ fn read_bytes(path: &Path, what: &'static str, hint: &'static str) -> Result<Vec
     })
 }
 
-fn read_to_string(
+pub(crate) fn read_to_string(
     path: &Path,
     what: &'static str,
     hint: &'static str,
@@ -348,12 +306,16 @@ fn read_to_string(
     })
 }
 
-/// Writes a file; private keys are created readable by their owner only.
-fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), CertError> {
+/// Writes a file whole (a temporary file renamed over it, so a reader never sees half of it);
+/// private keys are created readable by their owner only.
+pub(crate) fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), CertError> {
     let err = |source| CertError::Write {
         path: path.to_path_buf(),
         source,
     };
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".new");
+    let temporary = PathBuf::from(temporary);
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -363,8 +325,11 @@ fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), CertErr
     }
     #[cfg(not(unix))]
     let _ = private;
-    let mut file = options.open(path).map_err(err)?;
+    let mut file = options.open(&temporary).map_err(err)?;
     file.write_all(contents).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    drop(file);
+    fs::rename(&temporary, path).map_err(err)?;
     Ok(())
 }
 

@@ -17,7 +17,7 @@ use streamsocket_client::presenter::{self, PictureQueue};
 use streamsocket_client::record::Recorder;
 use streamsocket_client::session::{self, ConnectOptions, Ended, Pipes};
 use streamsocket_client::stats::{RenditionChange, Stats, TransportStats};
-use streamsocket_client::tls::{default_ca, Trust};
+use streamsocket_client::tls::{default_ca, Trust, ViewerIdentity};
 use streamsocket_client::video_decoder::{self, DecoderContext};
 use streamsocket_client::window::{Presenter, WindowLinks};
 use streamsocket_client::y4m_dump;
@@ -55,6 +55,13 @@ struct Args {
     /// Trust exactly the server certificate with this SHA-256 fingerprint (sha256:<hex>).
     #[arg(long)]
     fingerprint: Option<Fingerprint>,
+    /// Your viewer certificate, for a server started with --require-viewer-cert (its operator
+    /// issues it with `streamsocket-certs viewer NAME`).
+    #[arg(long, value_name = "NAME.pem")]
+    cert: Option<PathBuf>,
+    /// The key of --cert [default: the --cert file with .key instead of .pem].
+    #[arg(long, value_name = "NAME.key", requires = "cert")]
+    key: Option<PathBuf>,
     /// Access token, for a server started with --token or --token-file.
     #[arg(long, env = "STREAMSOCKET_TOKEN", hide_env_values = true, value_parser = parse_token)]
     token: Option<String>,
@@ -199,6 +206,10 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         ),
         latency_target_ms: args.latency_target,
         token: args.token.clone().unwrap_or_default(),
+        identity: args
+            .cert
+            .clone()
+            .map(|cert| ViewerIdentity::new(cert, args.key.clone())),
     };
     let session = match runtime.block_on(session::connect(&opts, clock, &sync)) {
         Ok(s) => s,

@@ -22,7 +22,7 @@ use crate::clock::ViewerClock;
 use crate::clock_sync::{ClockSync, Exchange};
 use crate::commands::Command;
 use crate::stats::{Reconnecting, RenditionChange, Stats};
-use crate::tls::{client_config, Trust, VerifyFailure};
+use crate::tls::{client_config, explain_refusal, Trust, VerifyFailure, ViewerIdentity};
 use crate::video_decoder::NetFrame;
 
 /// How long connecting (handshake, hello, welcome) may take.
@@ -35,6 +35,9 @@ pub enum ConnectError {
     Resolve(String, String),
     #[error("{0}")]
     Verify(VerifyFailure),
+    /// The server refused the viewer's own certificate (or its lack of one).
+    #[error("{0}")]
+    ViewerCertificate(&'static str),
     #[error("the server refused the session ({}): {message}", code.describe())]
     Refused { code: ErrorCode, message: String },
     #[error("no answer from {0} within 5 s: is streamsocket-server running there, and is its UDP port reachable?")]
@@ -57,6 +60,8 @@ pub struct ConnectOptions {
     pub latency_target_ms: u16,
     /// The access token for servers that require one (empty: none).
     pub token: String,
+    /// The viewer's certificate, for servers that require one.
+    pub identity: Option<ViewerIdentity>,
 }
 
 impl std::fmt::Debug for ConnectOptions {
@@ -67,6 +72,7 @@ impl std::fmt::Debug for ConnectOptions {
             .field("trust", &self.trust)
             .field("rendition", &self.rendition)
             .field("latency_target_ms", &self.latency_target_ms)
+            .field("identity", &self.identity)
             .field(
                 "token",
                 &if self.token.is_empty() {
@@ -125,7 +131,8 @@ pub async fn connect(
         .ok_or_else(|| ConnectError::Resolve(opts.server.clone(), "no address".into()))?;
     let server_name = opts.server_name.clone().unwrap_or(host);
 
-    let (config, verifier) = client_config(opts.trust.clone()).map_err(ConnectError::Setup)?;
+    let (config, verifier) =
+        client_config(opts.trust.clone(), opts.identity.as_ref()).map_err(ConnectError::Setup)?;
     let bind: SocketAddr = if addr.is_ipv6() {
         "[::]:0".parse().expect("valid")
     } else {
@@ -238,6 +245,20 @@ fn connection_error(addr: SocketAddr, e: quinn::ConnectionError) -> ConnectError
             message: String::from_utf8_lossy(&c.reason).into_owned(),
         },
         quinn::ConnectionError::TimedOut => ConnectError::Unreachable(addr),
+        quinn::ConnectionError::ConnectionClosed(close) => {
+            // TLS alerts arrive as QUIC crypto errors, 0x100 + the alert number.
+            let code = u64::from(close.error_code);
+            match (code & !0xff == 0x100)
+                .then(|| explain_refusal((code & 0xff) as u8))
+                .flatten()
+            {
+                Some(text) => ConnectError::ViewerCertificate(text),
+                None => ConnectError::Failed {
+                    addr,
+                    detail: quinn::ConnectionError::ConnectionClosed(close).to_string(),
+                },
+            }
+        }
         other => ConnectError::Failed {
             addr,
             detail: other.to_string(),
@@ -369,7 +390,9 @@ fn worth_retrying(e: &ConnectError) -> bool {
         ConnectError::Refused { code, .. } => {
             matches!(code, ErrorCode::ServerShuttingDown | ErrorCode::RateLimited)
         }
-        ConnectError::Verify(_) | ConnectError::Setup(_) => false,
+        ConnectError::Verify(_) | ConnectError::ViewerCertificate(_) | ConnectError::Setup(_) => {
+            false
+        }
     }
 }
 

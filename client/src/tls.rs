@@ -1,6 +1,7 @@
 //! Verifying the server: against a CA file, or a pinned SHA-256 fingerprint. There is no way to
 //! turn verification off. When verification fails, the verifier records which check failed so
-//! the viewer can say exactly what is wrong and how to fix it.
+//! the viewer can say exactly what is wrong and how to fix it. Also the viewer's own
+//! certificate, for servers that require one (mutual TLS), and what their refusals mean.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,10 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use streamsocket_certs::Fingerprint;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use streamsocket_certs::{format_span, format_time, Fingerprint, Validity};
+use time::OffsetDateTime;
 
 /// How the viewer decides the server is the right one.
 #[derive(Debug, Clone)]
@@ -37,7 +40,10 @@ pub enum VerifyFailure {
         got: Fingerprint,
     },
     Expired {
-        detail: String,
+        on: OffsetDateTime,
+    },
+    NotYetValid {
+        from: OffsetDateTime,
     },
     Other {
         detail: String,
@@ -74,10 +80,22 @@ impl fmt::Display for VerifyFailure {
                  fix: if the server's certificate was regenerated, pin the fingerprint it prints at start; \
                  otherwise this is not the server you meant"
             ),
-            VerifyFailure::Expired { detail } => write!(
+            VerifyFailure::Expired { on } => write!(
                 f,
-                "the server's certificate is not valid now ({detail}).\n  \
-                 fix: check this machine's clock, or renew the certificate on the server with streamsocket-certs"
+                "expired certificate: the server's certificate expired on {} ({} ago).\n  \
+                 fix: the server's operator renews it with `streamsocket-certs renew` (a running \
+                 server picks it up by itself); if that date has not passed, set this machine's clock",
+                format_time(*on),
+                format_span(OffsetDateTime::now_utc() - *on)
+            ),
+            VerifyFailure::NotYetValid { from } => write!(
+                f,
+                "certificate not valid yet: the server's certificate is valid from {} (in {}; this \
+                 machine's clock says {}).\n  fix: set this machine's clock (or the server's, if it \
+                 issued the certificate with a wrong one)",
+                format_time(*from),
+                format_span(*from - OffsetDateTime::now_utc()),
+                format_time(OffsetDateTime::now_utc())
             ),
             VerifyFailure::Other { detail } => write!(f, "the server's certificate was refused: {detail}"),
         }
@@ -142,9 +160,16 @@ impl ServerCertVerifier for ExplainingVerifier {
             (Trust::Pinned(expected), _) => {
                 let got = Fingerprint::of(end_entity);
                 if got == *expected {
-                    // The pin names this exact certificate: name and chain checks do not apply.
-                    // The handshake signature checks below still prove the server holds its key.
-                    Ok(ServerCertVerified::assertion())
+                    // The pin names this exact certificate: name and chain checks do not apply,
+                    // its dates do. The handshake signature checks below still prove the
+                    // server holds its key.
+                    match validity_failure(end_entity, now) {
+                        None => Ok(ServerCertVerified::assertion()),
+                        Some(failure) => self.refuse(
+                            failure,
+                            rustls::Error::InvalidCertificate(CertificateError::Expired),
+                        ),
+                    }
                 } else {
                     self.refuse(
                         VerifyFailure::FingerprintMismatch {
@@ -187,9 +212,11 @@ impl ServerCertVerifier for ExplainingVerifier {
                                 | CertificateError::ExpiredContext { .. }
                                 | CertificateError::NotValidYet
                                 | CertificateError::NotValidYetContext { .. } => {
-                                    VerifyFailure::Expired {
-                                        detail: format!("{c:?}"),
-                                    }
+                                    validity_failure(end_entity, now).unwrap_or_else(|| {
+                                        VerifyFailure::Other {
+                                            detail: format!("{c:?}"),
+                                        }
+                                    })
                                 }
                                 other => VerifyFailure::Other {
                                     detail: format!("{other:?}"),
@@ -242,22 +269,124 @@ impl ServerCertVerifier for ExplainingVerifier {
     }
 }
 
-/// The QUIC client configuration for a trust mode, and the verifier to ask after a failure.
+/// Why a certificate is not valid at `now` (a verifier's clock), if it is not.
+fn validity_failure(cert: &CertificateDer<'_>, now: UnixTime) -> Option<VerifyFailure> {
+    let info = streamsocket_certs::inspect_der(cert).ok()?;
+    let now = OffsetDateTime::from_unix_timestamp(now.as_secs() as i64).ok()?;
+    match info.validity_at(now) {
+        Validity::Valid { .. } => None,
+        Validity::Expired { on } => Some(VerifyFailure::Expired { on }),
+        Validity::NotYetValid { from } => Some(VerifyFailure::NotYetValid { from }),
+    }
+}
+
+/// The viewer's own certificate and key, for servers that require one (mutual TLS).
+#[derive(Debug, Clone)]
+pub struct ViewerIdentity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl ViewerIdentity {
+    /// `--cert` alone implies the key beside it: `alice.pem` → `alice.key`.
+    pub fn new(cert: PathBuf, key: Option<PathBuf>) -> Self {
+        let key = key.unwrap_or_else(|| cert.with_extension("key"));
+        ViewerIdentity { cert, key }
+    }
+
+    /// Loads both files, refusing a certificate that is not valid now: the server would
+    /// refuse it too, with a less helpful message.
+    fn load(&self) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+        let read = |path: &Path, what: &str| {
+            std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read your viewer {what} {}: {e}\n  hint: the server's operator issues \
+                     them with `streamsocket-certs viewer <your name>`",
+                    path.display()
+                )
+            })
+        };
+        let pem = read(&self.cert, "certificate")?;
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("{} is not a certificate: {e}", self.cert.display()))?;
+        let first = chain
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("{} holds no certificate", self.cert.display()))?;
+        let info = streamsocket_certs::inspect_der(first)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.cert.display()))?;
+        match info.validity_now() {
+            Validity::Valid { .. } => {}
+            invalid => anyhow::bail!(
+                "your viewer certificate {} is not valid now: {invalid}\n  fix: ask the server's \
+                 operator to renew it (streamsocket-certs renew), or check this machine's clock",
+                self.cert.display()
+            ),
+        }
+        let pem = read(&self.key, "key")?;
+        let key = PrivateKeyDer::from_pem_slice(&pem)
+            .map_err(|e| anyhow::anyhow!("{} is not a private key: {e}", self.key.display()))?;
+        Ok((chain, key))
+    }
+}
+
+/// The QUIC client configuration for a trust mode (and the viewer's certificate, if it has
+/// one), and the verifier to ask after a failure.
 pub fn client_config(
     trust: Trust,
+    identity: Option<&ViewerIdentity>,
 ) -> anyhow::Result<(quinn::ClientConfig, Arc<ExplainingVerifier>)> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = ExplainingVerifier::new(trust, provider.clone())?;
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(verifier.clone())
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier.clone());
+    let mut tls = match identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => {
+            let (chain, key) = id.load()?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} and {} do not belong together: {e}",
+                    id.cert.display(),
+                    id.key.display()
+                )
+            })?
+        }
+    };
     tls.alpn_protocols = vec![streamsocket_proto::ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(streamsocket_transport::settings::client());
     Ok((config, verifier))
+}
+
+/// What a TLS alert from the server says about the viewer's own certificate, worded for the
+/// person running the viewer; `None` for alerts about anything else.
+pub fn explain_refusal(alert: u8) -> Option<&'static str> {
+    // RFC 8446 section 6.2 alert numbers.
+    Some(match alert {
+        116 => {
+            "this server only admits viewers with a certificate: pass --cert <name>.pem --key \
+             <name>.key (the server's operator issues them with `streamsocket-certs viewer <name>`)"
+        }
+        48 | 42 | 51 => {
+            "the server refused your viewer certificate: it is not signed by the CA this server \
+             trusts. Ask its operator for one (`streamsocket-certs viewer <name>` in the server's \
+             certificate directory)"
+        }
+        43 => {
+            "the server refused your certificate: it is not a viewer certificate (a server's or \
+             CA's, say). Ask the server's operator for one (`streamsocket-certs viewer <name>`)"
+        }
+        44 => "the server refused your viewer certificate: it has been revoked. Ask the server's operator for a new one",
+        45 => {
+            "the server refused your viewer certificate: it has expired or is not valid yet (by \
+             the server's clock). Ask its operator to renew it (`streamsocket-certs renew`)"
+        }
+        _ => return None,
+    })
 }
 
 /// The default CA file: `certs/ca.pem` in the working directory.

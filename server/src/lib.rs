@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod audio_encoder;
 pub mod audio_loss;
+pub mod certificates;
 pub mod clock;
 pub mod controls;
 pub mod frame;

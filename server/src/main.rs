@@ -19,7 +19,9 @@ use streamsocket_server::source::{self, AudioChoice, PictureFormat, VideoChoice}
 /// Stream live AV1 video and Opus audio over QUIC to any number of StreamSocket viewers.
 ///
 /// On first start it generates a local CA and a server certificate in --certs; give viewers
-/// the CA file (certs/ca.pem) or the fingerprint it prints. Sources: --video and --audio
+/// the CA file (certs/ca.pem) or the fingerprint it prints. A new certificate in --certs
+/// (`streamsocket-certs renew`, or any tool's) is picked up within 2 s, or at once on SIGHUP,
+/// without a restart. Sources: --video and --audio
 /// (the embedded test source is a moving picture with a frame counter, a clock, a
 /// machine-readable timestamp row, and a flash with an audio click once a second; files
 /// stream in real time, looping).
@@ -50,6 +52,19 @@ struct Args {
     /// the name shows in the logs. Combines with --token.
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
+    /// Admit only viewers with a certificate signed by the CA in --certs (mutual TLS); issue
+    /// one per viewer with `streamsocket-certs viewer NAME`, revoke with `streamsocket-certs
+    /// revoke NAME`. Combines with --token.
+    #[arg(long)]
+    require_viewer_cert: bool,
+    /// The CA that signs viewer certificates, when not the one in --certs (implies
+    /// --require-viewer-cert).
+    #[arg(long, value_name = "FILE")]
+    viewer_ca: Option<PathBuf>,
+    /// Seconds between checks for a new certificate (or revocation list) in --certs; 0: reload
+    /// only on SIGHUP.
+    #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=86400))]
+    cert_check: u64,
     /// The most viewers at once; the next one is refused with "server full".
     #[arg(long, default_value_t = streamsocket_server::admission::DEFAULT_MAX_VIEWERS, value_parser = parse_max_viewers, value_name = "N")]
     max_viewers: usize,
@@ -251,20 +266,27 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let viewer_ca = match (&args.viewer_ca, args.require_viewer_cert) {
+        (Some(ca), _) => Some(ca.clone()),
+        (None, true) => Some(args.certs.join("ca.pem")),
+        (None, false) => None,
+    };
     if admission.requires_token() {
         tracing::info!(
             "viewers need a token ({} accepted); at most {} at once",
             admission.token_count(),
             admission.max_viewers()
         );
-    } else {
+    } else if viewer_ca.is_none() {
         tracing::warn!(
-            "anyone who can reach {} may watch: pass --token or --token-file to restrict; at most {} viewers at once",
+            "anyone who can reach {} may watch: pass --token, --token-file or --require-viewer-cert to restrict; at most {} viewers at once",
             args.listen,
             admission.max_viewers()
         );
     }
     let opts = ServerOptions {
+        viewer_ca,
+        cert_check: (args.cert_check > 0).then(|| std::time::Duration::from_secs(args.cert_check)),
         listen: args.listen,
         certs: args.certs,
         hosts: args.hosts,

@@ -11,6 +11,7 @@ use streamsocket_certs::{CertPaths, Fingerprint};
 use streamsocket_proto::ErrorCode;
 
 use crate::audio_encoder::{AudioEncoder, OpusSettings};
+use crate::certificates::{self, TlsSettings};
 use crate::clock::MediaClock;
 use crate::hub::Hub;
 use crate::ladder::Ladder;
@@ -34,6 +35,10 @@ pub struct ServerOptions {
     pub congestion: streamsocket_transport::settings::Congestion,
     /// Who may watch: tokens and the most viewers at once.
     pub admission: Arc<crate::admission::Admission>,
+    /// `Some(CA file)`: viewers must present a certificate signed by it (mutual TLS).
+    pub viewer_ca: Option<PathBuf>,
+    /// How often to look for new certificate files; `None`: only on SIGHUP.
+    pub cert_check: Option<Duration>,
 }
 
 /// Where pictures and sound come from (see [`source::open_video`], [`source::open_audio`]).
@@ -66,6 +71,8 @@ pub struct Server {
     clock: MediaClock,
     stop: Arc<AtomicBool>,
     admission: Arc<crate::admission::Admission>,
+    tls: TlsSettings,
+    /// The certificate's fingerprint at start (it may change: see [`certificates::watch`]).
     pub fingerprint: Fingerprint,
     pub source_stats: Arc<SourceStats>,
 }
@@ -97,26 +104,25 @@ impl Server {
                 g.paths.ca_cert().display()
             );
         }
-        let identity = streamsocket_certs::load_server_identity(&paths)?;
-        let fingerprint = identity.fingerprint;
+        let tls = TlsSettings {
+            certs: opts.certs.clone(),
+            viewer_ca: opts.viewer_ca.clone(),
+            congestion: opts.congestion,
+            check_every: opts.cert_check,
+        };
+        let loaded = certificates::load(&tls)?;
+        certificates::log_certificate(&loaded.info, "server certificate");
+        if let Some(ca) = &opts.viewer_ca {
+            tracing::info!(
+                ca = %ca.display(),
+                revocation_lists = loaded.revocation_lists,
+                "viewers need a certificate signed by this CA (streamsocket-certs viewer NAME issues one)"
+            );
+        }
+        let fingerprint = loaded.fingerprint;
+        let server_config = loaded.config;
         // Stateless resets keyed by the private key survive a restart (see endpoint::server).
-        let reset_secret = identity.key.secret_der().to_vec();
-
-        let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .context("TLS 1.3 setup")?
-        .with_no_client_auth()
-        .with_single_cert(identity.chain, identity.key)
-        .context("the server certificate and key do not match")?;
-        tls.alpn_protocols = vec![streamsocket_proto::ALPN.to_vec()];
-        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
-            .context("TLS configuration not usable for QUIC")?;
-        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server_config.transport_config(streamsocket_transport::settings::server_with(
-            opts.congestion,
-        ));
+        let reset_secret = loaded.reset_secret;
 
         opts.ladder.validate()?;
         let clock = inputs.clock;
@@ -207,6 +213,7 @@ impl Server {
             clock,
             stop,
             admission: opts.admission.clone(),
+            tls,
             fingerprint,
             source_stats,
         })
@@ -233,6 +240,11 @@ impl Server {
     ) -> anyhow::Result<()> {
         let next_id = AtomicU64::new(1);
         let status = tokio::spawn(log_status(self.hub.clone(), self.source_stats.clone()));
+        let reloader = tokio::spawn(certificates::watch(
+            self.endpoint.clone(),
+            self.tls.clone(),
+            self.fingerprint,
+        ));
         tokio::pin!(shutdown);
         let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let max_open = self.admission.max_viewers() + HANDSHAKE_SLACK;
@@ -256,6 +268,11 @@ impl Server {
                         let _counted = counted;
                         match incoming.await {
                             Ok(conn) => crate::session::serve(conn, hub, admission, clock, id, join).await,
+                            // A refused certificate (mutual TLS) is worth knowing about; a
+                            // timed-out or abandoned handshake is not.
+                            Err(e @ quinn::ConnectionError::TransportError(_)) => {
+                                tracing::info!("turned away during the handshake: {e}")
+                            }
                             Err(e) => tracing::debug!("handshake failed: {e}"),
                         }
                     });
@@ -267,6 +284,7 @@ impl Server {
             }
         }
         status.abort();
+        reloader.abort();
         self.stop.store(true, Ordering::Relaxed);
         self.endpoint.close(
             quinn::VarInt::from_u32(ErrorCode::ServerShuttingDown.to_u16() as u32),

@@ -144,6 +144,7 @@ async fn run(
         remote = %conn.remote_address(),
         client = %hello.client_name,
         token = %admitted.name.as_deref().unwrap_or("-"),
+        viewer_cert = %crate::certificates::viewer_name(conn).as_deref().unwrap_or("-"),
         latency_target_ms = hello.latency_target_ms,
         "viewer joined"
     );

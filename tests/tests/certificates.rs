@@ -138,3 +138,329 @@ fn certs_tool_names_extra_hosts_and_keeps_the_ca() {
         .unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("kept CA"));
 }
+
+fn lifetime(from_days: i64, to_days: i64) -> streamsocket_certs::Lifetime {
+    let now = time::OffsetDateTime::now_utc();
+    streamsocket_certs::Lifetime {
+        not_before: now + time::Duration::days(from_days),
+        not_after: now + time::Duration::days(to_days),
+    }
+}
+
+/// Waits until the server logs that it reloaded its certificate and now serves `fingerprint`.
+fn wait_for_reload(server: &ServerProcess, fingerprint: &str) {
+    server.wait_for_log_where(
+        &format!("reload of {fingerprint}"),
+        Duration::from_secs(20),
+        |log| {
+            log.lines()
+                .any(|l| l.contains("reloaded the server certificate") && l.contains(fingerprint))
+        },
+    );
+}
+
+#[test]
+fn the_server_reloads_its_certificate_and_viewers_explain_each_bad_one() {
+    let _machine = exclusive();
+    let server = ServerProcess::start(&[]).unwrap();
+    let addr = server.addr.to_string();
+    let ca = server.ca();
+    let ca = ca.to_str().unwrap();
+    let hosts: Vec<String> = Vec::new();
+    // A viewer that watches throughout: a reload leaves open connections alone.
+    let watcher = streamsocket_tests::spawn_viewer(&server, &["--duration", "12"]);
+    server.wait_for_log_where("the watcher's join", Duration::from_secs(20), |log| {
+        log.contains("viewer joined")
+    });
+
+    // Files that do not load (a half-written certificate) leave the current one in place.
+    std::fs::write(
+        server.certs.join("server.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n",
+    )
+    .unwrap();
+    server.wait_for_log_where("a refused reload", Duration::from_secs(20), |log| {
+        log.contains("kept the current server certificate")
+    });
+    let run = run_viewer(
+        &addr,
+        &[
+            "--headless",
+            "--duration",
+            "1",
+            "--fingerprint",
+            &server.fingerprint,
+        ],
+        &[],
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    assert!(run.output.status.success(), "{}", run.stderr());
+
+    // An expired certificate: the reload takes it, and viewers say what is wrong.
+    let expired =
+        streamsocket_certs::issue_server(&server.certs, &hosts, lifetime(-30, -2)).unwrap();
+    wait_for_reload(&server, &expired.fingerprint.to_string());
+    assert!(
+        server.log().contains("EXPIRED on"),
+        "the server warns:\n{}",
+        server.log()
+    );
+    let err = refused(&server, &["--headless", "--duration", "1", "--ca", ca]);
+    assert!(
+        err.contains("expired certificate") && err.contains("streamsocket-certs renew"),
+        "{err}"
+    );
+    let err = refused(
+        &server,
+        &[
+            "--headless",
+            "--duration",
+            "1",
+            "--fingerprint",
+            &expired.fingerprint.to_string(),
+        ],
+    );
+    assert!(
+        err.contains("expired certificate"),
+        "a pin does not excuse the date: {err}"
+    );
+
+    // One that is not valid yet.
+    let early = streamsocket_certs::issue_server(&server.certs, &hosts, lifetime(3, 30)).unwrap();
+    wait_for_reload(&server, &early.fingerprint.to_string());
+    let err = refused(&server, &["--headless", "--duration", "1", "--ca", ca]);
+    assert!(
+        err.contains("not valid yet") && err.contains("clock"),
+        "{err}"
+    );
+
+    // A good one again: new viewers get it, and the old pin no longer matches.
+    let renewed = streamsocket_certs::generate(&server.certs, &hosts).unwrap();
+    let renewed_fp = renewed.fingerprint.to_string();
+    wait_for_reload(&server, &renewed_fp);
+    let run = run_viewer(
+        &addr,
+        &[
+            "--headless",
+            "--duration",
+            "1",
+            "--fingerprint",
+            &renewed_fp,
+        ],
+        &[],
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let err = refused(
+        &server,
+        &[
+            "--headless",
+            "--duration",
+            "1",
+            "--fingerprint",
+            &server.fingerprint,
+        ],
+    );
+    assert!(
+        err.contains("fingerprint mismatch") && err.contains(&renewed_fp),
+        "{err}"
+    );
+
+    let watched = watcher.join().unwrap();
+    streamsocket_tests::assert_kept_watching(
+        &watched,
+        12.0,
+        "the viewer watching during the reloads",
+    );
+    assert_eq!(
+        streamsocket_tests::num(watched.stats(), "/connection/reconnects"),
+        0.0,
+        "a reload must not cut open connections"
+    );
+}
+
+#[test]
+fn a_server_that_requires_viewer_certificates_explains_every_refusal() {
+    let _machine = exclusive();
+    // Reload only on SIGHUP here, so that the revocation below proves the signal works.
+    let server = ServerProcess::start(&["--require-viewer-cert", "--cert-check", "0"]).unwrap();
+    let ca = server.ca();
+    let ca = ca.to_str().unwrap();
+    let alice = streamsocket_certs::issue_viewer(&server.certs, "alice", lifetime(0, 30)).unwrap();
+    let alice_cert = alice.cert.to_str().unwrap();
+
+    let err = refused(&server, &["--headless", "--duration", "1", "--ca", ca]);
+    assert!(
+        err.contains("only admits viewers with a certificate") && err.contains("--cert"),
+        "{err}"
+    );
+
+    let run = run_viewer(
+        &server.addr.to_string(),
+        &[
+            "--headless",
+            "--duration",
+            "1.5",
+            "--ca",
+            ca,
+            "--cert",
+            alice_cert,
+        ],
+        &[],
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    assert!(
+        run.output.status.success(),
+        "alice was refused:\n{}",
+        run.stderr()
+    );
+    assert!(streamsocket_tests::num(run.stats(), "/video/frames_decoded") > 0.0);
+    assert!(
+        server.log().contains("viewer_cert=alice"),
+        "the server names her:\n{}",
+        server.log()
+    );
+
+    // A viewer certificate from another installation's CA.
+    let other = tempfile::tempdir().unwrap();
+    streamsocket_certs::generate(other.path(), &[]).unwrap();
+    let mallory =
+        streamsocket_certs::issue_viewer(other.path(), "mallory", lifetime(0, 30)).unwrap();
+    let err = refused(
+        &server,
+        &[
+            "--headless",
+            "--duration",
+            "1",
+            "--ca",
+            ca,
+            "--cert",
+            mallory.cert.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("not signed by the CA this server trusts"),
+        "{err}"
+    );
+
+    // The server's own certificate is not a viewer's.
+    let server_pem = server.certs.join("server.pem");
+    let err = refused(
+        &server,
+        &[
+            "--headless",
+            "--duration",
+            "1",
+            "--ca",
+            ca,
+            "--cert",
+            server_pem.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("not a viewer certificate"), "{err}");
+
+    // An expired viewer certificate is caught before connecting.
+    let old = streamsocket_certs::issue_viewer(&server.certs, "old", lifetime(-30, -1)).unwrap();
+    let err = refused(
+        &server,
+        &[
+            "--headless",
+            "--duration",
+            "1",
+            "--ca",
+            ca,
+            "--cert",
+            old.cert.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("not valid now") && err.contains("EXPIRED"),
+        "{err}"
+    );
+
+    // Revoked, and the server told with SIGHUP.
+    streamsocket_certs::revoke_viewer(&server.certs, "alice").unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    server.wait_for_log_where(
+        "the revocation list's reload",
+        Duration::from_secs(20),
+        |log| log.contains("viewer certificate checks reloaded revocation_lists=1"),
+    );
+    let err = refused(
+        &server,
+        &[
+            "--headless",
+            "--duration",
+            "1",
+            "--ca",
+            ca,
+            "--cert",
+            alice_cert,
+        ],
+    );
+    assert!(err.contains("revoked"), "{err}");
+    assert!(
+        server.log().contains("turned away during the handshake"),
+        "the server logs refusals:\n{}",
+        server.log()
+    );
+}
+
+#[test]
+fn certs_tool_states_validity_renews_and_revokes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tool = |args: &[&str]| {
+        let out = std::process::Command::new(streamsocket_tests::bin("streamsocket-certs"))
+            .arg("--dir")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, _) = tool(&["--days", "20"]);
+    assert!(ok && out.contains("valid until:"), "{out}");
+    // A 22-day certificate with 2 days left: due for renewal.
+    streamsocket_certs::issue_server(dir.path(), &[], lifetime(-20, 2)).unwrap();
+    let (ok, out, _) = tool(&["viewer", "alice"]);
+    assert!(
+        ok && out.contains("--cert") && out.contains("alice.pem"),
+        "{out}"
+    );
+    let (ok, _, err) = tool(&["viewer", "../escape"]);
+    assert!(!ok && err.contains("not a usable viewer name"), "{err}");
+
+    let (ok, out, _) = tool(&["status"]);
+    assert!(ok, "a certificate that expires soon is a warning:\n{out}");
+    assert!(out.contains("due for renewal"), "{out}");
+    assert!(out.contains("viewer (alice)"), "{out}");
+
+    let (ok, out, _) = tool(&["renew"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("renewed") && out.contains("server.pem"),
+        "{out}"
+    );
+    assert!(out.contains("kept") && out.contains("alice.pem"), "{out}");
+
+    let (ok, out, _) = tool(&["revoke", "alice"]);
+    assert!(ok && out.contains("lists 1 certificate"), "{out}");
+    let (_, out, _) = tool(&["status"]);
+    assert!(out.contains("[REVOKED]"), "{out}");
+
+    streamsocket_certs::issue_server(dir.path(), &[], lifetime(-10, -1)).unwrap();
+    let (ok, out, _) = tool(&["status"]);
+    assert!(!ok, "an expired certificate fails the status:\n{out}");
+    assert!(out.contains("EXPIRED on"), "{out}");
+}

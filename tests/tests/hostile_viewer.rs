@@ -170,6 +170,7 @@ fn floods_deaf_viewers_and_abandoned_handshakes_do_not_reach_a_good_viewer() {
         for _ in 0..150 {
             let (config, _) = streamsocket_client::tls::client_config(
                 streamsocket_client::tls::Trust::Ca(server.ca()),
+                None,
             )
             .unwrap();
             let endpoint =

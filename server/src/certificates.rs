@@ -1,0 +1,251 @@
+//! The server's TLS side: its certificate (reloaded without a restart when the files change or
+//! on SIGHUP) and, optionally, the viewer certificates it requires (mutual TLS).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use streamsocket_certs::{CertInfo, CertPaths, Fingerprint, Validity};
+
+/// How often the certificate files are checked for changes, by default.
+pub const RELOAD_CHECK: Duration = Duration::from_secs(2);
+/// How often a certificate close to its end is warned about.
+const EXPIRY_WARNING_EVERY: Duration = Duration::from_secs(6 * 3600);
+
+/// Where the server's certificates come from and whom it asks for one.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The certificate directory (`server.pem`, `server.key`).
+    pub certs: PathBuf,
+    /// `Some(CA file)`: every viewer must present a certificate signed by this CA (and not
+    /// revoked in `<certs>/viewers.crl.pem`).
+    pub viewer_ca: Option<PathBuf>,
+    pub congestion: streamsocket_transport::settings::Congestion,
+    /// How often to look for changed files; `None`: only on SIGHUP.
+    pub check_every: Option<Duration>,
+}
+
+impl TlsSettings {
+    fn paths(&self) -> CertPaths {
+        CertPaths::new(&self.certs)
+    }
+
+    /// Every file the configuration is built from.
+    fn files(&self) -> Vec<PathBuf> {
+        let paths = self.paths();
+        let mut files = vec![paths.server_cert(), paths.server_key()];
+        if let Some(ca) = &self.viewer_ca {
+            files.push(ca.clone());
+            files.push(paths.crl());
+        }
+        files
+    }
+}
+
+/// A QUIC server configuration built from the certificate files, and what it holds.
+pub struct Loaded {
+    pub config: quinn::ServerConfig,
+    pub fingerprint: Fingerprint,
+    pub info: CertInfo,
+    /// The private key's bytes: the seed of stateless resets (see `endpoint::server`).
+    pub reset_secret: Vec<u8>,
+    /// Revoked viewer certificates listed (0 without mutual TLS).
+    pub revocation_lists: usize,
+}
+
+/// Builds the QUIC server configuration from the files `settings` names.
+pub fn load(settings: &TlsSettings) -> anyhow::Result<Loaded> {
+    let identity = streamsocket_certs::load_server_identity(&settings.paths())?;
+    let info = streamsocket_certs::inspect_der(&identity.chain[0])
+        .map_err(|e| anyhow::anyhow!("{}: {e}", settings.paths().server_cert().display()))?;
+    let fingerprint = identity.fingerprint;
+    let reset_secret = identity.key.secret_der().to_vec();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3 setup")?;
+    let (builder, revocation_lists) = match &settings.viewer_ca {
+        None => (builder.with_no_client_auth(), 0),
+        Some(ca) => {
+            let trust = streamsocket_certs::load_viewer_trust(ca, &settings.paths().crl())?;
+            let lists = trust.crls.len();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(trust.roots),
+                provider,
+            )
+            .with_crls(trust.crls)
+            .build()
+            .with_context(|| format!("viewer CA {}", ca.display()))?;
+            (builder.with_client_cert_verifier(verifier), lists)
+        }
+    };
+    let mut tls = builder
+        .with_single_cert(identity.chain, identity.key)
+        .with_context(|| {
+            format!(
+                "{} and {} do not belong together (is one of them being rewritten?)",
+                settings.paths().server_cert().display(),
+                settings.paths().server_key().display()
+            )
+        })?;
+    tls.alpn_protocols = vec![streamsocket_proto::ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .context("TLS configuration not usable for QUIC")?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(streamsocket_transport::settings::server_with(
+        settings.congestion,
+    ));
+    Ok(Loaded {
+        config,
+        fingerprint,
+        info,
+        reset_secret,
+        revocation_lists,
+    })
+}
+
+/// True when the certificate has expired, is not valid yet, or is due for renewal (as
+/// `streamsocket-certs renew` sees it).
+pub fn needs_attention(info: &CertInfo) -> bool {
+    info.renewal_due(
+        time::OffsetDateTime::now_utc(),
+        time::Duration::days(streamsocket_certs::RENEW_WITHIN_DAYS),
+    )
+}
+
+/// Logs what the certificate says, loudly when viewers will refuse it (or soon will).
+pub fn log_certificate(info: &CertInfo, what: &str) {
+    let validity = info.validity_now();
+    let fingerprint = info.fingerprint;
+    let names = info.names.join(", ");
+    let renew =
+        "renew it with `streamsocket-certs renew` (the server picks up the new one by itself)";
+    match validity {
+        Validity::Valid { .. } if needs_attention(info) => {
+            tracing::warn!(%fingerprint, names, "{what}: {validity}: {renew}")
+        }
+        Validity::Valid { .. } => tracing::info!(%fingerprint, names, "{what}: {validity}"),
+        _ => tracing::error!(
+            %fingerprint,
+            names,
+            "{what}: {validity}: viewers will refuse it; {renew}"
+        ),
+    }
+}
+
+/// The files' identities: a change of any (a rewrite, a rename over it) means "reload".
+type Signature = Vec<Option<(SystemTime, u64, u64)>>;
+
+fn signature(files: &[PathBuf]) -> Signature {
+    files.iter().map(|f| file_identity(f)).collect()
+}
+
+fn file_identity(path: &Path) -> Option<(SystemTime, u64, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((meta.modified().ok()?, meta.len(), inode))
+}
+
+/// Reloads the certificate into `endpoint` whenever its files change (checked every
+/// `settings.check_every`) or the process gets SIGHUP. Connections already open keep their
+/// session; new ones get the new certificate. A set of files that does not load (a
+/// certificate whose key is still being written, say) leaves the current one in place and is
+/// tried again when the files change again. Runs until dropped.
+pub async fn watch(endpoint: quinn::Endpoint, settings: TlsSettings, mut current: Fingerprint) {
+    let files = settings.files();
+    let mut loaded = signature(&files);
+    let mut failed: Option<Signature> = None;
+    let mut hangup = hangup_signal();
+    // Without checks the timer still runs (hourly) for the expiry warnings.
+    let mut tick = tokio::time::interval(settings.check_every.unwrap_or(Duration::from_secs(3600)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_warning = Instant::now();
+    loop {
+        let forced = tokio::select! {
+            _ = tick.tick() => false,
+            Some(()) = next_hangup(&mut hangup) => true,
+        };
+        let now = signature(&files);
+        let unchanged = now == loaded || failed.as_ref() == Some(&now);
+        if !forced && (unchanged || settings.check_every.is_none()) {
+            if last_warning.elapsed() >= EXPIRY_WARNING_EVERY {
+                last_warning = Instant::now();
+                match streamsocket_certs::inspect(&settings.paths().server_cert()) {
+                    Ok(info) if needs_attention(&info) => {
+                        log_certificate(&info, "server certificate")
+                    }
+                    _ => {}
+                }
+            }
+            continue;
+        }
+        match load(&settings) {
+            Ok(new) => {
+                endpoint.set_server_config(Some(new.config));
+                loaded = now;
+                failed = None;
+                if new.fingerprint != current {
+                    log_certificate(
+                        &new.info,
+                        "reloaded the server certificate: new viewers get the new one",
+                    );
+                }
+                current = new.fingerprint;
+                if settings.viewer_ca.is_some() {
+                    tracing::info!(
+                        revocation_lists = new.revocation_lists,
+                        "viewer certificate checks reloaded"
+                    );
+                }
+            }
+            Err(e) => {
+                if failed.as_ref() != Some(&now) {
+                    tracing::warn!(
+                        "kept the current server certificate: the new files do not load: {e:#}"
+                    );
+                }
+                failed = Some(now);
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = Option<()>;
+
+fn hangup_signal() -> Hangup {
+    #[cfg(unix)]
+    {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// Completes at the next SIGHUP; never where there is none.
+async fn next_hangup(hangup: &mut Hangup) -> Option<()> {
+    #[cfg(unix)]
+    if let Some(signal) = hangup {
+        return signal.recv().await;
+    }
+    let _ = hangup;
+    std::future::pending().await
+}
+
+/// The viewer's name from its certificate (mutual TLS), if it presented one.
+pub fn viewer_name(conn: &quinn::Connection) -> Option<String> {
+    let chain = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    let info = streamsocket_certs::inspect_der(chain.first()?).ok()?;
+    Some(info.common_name)
+}
