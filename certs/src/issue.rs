@@ -19,6 +19,8 @@ use crate::{read_bytes, read_to_string, write_file, CertError, CertPaths, Finger
 
 /// Names every generated server certificate is valid for, besides those asked for.
 pub const DEFAULT_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+/// The common name of the CA this tool generates (and is willing to renew).
+const CA_NAME: &str = "StreamSocket local CA";
 /// How long a generated CA stays valid.
 pub const CA_VALIDITY_DAYS: i64 = 3650;
 /// How long a generated server certificate stays valid.
@@ -148,6 +150,14 @@ pub fn issue_viewer(dir: &Path, name: &str, lifetime: Lifetime) -> Result<Issued
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let (cert, key) = (paths.viewer_cert(name), paths.viewer_key(name));
     let (fingerprint, _) = sign_leaf(params, lifetime, &issuer, &cert, &key)?;
+    // Every certificate a name was given, so that revoking the name revokes them all (a
+    // renewed or re-issued certificate does not make the old one invalid).
+    let serial = inspect(&cert)?.serial;
+    let record = paths.viewer_serials(name);
+    let mut serials = fs::read_to_string(&record).unwrap_or_default();
+    serials.push_str(&hex::encode(serial));
+    serials.push('\n');
+    write_file(&record, serials.as_bytes(), false)?;
     Ok(IssuedViewer {
         name: name.to_string(),
         cert,
@@ -157,37 +167,50 @@ pub fn issue_viewer(dir: &Path, name: &str, lifetime: Lifetime) -> Result<Issued
     })
 }
 
-/// Revokes the viewer certificate `dir/viewers/<name>.pem`: adds it to the CA's revocation
-/// list `dir/viewers.crl.pem`, which a server that requires viewer certificates reads (and
-/// reloads on change). Returns how many certificates the list now names.
+/// Revokes every certificate issued to the viewer `name` (the current `viewers/<name>.pem`
+/// and any it replaced): adds them to the CA's revocation list `dir/viewers.crl.pem`, which a
+/// server that requires viewer certificates reads (and reloads on change). Returns how many
+/// certificates the list now names.
 pub fn revoke_viewer(dir: &Path, name: &str) -> Result<usize, CertError> {
     check_viewer_name(name)?;
     let paths = CertPaths::new(dir);
     let issuer = load_ca(&paths)?.ok_or_else(|| CertError::NoCa { dir: dir.into() })?;
-    let info = inspect(&paths.viewer_cert(name))?;
+    let mut serials: Vec<Vec<u8>> = fs::read_to_string(paths.viewer_serials(name))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| hex::decode(line.trim()).ok())
+        .filter(|serial| !serial.is_empty())
+        .collect();
+    match inspect(&paths.viewer_cert(name)) {
+        Ok(current) => serials.push(current.serial),
+        Err(e) if serials.is_empty() => return Err(e),
+        Err(_) => {}
+    }
     let now = OffsetDateTime::now_utc();
 
     let (mut revoked, number) = match read_crl(&paths.crl())? {
         Some((entries, number)) => (entries, number + 1),
         None => (Vec::new(), 1),
     };
-    if !revoked
-        .iter()
-        .any(|r: &RevokedCertParams| r.serial_number.as_ref() == info.serial.as_slice())
-    {
-        revoked.push(RevokedCertParams {
-            serial_number: SerialNumber::from_slice(&info.serial),
-            revocation_time: now,
-            reason_code: Some(RevocationReason::CessationOfOperation),
-            invalidity_date: None,
-        });
+    for serial in serials {
+        if !revoked
+            .iter()
+            .any(|r: &RevokedCertParams| r.serial_number.as_ref() == serial.as_slice())
+        {
+            revoked.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&serial),
+                revocation_time: now,
+                reason_code: Some(RevocationReason::CessationOfOperation),
+                invalidity_date: None,
+            });
+        }
     }
     let count = revoked.len();
     let crl = CertificateRevocationListParams {
         this_update: now - BACKDATE,
         // The server does not enforce this date; a far one keeps an old list usable.
         next_update: now + Duration::days(CA_VALIDITY_DAYS),
-        crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
+        crl_number: SerialNumber::from(number),
         issuing_distribution_point: None,
         revoked_certs: revoked,
         key_identifier_method: KeyIdMethod::Sha256,
@@ -242,9 +265,9 @@ pub struct Renewal {
     pub revoked: bool,
 }
 
-/// Renews every certificate in `dir` (CA, server, viewers) that expires within `within` or
-/// within a third of its lifetime, whichever is sooner (or has expired, or is not valid yet),
-/// or all of them with `force`; revoked viewer certificates stay as they are. Each keeps its names and
+/// Renews every certificate in `dir` (CA, server, viewers) that is due (see
+/// [`CertInfo::renewal_due`]), or all of them with `force`; revoked viewer certificates stay
+/// as they are. Each keeps its names and
 /// the length of its lifetime. The CA is renewed with its own key, so certificates it signed
 /// stay valid and viewers only need the new `ca.pem` before the old one expires.
 pub fn renew(dir: &Path, within: Duration, force: bool) -> Result<Vec<Renewal>, CertError> {
@@ -257,7 +280,23 @@ pub fn renew(dir: &Path, within: Duration, force: bool) -> Result<Vec<Renewal>, 
     let revoked = revoked_serials(dir)?;
     let mut out = Vec::new();
 
+    // Read everything before changing anything: a broken file stops the run up front.
     let ca = inspect(&paths.ca_cert())?;
+    let server = match paths.server_cert().is_file() {
+        true => Some(inspect(&paths.server_cert())?),
+        false => None,
+    };
+    let viewers = viewer_certs(&paths)?
+        .into_iter()
+        .map(|(name, path)| inspect(&path).map(|info| (name, path, info)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if due(&ca) && ca.common_name != CA_NAME {
+        return Err(CertError::ForeignCa {
+            path: paths.ca_cert(),
+            subject: ca.common_name,
+        });
+    }
+
     let mut renewal = Renewal {
         path: paths.ca_cert(),
         kind: CertKind::Ca,
@@ -277,8 +316,7 @@ pub fn renew(dir: &Path, within: Duration, force: bool) -> Result<Vec<Renewal>, 
     }
     out.push(renewal);
 
-    if paths.server_cert().is_file() {
-        let server = inspect(&paths.server_cert())?;
+    if let Some(server) = server {
         let mut renewal = Renewal {
             path: paths.server_cert(),
             kind: CertKind::Server,
@@ -295,8 +333,7 @@ pub fn renew(dir: &Path, within: Duration, force: bool) -> Result<Vec<Renewal>, 
         out.push(renewal);
     }
 
-    for (name, path) in viewer_certs(&paths)? {
-        let viewer = inspect(&path)?;
+    for (name, path, viewer) in viewers {
         let mut renewal = Renewal {
             path,
             kind: CertKind::Viewer,
@@ -330,6 +367,17 @@ pub fn status(dir: &Path) -> Result<Vec<(PathBuf, CertInfo)>, CertError> {
         out.push((path, info));
     }
     Ok(out)
+}
+
+/// The serial numbers a revocation list names, as [`CertInfo::serial`] spells them.
+pub fn crl_serials(der: &CertificateRevocationListDer<'_>) -> Vec<Vec<u8>> {
+    x509_parser::parse_x509_crl(der.as_ref())
+        .map(|(_, crl)| {
+            crl.iter_revoked_certificates()
+                .map(|r| r.user_certificate.to_bytes_be())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The serial numbers a revocation list in `dir` names (empty when there is none).
@@ -446,7 +494,7 @@ fn self_sign_ca(
     lifetime: Lifetime,
 ) -> Result<(CertificateParams, rcgen::Certificate), CertError> {
     let mut params = CertificateParams::default();
-    let mut dn = common_name("StreamSocket local CA");
+    let mut dn = common_name(CA_NAME);
     dn.push(DnType::OrganizationName, "StreamSocket");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -465,8 +513,9 @@ fn self_sign_ca(
 fn new_ca(paths: &CertPaths) -> Result<Issuer<'static, KeyPair>, CertError> {
     let key = KeyPair::generate()?;
     let (params, cert) = self_sign_ca(&key, Lifetime::days_from_now(CA_VALIDITY_DAYS))?;
-    write_file(&paths.ca_cert(), cert.pem().as_bytes(), false)?;
+    // The key first: a certificate without its key would make every later run fail.
     write_file(&paths.ca_key(), key.serialize_pem().as_bytes(), true)?;
+    write_file(&paths.ca_cert(), cert.pem().as_bytes(), false)?;
     Ok(Issuer::new(params, key))
 }
 
@@ -636,8 +685,8 @@ mod tests {
         generate(dir.path(), &[]).unwrap();
         let ca_before = inspect(&paths.ca_cert()).unwrap();
         let server_before = inspect(&paths.server_cert()).unwrap();
-        // Renew only the CA: with a window longer than the server's lifetime everything is
-        // due, so check the CA's effect by restoring the old server certificate afterwards.
+        // `force` renews everything; restore the old server certificate afterwards to see
+        // that the renewed CA still vouches for it.
         let old_server = (
             fs::read(paths.server_cert()).unwrap(),
             fs::read(paths.server_key()).unwrap(),

@@ -31,9 +31,9 @@ mod issue;
 
 pub use inspect::{format_span, format_time, inspect, inspect_der, CertInfo, CertKind, Validity};
 pub use issue::{
-    generate, issue_server, issue_viewer, renew, revoke_viewer, revoked_serials, status, Generated,
-    IssuedViewer, Lifetime, Renewal, CA_VALIDITY_DAYS, DEFAULT_HOSTS, RENEW_WITHIN_DAYS,
-    SERVER_VALIDITY_DAYS, VIEWER_VALIDITY_DAYS,
+    crl_serials, generate, issue_server, issue_viewer, renew, revoke_viewer, revoked_serials,
+    status, Generated, IssuedViewer, Lifetime, Renewal, CA_VALIDITY_DAYS, DEFAULT_HOSTS,
+    RENEW_WITHIN_DAYS, SERVER_VALIDITY_DAYS, VIEWER_VALIDITY_DAYS,
 };
 
 /// Problems with certificate files, each saying how to fix it.
@@ -65,6 +65,8 @@ pub enum CertError {
     BadHost(String),
     #[error("{0:?} is not a usable viewer name: use 1 to 64 letters, digits, '.', '_' or '-'")]
     BadViewerName(String),
+    #[error("{path} ({subject:?}) was not made by streamsocket-certs: renew it with the tool that issued it")]
+    ForeignCa { path: PathBuf, subject: String },
     #[error("there is no CA in {dir}\n  hint: create one with `streamsocket-certs --dir {dir}` (or start the server once)", dir = dir.display())]
     NoCa { dir: PathBuf },
 }
@@ -76,6 +78,9 @@ fn hint_line(hint: &str) -> String {
         format!("\n  hint: {hint}")
     }
 }
+
+/// The revocation list's file name, beside the CA that signs it.
+pub const CRL_FILE: &str = "viewers.crl.pem";
 
 /// The paths of the files in a certificate directory.
 #[derive(Debug, Clone)]
@@ -111,7 +116,11 @@ impl CertPaths {
     }
     /// The CA's list of revoked viewer certificates.
     pub fn crl(&self) -> PathBuf {
-        self.dir.join("viewers.crl.pem")
+        self.dir.join(CRL_FILE)
+    }
+    /// Every serial number issued to a viewer name (for revoking them all).
+    pub fn viewer_serials(&self, name: &str) -> PathBuf {
+        self.viewers_dir().join(format!("{name}.serials"))
     }
     /// True when the server's certificate and key are both present.
     pub fn server_identity_exists(&self) -> bool {
@@ -235,13 +244,18 @@ pub fn load_viewer_trust(ca: &Path, crl: &Path) -> Result<ViewerTrust, CertError
     let roots = load_ca_roots(ca)?;
     let mut crls = Vec::new();
     if crl.is_file() {
+        let invalid = |reason: String| CertError::Invalid {
+            what: "revocation list",
+            path: crl.to_path_buf(),
+            reason,
+        };
         let pem = read_bytes(crl, "revocation list", "")?;
         for list in CertificateRevocationListDer::pem_slice_iter(&pem) {
-            crls.push(list.map_err(|e| CertError::Invalid {
-                what: "revocation list",
-                path: crl.to_path_buf(),
-                reason: e.to_string(),
-            })?);
+            crls.push(list.map_err(|e| invalid(e.to_string()))?);
+        }
+        // An empty file would silently turn revocation off.
+        if crls.is_empty() {
+            return Err(invalid("no revocation list in the file".into()));
         }
     }
     Ok(ViewerTrust { roots, crls })
@@ -316,8 +330,15 @@ pub(crate) fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".new");
     let temporary = PathBuf::from(temporary);
+    // A leftover from an interrupted run may have other permissions: start afresh, and
+    // create the file new so that the mode below applies.
+    match fs::remove_file(&temporary) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     if private {
         use std::os::unix::fs::OpenOptionsExt;
@@ -325,11 +346,16 @@ pub(crate) fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<
     }
     #[cfg(not(unix))]
     let _ = private;
-    let mut file = options.open(&temporary).map_err(err)?;
-    file.write_all(contents).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    drop(file);
-    fs::rename(&temporary, path).map_err(err)?;
+    let written = options.open(&temporary).and_then(|mut file| {
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&temporary, path)
+    });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&temporary);
+        return Err(err(e));
+    }
     Ok(())
 }
 
@@ -385,6 +411,30 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o077, 0, "private key readable by others: {mode:o}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_leftover_temporary_file_never_leaks_a_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let paths = CertPaths::new(dir.path());
+        let stale = dir.path().join("server.key.new");
+        fs::write(&stale, "left over").unwrap();
+        fs::set_permissions(&stale, fs::Permissions::from_mode(0o644)).unwrap();
+        generate(dir.path(), &[]).unwrap();
+        let mode = fs::metadata(paths.server_key())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "key readable by others: {mode:o}");
+        assert!(!stale.exists());
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "new"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use streamsocket_certs::{format_time, CertKind, Lifetime, Validity};
 ///
 /// Give viewers ca.pem (never ca.key or server.key), or the fingerprint printed below.
 #[derive(Parser)]
-#[command(version, subcommand_negates_reqs = true)]
+#[command(version)]
 struct Cli {
     /// Directory for ca.pem, ca.key, server.pem, server.key and viewers/.
     #[arg(long, default_value = "certs", global = true)]
@@ -53,10 +53,12 @@ enum Command {
     /// Exits with status 1 when one has expired or is not valid yet, 0 otherwise (a
     /// certificate that expires soon is a warning).
     Status,
-    /// Renew the certificates that expire within --within-days (or have expired), keeping
-    /// their names and lifetimes. The CA keeps its key, so what it signed stays valid.
+    /// Renew the certificates that are due, keeping their names and lifetimes: those with less
+    /// than --within-days left (or less than a third of their lifetime, when that is
+    /// shorter), expired or not yet valid. The CA keeps its key, so what it signed stays
+    /// valid.
     Renew {
-        /// Renew what expires within this many days.
+        /// Renew what has fewer than this many days left.
         #[arg(long, default_value_t = streamsocket_certs::RENEW_WITHIN_DAYS, value_parser = clap::value_parser!(i64).range(0..=3650))]
         within_days: i64,
         /// Renew every certificate, due or not.
@@ -210,7 +212,7 @@ fn renew(dir: &std::path::Path, within_days: i64, force: bool) -> Outcome {
         }
     }
     if !any {
-        println!("nothing to renew: nothing expires within {within_days} days (or a third of its lifetime)");
+        println!("nothing to renew: every certificate has more than {within_days} days left (or a third of its lifetime)");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -171,13 +171,15 @@ pub async fn connect(
             client_name: format!("streamsocket-client {}", env!("CARGO_PKG_VERSION")),
             token: opts.token.clone(),
         });
-        writer
-            .send(&hello)
-            .await
-            .map_err(|e| ConnectError::Failed {
+        // The server may refuse our certificate just after our side of the handshake is done
+        // (TLS 1.3 client authentication): its reason arrives as the connection's close.
+        writer.send(&hello).await.map_err(|e| match e {
+            quinn::WriteError::ConnectionLost(e) => connection_error(addr, e),
+            e => ConnectError::Failed {
                 addr,
                 detail: e.to_string(),
-            })?;
+            },
+        })?;
         loop {
             match reader.next().await {
                 Ok(Some(ControlMessage::Welcome(w))) => {

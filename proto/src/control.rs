@@ -50,6 +50,8 @@ pub enum ErrorCode {
     TokenInvalid,
     /// The server has as many viewers as it admits.
     ServerFull,
+    /// The viewer's certificate was revoked while it watched.
+    AccessRevoked,
     /// A code this implementation does not know; kept so it can be reported.
     Other(u16),
 }
@@ -69,6 +71,7 @@ impl ErrorCode {
             ErrorCode::TokenRequired => 9,
             ErrorCode::TokenInvalid => 10,
             ErrorCode::ServerFull => 11,
+            ErrorCode::AccessRevoked => 12,
             ErrorCode::Other(v) => v,
         }
     }
@@ -87,6 +90,7 @@ impl ErrorCode {
             9 => ErrorCode::TokenRequired,
             10 => ErrorCode::TokenInvalid,
             11 => ErrorCode::ServerFull,
+            12 => ErrorCode::AccessRevoked,
             v => ErrorCode::Other(v),
         }
     }
@@ -108,6 +112,9 @@ impl ErrorCode {
             }
             ErrorCode::TokenInvalid => "the server did not accept the token",
             ErrorCode::ServerFull => "the server is full",
+            ErrorCode::AccessRevoked => {
+                "your viewer certificate was revoked: ask the server's operator for a new one"
+            }
             ErrorCode::Other(_) => "unknown error code",
         }
     }

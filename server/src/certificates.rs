@@ -1,12 +1,14 @@
 //! The server's TLS side: its certificate (reloaded without a restart when the files change or
 //! on SIGHUP) and, optionally, the viewer certificates it requires (mutual TLS).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use streamsocket_certs::{CertInfo, CertPaths, Fingerprint, Validity};
+use streamsocket_proto::ErrorCode;
 
 /// How often the certificate files are checked for changes, by default.
 pub const RELOAD_CHECK: Duration = Duration::from_secs(2);
@@ -18,8 +20,9 @@ const EXPIRY_WARNING_EVERY: Duration = Duration::from_secs(6 * 3600);
 pub struct TlsSettings {
     /// The certificate directory (`server.pem`, `server.key`).
     pub certs: PathBuf,
-    /// `Some(CA file)`: every viewer must present a certificate signed by this CA (and not
-    /// revoked in `<certs>/viewers.crl.pem`).
+    /// `Some(CA file)`: every viewer must present a certificate signed by this CA and not
+    /// revoked in the CA's list beside it (`viewers.crl.pem` in the CA file's directory,
+    /// where `streamsocket-certs revoke` writes it).
     pub viewer_ca: Option<PathBuf>,
     pub congestion: streamsocket_transport::settings::Congestion,
     /// How often to look for changed files; `None`: only on SIGHUP.
@@ -31,13 +34,20 @@ impl TlsSettings {
         CertPaths::new(&self.certs)
     }
 
+    /// The viewer CA's revocation list.
+    fn viewer_crl(ca: &Path) -> PathBuf {
+        ca.parent()
+            .unwrap_or(Path::new("."))
+            .join(streamsocket_certs::CRL_FILE)
+    }
+
     /// Every file the configuration is built from.
     fn files(&self) -> Vec<PathBuf> {
         let paths = self.paths();
         let mut files = vec![paths.server_cert(), paths.server_key()];
         if let Some(ca) = &self.viewer_ca {
             files.push(ca.clone());
-            files.push(paths.crl());
+            files.push(Self::viewer_crl(ca));
         }
         files
     }
@@ -50,12 +60,21 @@ pub struct Loaded {
     pub info: CertInfo,
     /// The private key's bytes: the seed of stateless resets (see `endpoint::server`).
     pub reset_secret: Vec<u8>,
-    /// Revoked viewer certificates listed (0 without mutual TLS).
+    /// Revocation lists loaded (0 without mutual TLS, or when the CA has revoked nothing).
     pub revocation_lists: usize,
+    /// The serial numbers they revoke.
+    pub revoked: Vec<Vec<u8>>,
+    /// The files as they were just before they were read (for [`watch`]).
+    pub seen: FilesSeen,
 }
+
+/// The state of the certificate files at some moment: a change after it means "reload".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesSeen(Signature);
 
 /// Builds the QUIC server configuration from the files `settings` names.
 pub fn load(settings: &TlsSettings) -> anyhow::Result<Loaded> {
+    let seen = FilesSeen(signature(&settings.files()));
     let identity = streamsocket_certs::load_server_identity(&settings.paths())?;
     let info = streamsocket_certs::inspect_der(&identity.chain[0])
         .map_err(|e| anyhow::anyhow!("{}: {e}", settings.paths().server_cert().display()))?;
@@ -65,11 +84,17 @@ pub fn load(settings: &TlsSettings) -> anyhow::Result<Loaded> {
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .context("TLS 1.3 setup")?;
+    let mut revoked = Vec::new();
     let (builder, revocation_lists) = match &settings.viewer_ca {
         None => (builder.with_no_client_auth(), 0),
         Some(ca) => {
-            let trust = streamsocket_certs::load_viewer_trust(ca, &settings.paths().crl())?;
+            let trust = streamsocket_certs::load_viewer_trust(ca, &TlsSettings::viewer_crl(ca))?;
             let lists = trust.crls.len();
+            revoked = trust
+                .crls
+                .iter()
+                .flat_map(streamsocket_certs::crl_serials)
+                .collect();
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(trust.roots),
                 provider,
@@ -102,6 +127,8 @@ pub fn load(settings: &TlsSettings) -> anyhow::Result<Loaded> {
         info,
         reset_secret,
         revocation_lists,
+        revoked,
+        seen,
     })
 }
 
@@ -155,9 +182,15 @@ fn file_identity(path: &Path) -> Option<(SystemTime, u64, u64)> {
 /// session; new ones get the new certificate. A set of files that does not load (a
 /// certificate whose key is still being written, say) leaves the current one in place and is
 /// tried again when the files change again. Runs until dropped.
-pub async fn watch(endpoint: quinn::Endpoint, settings: TlsSettings, mut current: Fingerprint) {
+pub async fn watch(
+    endpoint: quinn::Endpoint,
+    settings: TlsSettings,
+    seen: FilesSeen,
+    mut current: Fingerprint,
+    watching: Arc<Watching>,
+) {
     let files = settings.files();
-    let mut loaded = signature(&files);
+    let mut loaded = seen.0;
     let mut failed: Option<Signature> = None;
     let mut hangup = hangup_signal();
     // Without checks the timer still runs (hourly) for the expiry warnings.
@@ -186,20 +219,24 @@ pub async fn watch(endpoint: quinn::Endpoint, settings: TlsSettings, mut current
         match load(&settings) {
             Ok(new) => {
                 endpoint.set_server_config(Some(new.config));
-                loaded = now;
+                loaded = new.seen.0;
                 failed = None;
                 if new.fingerprint != current {
                     log_certificate(
                         &new.info,
                         "reloaded the server certificate: new viewers get the new one",
                     );
+                } else if settings.viewer_ca.is_none() {
+                    tracing::info!(fingerprint = %new.fingerprint, "reloaded: the server certificate is unchanged");
                 }
                 current = new.fingerprint;
                 if settings.viewer_ca.is_some() {
                     tracing::info!(
                         revocation_lists = new.revocation_lists,
+                        revoked = new.revoked.len(),
                         "viewer certificate checks reloaded"
                     );
+                    watching.end_revoked(&new.revoked);
                 }
             }
             Err(e) => {
@@ -240,12 +277,75 @@ async fn next_hangup(hangup: &mut Hangup) -> Option<()> {
     std::future::pending().await
 }
 
-/// The viewer's name from its certificate (mutual TLS), if it presented one.
-pub fn viewer_name(conn: &quinn::Connection) -> Option<String> {
+/// The viewer's certificate (mutual TLS), if it presented one.
+fn viewer_certificate(conn: &quinn::Connection) -> Option<CertInfo> {
     let chain = conn
         .peer_identity()?
         .downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
         .ok()?;
-    let info = streamsocket_certs::inspect_der(chain.first()?).ok()?;
-    Some(info.common_name)
+    streamsocket_certs::inspect_der(chain.first()?).ok()
+}
+
+/// The viewer's name from its certificate (mutual TLS), if it presented one.
+pub fn viewer_name(conn: &quinn::Connection) -> Option<String> {
+    viewer_certificate(conn).map(|info| info.common_name)
+}
+
+/// The connections of viewers that presented a certificate, so that revoking one ends its
+/// session at once rather than at its next connection.
+#[derive(Default)]
+pub struct Watching {
+    connections: Mutex<HashMap<u64, (CertInfo, quinn::Connection)>>,
+}
+
+/// Keeps a connection in [`Watching`] while it lives.
+pub struct WatchingGuard {
+    watching: Arc<Watching>,
+    id: u64,
+}
+
+impl Drop for WatchingGuard {
+    fn drop(&mut self) {
+        self.watching
+            .connections
+            .lock()
+            .expect("not poisoned")
+            .remove(&self.id);
+    }
+}
+
+impl Watching {
+    /// Records a connection with a viewer certificate; `None` (nothing to record) without.
+    pub fn add(self: &Arc<Self>, id: u64, conn: &quinn::Connection) -> Option<WatchingGuard> {
+        let info = viewer_certificate(conn)?;
+        self.connections
+            .lock()
+            .expect("not poisoned")
+            .insert(id, (info, conn.clone()));
+        Some(WatchingGuard {
+            watching: self.clone(),
+            id,
+        })
+    }
+
+    /// Closes every connection whose certificate is in `revoked`; returns how many.
+    pub fn end_revoked(&self, revoked: &[Vec<u8>]) -> usize {
+        let connections = self.connections.lock().expect("not poisoned");
+        let mut ended = 0;
+        for (info, conn) in connections.values() {
+            if revoked.contains(&info.serial) {
+                tracing::info!(
+                    viewer_cert = %info.common_name,
+                    remote = %conn.remote_address(),
+                    "ending the session of a revoked viewer certificate"
+                );
+                conn.close(
+                    quinn::VarInt::from_u32(ErrorCode::AccessRevoked.to_u16() as u32),
+                    b"viewer certificate revoked",
+                );
+                ended += 1;
+            }
+        }
+        ended
+    }
 }

@@ -58,7 +58,7 @@ struct Args {
     #[arg(long)]
     require_viewer_cert: bool,
     /// The CA that signs viewer certificates, when not the one in --certs (implies
-    /// --require-viewer-cert).
+    /// --require-viewer-cert); its revocation list is viewers.crl.pem beside it.
     #[arg(long, value_name = "FILE")]
     viewer_ca: Option<PathBuf>,
     /// Seconds between checks for a new certificate (or revocation list) in --certs; 0: reload

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +72,9 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     admission: Arc<crate::admission::Admission>,
     tls: TlsSettings,
+    cert_files: certificates::FilesSeen,
+    /// Viewers with certificates, for ending revoked ones.
+    watching: Arc<certificates::Watching>,
     /// The certificate's fingerprint at start (it may change: see [`certificates::watch`]).
     pub fingerprint: Fingerprint,
     pub source_stats: Arc<SourceStats>,
@@ -80,11 +83,25 @@ pub struct Server {
 /// Connections (handshakes included) allowed beyond the viewer limit, so that viewers over
 /// the limit still hear "server full" while a flood of handshakes cannot grow without bound.
 const HANDSHAKE_SLACK: usize = 64;
+/// Handshakes in progress above which a new address must first prove that it receives the
+/// server's packets (a QUIC Retry: one round trip, and no state kept until it answers). A
+/// flood from forged or vanishing addresses then costs a packet each, not a place.
+const VALIDATE_ABOVE: usize = 16;
+/// How long a handshake may take before the server forgets it (a viewer that vanished
+/// mid-handshake would otherwise hold its place for the whole idle timeout).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Counts an open connection while it lives.
-struct OpenConnection(Arc<std::sync::atomic::AtomicUsize>);
+/// Counts something (an open connection, a handshake) while it lives.
+struct Counted(Arc<AtomicUsize>);
 
-impl Drop for OpenConnection {
+impl Counted {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Counted(counter.clone())
+    }
+}
+
+impl Drop for Counted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -120,6 +137,7 @@ impl Server {
             );
         }
         let fingerprint = loaded.fingerprint;
+        let cert_files = loaded.seen;
         let server_config = loaded.config;
         // Stateless resets keyed by the private key survive a restart (see endpoint::server).
         let reset_secret = loaded.reset_secret;
@@ -214,6 +232,8 @@ impl Server {
             stop,
             admission: opts.admission.clone(),
             tls,
+            cert_files,
+            watching: Arc::default(),
             fingerprint,
             source_stats,
         })
@@ -239,14 +259,22 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
         let next_id = AtomicU64::new(1);
-        let status = tokio::spawn(log_status(self.hub.clone(), self.source_stats.clone()));
+        let retries = Arc::new(AtomicU64::new(0));
+        let status = tokio::spawn(log_status(
+            self.hub.clone(),
+            self.source_stats.clone(),
+            retries.clone(),
+        ));
         let reloader = tokio::spawn(certificates::watch(
             self.endpoint.clone(),
             self.tls.clone(),
+            self.cert_files.clone(),
             self.fingerprint,
+            self.watching.clone(),
         ));
         tokio::pin!(shutdown);
-        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let handshaking = Arc::new(AtomicUsize::new(0));
         let max_open = self.admission.max_viewers() + HANDSHAKE_SLACK;
         loop {
             tokio::select! {
@@ -257,17 +285,36 @@ impl Server {
                         incoming.refuse();
                         continue;
                     }
-                    open.fetch_add(1, Ordering::Relaxed);
-                    let counted = OpenConnection(open.clone());
+                    if handshaking.load(Ordering::Relaxed) >= VALIDATE_ABOVE
+                        && !incoming.remote_address_validated()
+                    {
+                        retries.fetch_add(1, Ordering::Relaxed);
+                        if let Err(e) = incoming.retry() {
+                            e.into_incoming().refuse();
+                        }
+                        continue;
+                    }
+                    let counted = Counted::new(&open);
+                    let in_handshake = Counted::new(&handshaking);
                     let hub = self.hub.clone();
                     let admission = self.admission.clone();
                     let clock = self.clock;
                     let join = self.join;
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
+                    let watching = self.watching.clone();
                     tokio::spawn(async move {
                         let _counted = counted;
-                        match incoming.await {
-                            Ok(conn) => crate::session::serve(conn, hub, admission, clock, id, join).await,
+                        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await;
+                        drop(in_handshake);
+                        let Ok(handshake) = handshake else {
+                            tracing::debug!("a handshake did not finish within {HANDSHAKE_TIMEOUT:?}: forgotten");
+                            return;
+                        };
+                        match handshake {
+                            Ok(conn) => {
+                                let _watched = watching.add(id, &conn);
+                                crate::session::serve(conn, hub, admission, clock, id, join).await
+                            }
                             // A refused certificate (mutual TLS) is worth knowing about; a
                             // timed-out or abandoned handshake is not.
                             Err(e @ quinn::ConnectionError::TransportError(_)) => {
@@ -296,13 +343,24 @@ impl Server {
     }
 }
 
-/// Logs what the encoders are doing every few seconds (only those with viewers).
-async fn log_status(hub: Arc<Hub>, source: Arc<SourceStats>) {
+/// Logs what the encoders are doing every few seconds (only those with viewers), and how many
+/// handshakes had to prove their address.
+async fn log_status(hub: Arc<Hub>, source: Arc<SourceStats>, retries: Arc<AtomicU64>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.tick().await;
     let mut last: Vec<(u64, u64)> = vec![(0, 0); hub.renditions().len()];
+    let mut last_retries = 0;
     loop {
         tick.tick().await;
+        let total_retries = retries.load(Ordering::Relaxed);
+        if total_retries > last_retries {
+            tracing::info!(
+                retries = total_retries - last_retries,
+                total = total_retries,
+                "many handshakes at once: new addresses were asked to prove themselves (QUIC Retry)"
+            );
+            last_retries = total_retries;
+        }
         for (r, prev) in hub.renditions().iter().zip(last.iter_mut()) {
             let frames = r.stats.frames_out.load(Ordering::Relaxed);
             let bytes = r.stats.bytes_out.load(Ordering::Relaxed);

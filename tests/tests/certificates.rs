@@ -380,8 +380,27 @@ fn a_server_that_requires_viewer_certificates_explains_every_refusal() {
         err.contains("not valid now") && err.contains("EXPIRED"),
         "{err}"
     );
+    // Presented anyway, the server refuses it: certificate_expired (45), explained.
+    let mut expired = streamsocket_client::tls::ViewerIdentity::new(old.cert.clone(), None);
+    expired.check_dates = false;
+    let closed = presented_and_refused(&server, &expired);
+    assert_eq!(closed, 0x100 + 45, "a TLS certificate_expired alert");
+    let text = streamsocket_client::tls::explain_refusal(45).unwrap();
+    assert!(text.contains("expired"), "{text}");
 
-    // Revoked, and the server told with SIGHUP.
+    // Alice's certificate is renewed; she watches with the new one. Revoked while she
+    // watches, and the server told with SIGHUP: her session ends at once, and neither her new
+    // certificate nor the one she had before the renewal gets her back in.
+    let old_alice = tempfile::tempdir().unwrap();
+    let old_cert = old_alice.path().join("alice.pem");
+    std::fs::copy(&alice.cert, &old_cert).unwrap();
+    std::fs::copy(&alice.key, old_alice.path().join("alice.key")).unwrap();
+    streamsocket_certs::issue_viewer(&server.certs, "alice", lifetime(0, 30)).unwrap();
+    let watching =
+        streamsocket_tests::spawn_viewer(&server, &["--duration", "40", "--cert", alice_cert]);
+    server.wait_for_log_where("alice's second join", Duration::from_secs(20), |log| {
+        log.matches("viewer_cert=alice").count() >= 2
+    });
     streamsocket_certs::revoke_viewer(&server.certs, "alice").unwrap();
     let hup = std::process::Command::new("kill")
         .args(["-HUP", &server.pid().to_string()])
@@ -391,26 +410,58 @@ fn a_server_that_requires_viewer_certificates_explains_every_refusal() {
     server.wait_for_log_where(
         "the revocation list's reload",
         Duration::from_secs(20),
-        |log| log.contains("viewer certificate checks reloaded revocation_lists=1"),
+        |log| log.contains("viewer certificate checks reloaded revocation_lists=1 revoked=2"),
     );
-    let err = refused(
-        &server,
-        &[
-            "--headless",
-            "--duration",
-            "1",
-            "--ca",
-            ca,
-            "--cert",
-            alice_cert,
-        ],
+    let ended = watching.join().unwrap();
+    assert!(
+        !ended.output.status.success(),
+        "alice kept watching:\n{}",
+        ended.stderr()
     );
-    assert!(err.contains("revoked"), "{err}");
+    assert!(ended.stderr().contains("was revoked"), "{}", ended.stderr());
+    for cert in [alice_cert, old_cert.to_str().unwrap()] {
+        let err = refused(
+            &server,
+            &["--headless", "--duration", "1", "--ca", ca, "--cert", cert],
+        );
+        assert!(err.contains("it has been revoked"), "{cert}: {err}");
+    }
     assert!(
         server.log().contains("turned away during the handshake"),
         "the server logs refusals:\n{}",
         server.log()
     );
+}
+
+/// Connects presenting `identity` (unchecked), and returns the QUIC error code of the
+/// server's refusal.
+fn presented_and_refused(
+    server: &ServerProcess,
+    identity: &streamsocket_client::tls::ViewerIdentity,
+) -> u64 {
+    let (config, _) = streamsocket_client::tls::client_config(
+        streamsocket_client::tls::Trust::Ca(server.ca()),
+        Some(identity),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let endpoint =
+            streamsocket_transport::endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let outcome = async {
+            let conn = endpoint
+                .connect_with(config, server.addr, "localhost")
+                .unwrap()
+                .await?;
+            // TLS 1.3 checks the client's certificate after the client's side is done: the
+            // refusal arrives as the connection's close.
+            Err::<(), _>(conn.closed().await)
+        };
+        match tokio::time::timeout(Duration::from_secs(10), outcome).await {
+            Ok(Err(quinn::ConnectionError::ConnectionClosed(close))) => u64::from(close.error_code),
+            other => panic!("expected the server to refuse the certificate, got {other:?}"),
+        }
+    })
 }
 
 #[test]
@@ -448,11 +499,15 @@ fn certs_tool_states_validity_renews_and_revokes() {
 
     let (ok, out, _) = tool(&["renew"]);
     assert!(ok, "{out}");
-    assert!(
-        out.contains("renewed") && out.contains("server.pem"),
-        "{out}"
-    );
-    assert!(out.contains("kept") && out.contains("alice.pem"), "{out}");
+    let line_about = |file: &str| {
+        out.lines()
+            .find(|l| l.contains(file))
+            .unwrap_or_else(|| panic!("nothing about {file}:\n{out}"))
+            .to_string()
+    };
+    assert!(line_about("server.pem").starts_with("renewed"), "{out}");
+    assert!(line_about("alice.pem").starts_with("kept"), "{out}");
+    assert!(line_about("ca.pem").starts_with("kept"), "{out}");
 
     let (ok, out, _) = tool(&["revoke", "alice"]);
     assert!(ok && out.contains("lists 1 certificate"), "{out}");
