@@ -50,7 +50,7 @@ pub enum ErrorCode {
     TokenInvalid,
     /// The server has as many viewers as it admits.
     ServerFull,
-    /// The viewer's certificate was revoked while it watched.
+    /// The viewer's access (its token or certificate) was withdrawn while it watched.
     AccessRevoked,
     /// A code this implementation does not know; kept so it can be reported.
     Other(u16),
@@ -113,7 +113,7 @@ impl ErrorCode {
             ErrorCode::TokenInvalid => "the server did not accept the token",
             ErrorCode::ServerFull => "the server is full",
             ErrorCode::AccessRevoked => {
-                "your viewer certificate was revoked: ask the server's operator for a new one"
+                "your access was revoked (token withdrawn or certificate revoked): ask the server's operator"
             }
             ErrorCode::Other(_) => "unknown error code",
         }

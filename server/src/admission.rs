@@ -1,17 +1,23 @@
-//! Who may watch: access tokens checked in constant time, and the most viewers at once.
+//! Who may watch: access tokens checked in constant time (a token file is reread when it
+//! changes, and a withdrawn token ends its viewer's session), and the most viewers at once.
 //!
 //! Tokens are compared as SHA-256 digests with `subtle`'s constant-time equality, against
 //! every known token whatever matches, so neither the time taken nor an early exit tells a
 //! guesser how close a token came or how many there are.
 
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use sha2::{Digest, Sha256};
 use streamsocket_proto::control::MAX_TOKEN;
 use streamsocket_proto::ErrorCode;
 use subtle::ConstantTimeEq;
+
+use crate::file_watch::{FileWatch, FilesSeen};
 
 /// Viewers admitted at once when not told otherwise.
 pub const DEFAULT_MAX_VIEWERS: usize = 1000;
@@ -34,42 +40,8 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Why a viewer was turned away: the code and the message it gets.
-pub type Refusal = (ErrorCode, String);
-
-#[derive(Debug)]
-pub struct Admission {
-    tokens: Vec<Token>,
-    max_viewers: usize,
-    viewers: AtomicUsize,
-}
-
-/// A viewer counted against the limit while this lives.
-#[derive(Debug)]
-pub struct Admitted<'a> {
-    admission: &'a Admission,
-    /// The token's name, when tokens are required.
-    pub name: Option<String>,
-}
-
-impl Drop for Admitted<'_> {
-    fn drop(&mut self) {
-        self.admission.viewers.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Admission {
-    /// Anyone may watch, up to `max_viewers` at once.
-    pub fn open(max_viewers: usize) -> Self {
-        Self {
-            tokens: Vec::new(),
-            max_viewers,
-            viewers: AtomicUsize::new(0),
-        }
-    }
-
-    /// Adds an accepted token (`--token`, or a line of `--token-file`).
-    pub fn add_token(&mut self, name: &str, token: &str) -> anyhow::Result<()> {
+impl Token {
+    fn new(name: &str, token: &str) -> anyhow::Result<Self> {
         if token.is_empty() {
             bail!("the token for {name:?} is empty");
         }
@@ -79,42 +51,167 @@ impl Admission {
         if token.chars().any(char::is_whitespace) {
             bail!("the token for {name:?} contains white space");
         }
-        self.tokens.push(Token {
+        Ok(Token {
             name: name.to_string(),
             digest: digest(token),
-        });
+        })
+    }
+}
+
+/// Why a viewer was turned away: the code and the message it gets.
+pub type Refusal = (ErrorCode, String);
+
+/// An admitted viewer: the digest of its token (none on an open server), and what ends its
+/// session when that token is withdrawn.
+struct Watcher {
+    token: Option<[u8; 32]>,
+    withdraw: Box<dyn Fn() + Send + Sync>,
+}
+
+pub struct Admission {
+    /// From `--token`: for as long as the server runs.
+    fixed: Vec<Token>,
+    /// From `--token-file`: reread when the file changes ([`Admission::watch_token_file`]).
+    token_file: Option<PathBuf>,
+    from_file: RwLock<Vec<Token>>,
+    max_viewers: usize,
+    viewers: AtomicUsize,
+    /// The admitted viewers' tokens, and how to end each one's session.
+    admitted: Mutex<HashMap<u64, Watcher>>,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("fixed", &self.fixed)
+            .field("token_file", &self.token_file)
+            .field("from_file", &self.from_file)
+            .field("max_viewers", &self.max_viewers)
+            .field("viewers", &self.viewers)
+            .finish()
+    }
+}
+
+/// A viewer counted against the limit while this lives.
+#[derive(Debug)]
+pub struct Admitted<'a> {
+    admission: &'a Admission,
+    id: u64,
+    /// The token's name, when tokens are required.
+    pub name: Option<String>,
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.admission
+            .admitted
+            .lock()
+            .expect("not poisoned")
+            .remove(&self.id);
+        self.admission.viewers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What rereading the token file did.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// Tokens accepted now, `--token` included.
+    pub tokens: usize,
+    /// Viewers whose token is no longer accepted: their sessions were ended.
+    pub withdrawn: usize,
+}
+
+impl Admission {
+    /// Anyone may watch, up to `max_viewers` at once.
+    pub fn open(max_viewers: usize) -> Self {
+        Self {
+            fixed: Vec::new(),
+            token_file: None,
+            from_file: RwLock::new(Vec::new()),
+            max_viewers,
+            viewers: AtomicUsize::new(0),
+            admitted: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Adds an accepted token (`--token`).
+    pub fn add_token(&mut self, name: &str, token: &str) -> anyhow::Result<()> {
+        self.fixed.push(Token::new(name, token)?);
         Ok(())
     }
 
-    /// Reads a token file: one `NAME TOKEN` per line; blank lines and `#` comments ignored.
+    /// Accepts the tokens of a token file: one `NAME TOKEN` per line; blank lines and `#`
+    /// comments ignored. [`Admission::watch_token_file`] rereads it when it changes.
     pub fn add_token_file(&mut self, path: &Path) -> anyhow::Result<()> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the token file {}", path.display()))?;
-        let before = self.tokens.len();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let mut words = line.split_whitespace();
-            let (Some(name), Some(token), None) = (words.next(), words.next(), words.next()) else {
-                bail!("{} line {}: expected \"NAME TOKEN\"", path.display(), i + 1);
-            };
-            self.add_token(name, token)
-                .with_context(|| format!("{} line {}", path.display(), i + 1))?;
-        }
-        if self.tokens.len() == before {
-            bail!("the token file {} has no tokens", path.display());
-        }
+        *self.from_file.get_mut().expect("not poisoned") = read_token_file(path)?;
+        self.token_file = Some(path.to_path_buf());
         Ok(())
+    }
+
+    pub fn token_file(&self) -> Option<&Path> {
+        self.token_file.as_deref()
+    }
+
+    /// Rereads the token file and ends the sessions of viewers whose token it no longer
+    /// holds. A file that does not read (or holds no token) changes nothing.
+    pub fn reload_token_file(&self) -> anyhow::Result<Reloaded> {
+        let Some(path) = &self.token_file else {
+            bail!("no token file");
+        };
+        let tokens = read_token_file(path)?;
+        let accepted: Vec<[u8; 32]> = self.fixed.iter().chain(&tokens).map(|t| t.digest).collect();
+        let count = accepted.len();
+        *self.from_file.write().expect("not poisoned") = tokens;
+        let mut withdrawn = 0;
+        for watcher in self.admitted.lock().expect("not poisoned").values() {
+            if watcher.token.is_some_and(|t| !accepted.contains(&t)) {
+                (watcher.withdraw)();
+                withdrawn += 1;
+            }
+        }
+        Ok(Reloaded {
+            tokens: count,
+            withdrawn,
+        })
+    }
+
+    /// Rereads the token file when it changes (checked every `check_every`; `None`: only on
+    /// SIGHUP). Runs until dropped; does nothing without a token file.
+    pub async fn watch_token_file(self: Arc<Self>, check_every: Option<Duration>) {
+        let Some(path) = self.token_file.clone() else {
+            return;
+        };
+        let files = vec![path.clone()];
+        let mut watch = FileWatch::new(files.clone(), FilesSeen::of(&files), check_every);
+        loop {
+            let seen = watch.changed().await;
+            match self.reload_token_file() {
+                Ok(r) => {
+                    watch.loaded(seen);
+                    tracing::info!(
+                        file = %path.display(),
+                        tokens = r.tokens,
+                        withdrawn = r.withdrawn,
+                        "reloaded the token file"
+                    );
+                }
+                Err(e) => {
+                    if watch.failed(seen) {
+                        tracing::warn!("kept the current tokens: {e:#}");
+                    }
+                }
+            }
+        }
     }
 
     pub fn requires_token(&self) -> bool {
-        !self.tokens.is_empty()
+        !self.fixed.is_empty() || self.token_file.is_some()
     }
 
     pub fn token_count(&self) -> usize {
-        self.tokens.len()
+        self.fixed.len() + self.from_file.read().expect("not poisoned").len()
     }
 
     pub fn max_viewers(&self) -> usize {
@@ -126,9 +223,14 @@ impl Admission {
         self.viewers.load(Ordering::Relaxed)
     }
 
-    /// Admits a viewer with `token` (empty for none), or says why not.
-    pub fn admit(&self, token: &str) -> Result<Admitted<'_>, Refusal> {
-        let name = if self.requires_token() {
+    /// Admits a viewer with `token` (empty for none), or says why not. `withdraw` ends its
+    /// session if its token is withdrawn while it watches.
+    pub fn admit(
+        &self,
+        token: &str,
+        withdraw: impl Fn() + Send + Sync + 'static,
+    ) -> Result<Admitted<'_>, Refusal> {
+        let (name, digest) = if self.requires_token() {
             if token.is_empty() {
                 return Err((
                     ErrorCode::TokenRequired,
@@ -138,7 +240,8 @@ impl Admission {
             let offered = digest(token);
             // Every token is compared, so the time does not depend on which one matches.
             let mut matched = None;
-            for t in &self.tokens {
+            let from_file = self.from_file.read().expect("not poisoned");
+            for t in self.fixed.iter().chain(from_file.iter()) {
                 if bool::from(t.digest.ct_eq(&offered)) {
                     matched = Some(t.name.clone());
                 }
@@ -146,9 +249,9 @@ impl Admission {
             let Some(name) = matched else {
                 return Err((ErrorCode::TokenInvalid, "unknown token".into()));
             };
-            Some(name)
+            (Some(name), Some(offered))
         } else {
-            None
+            (None, None)
         };
         let admitted = self
             .viewers
@@ -164,11 +267,46 @@ impl Admission {
                 ),
             ));
         }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.admitted.lock().expect("not poisoned").insert(
+            id,
+            Watcher {
+                token: digest,
+                withdraw: Box::new(withdraw),
+            },
+        );
         Ok(Admitted {
             admission: self,
+            id,
             name,
         })
     }
+}
+
+/// Reads a token file: one `NAME TOKEN` per line; blank lines and `#` comments ignored.
+fn read_token_file(path: &Path) -> anyhow::Result<Vec<Token>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let mut tokens = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let (Some(name), Some(token), None) = (words.next(), words.next(), words.next()) else {
+            bail!("{} line {}: expected \"NAME TOKEN\"", path.display(), i + 1);
+        };
+        tokens.push(
+            Token::new(name, token)
+                .with_context(|| format!("{} line {}", path.display(), i + 1))?,
+        );
+    }
+    // An empty file is more likely a mistake (or half a write) than a wish to admit nobody.
+    if tokens.is_empty() {
+        bail!("the token file {} has no tokens", path.display());
+    }
+    Ok(tokens)
 }
 
 #[cfg(test)]
@@ -178,11 +316,11 @@ mod tests {
     #[test]
     fn an_open_server_admits_anyone_up_to_its_limit() {
         let a = Admission::open(2);
-        let first = a.admit("").unwrap();
-        let _second = a.admit("anything").unwrap();
-        assert_eq!(a.admit("").unwrap_err().0, ErrorCode::ServerFull);
+        let first = a.admit("", || {}).unwrap();
+        let _second = a.admit("anything", || {}).unwrap();
+        assert_eq!(a.admit("", || {}).unwrap_err().0, ErrorCode::ServerFull);
         drop(first);
-        assert!(a.admit("").is_ok(), "a place freed up");
+        assert!(a.admit("", || {}).is_ok(), "a place freed up");
     }
 
     #[test]
@@ -190,17 +328,17 @@ mod tests {
         let mut a = Admission::open(10);
         a.add_token("alice", "correct-horse").unwrap();
         a.add_token("bob", "battery-staple").unwrap();
-        assert_eq!(a.admit("").unwrap_err().0, ErrorCode::TokenRequired);
+        assert_eq!(a.admit("", || {}).unwrap_err().0, ErrorCode::TokenRequired);
         assert_eq!(
-            a.admit("correct-hors").unwrap_err().0,
+            a.admit("correct-hors", || {}).unwrap_err().0,
             ErrorCode::TokenInvalid
         );
         assert_eq!(
-            a.admit("correct-horse").unwrap().name.as_deref(),
+            a.admit("correct-horse", || {}).unwrap().name.as_deref(),
             Some("alice")
         );
         assert_eq!(
-            a.admit("battery-staple").unwrap().name.as_deref(),
+            a.admit("battery-staple", || {}).unwrap().name.as_deref(),
             Some("bob")
         );
         assert_eq!(a.viewers(), 0, "admissions dropped above");
@@ -214,7 +352,10 @@ mod tests {
         let mut a = Admission::open(10);
         a.add_token_file(&path).unwrap();
         assert_eq!(a.token_count(), 2);
-        assert_eq!(a.admit("t0k3n-b").unwrap().name.as_deref(), Some("bob"));
+        assert_eq!(
+            a.admit("t0k3n-b", || {}).unwrap().name.as_deref(),
+            Some("bob")
+        );
 
         std::fs::write(&path, "alice\n").unwrap();
         let e = format!(
@@ -230,6 +371,51 @@ mod tests {
         assert!(e.contains("no tokens"), "{e}");
         let long = "x".repeat(MAX_TOKEN + 1);
         assert!(Admission::open(1).add_token("x", &long).is_err());
+    }
+
+    #[test]
+    fn a_withdrawn_token_ends_its_viewers_session() {
+        use std::sync::atomic::AtomicBool;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, "alice token-a\nbob token-b\n").unwrap();
+        let mut a = Admission::open(10);
+        a.add_token("operator", "token-op").unwrap();
+        a.add_token_file(&path).unwrap();
+        let ended = |flag: &Arc<AtomicBool>| {
+            let flag = flag.clone();
+            move || flag.store(true, Ordering::Relaxed)
+        };
+        let (alice_ended, bob_ended, op_ended) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let _alice = a.admit("token-a", ended(&alice_ended)).unwrap();
+        let _bob = a.admit("token-b", ended(&bob_ended)).unwrap();
+        let _op = a.admit("token-op", ended(&op_ended)).unwrap();
+
+        std::fs::write(&path, "bob token-b\ncarol token-c\n").unwrap();
+        let r = a.reload_token_file().unwrap();
+        assert_eq!((r.tokens, r.withdrawn), (3, 1));
+        assert!(alice_ended.load(Ordering::Relaxed));
+        assert!(!bob_ended.load(Ordering::Relaxed));
+        assert!(
+            !op_ended.load(Ordering::Relaxed),
+            "--token is not the file's"
+        );
+        assert_eq!(
+            a.admit("token-a", || {}).unwrap_err().0,
+            ErrorCode::TokenInvalid
+        );
+        assert!(a.admit("token-c", || {}).is_ok());
+
+        // A file emptied by mistake (or caught half written) changes nothing.
+        std::fs::write(&path, "").unwrap();
+        assert!(a.reload_token_file().is_err());
+        assert!(a.admit("token-b", || {}).is_ok());
+        assert!(!bob_ended.load(Ordering::Relaxed));
+        assert!(a.requires_token());
     }
 
     #[test]

@@ -4,14 +4,15 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use streamsocket_certs::{CertInfo, CertPaths, Fingerprint, Validity};
 use streamsocket_proto::ErrorCode;
 
-/// How often the certificate files are checked for changes, by default.
-pub const RELOAD_CHECK: Duration = Duration::from_secs(2);
+use crate::file_watch::FileWatch;
+pub use crate::file_watch::FilesSeen;
+
 /// How often a certificate close to its end is warned about.
 const EXPIRY_WARNING_EVERY: Duration = Duration::from_secs(6 * 3600);
 
@@ -68,13 +69,9 @@ pub struct Loaded {
     pub seen: FilesSeen,
 }
 
-/// The state of the certificate files at some moment: a change after it means "reload".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilesSeen(Signature);
-
 /// Builds the QUIC server configuration from the files `settings` names.
 pub fn load(settings: &TlsSettings) -> anyhow::Result<Loaded> {
-    let seen = FilesSeen(signature(&settings.files()));
+    let seen = FilesSeen::of(&settings.files());
     let identity = streamsocket_certs::load_server_identity(&settings.paths())?;
     let info = streamsocket_certs::inspect_der(&identity.chain[0])
         .map_err(|e| anyhow::anyhow!("{}: {e}", settings.paths().server_cert().display()))?;
@@ -161,27 +158,12 @@ pub fn log_certificate(info: &CertInfo, what: &str) {
     }
 }
 
-/// The files' identities: a change of any (a rewrite, a rename over it) means "reload".
-type Signature = Vec<Option<(SystemTime, u64, u64)>>;
-
-fn signature(files: &[PathBuf]) -> Signature {
-    files.iter().map(|f| file_identity(f)).collect()
-}
-
-fn file_identity(path: &Path) -> Option<(SystemTime, u64, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-    #[cfg(not(unix))]
-    let inode = 0;
-    Some((meta.modified().ok()?, meta.len(), inode))
-}
-
 /// Reloads the certificate into `endpoint` whenever its files change (checked every
 /// `settings.check_every`) or the process gets SIGHUP. Connections already open keep their
-/// session; new ones get the new certificate. A set of files that does not load (a
-/// certificate whose key is still being written, say) leaves the current one in place and is
-/// tried again when the files change again. Runs until dropped.
+/// session (but a viewer whose certificate was revoked is cut off); new ones get the new
+/// certificate. A set of files that does not load (a certificate whose key is still being
+/// written, say) leaves the current one in place and is tried again when the files change
+/// again. Runs until dropped.
 pub async fn watch(
     endpoint: quinn::Endpoint,
     settings: TlsSettings,
@@ -189,38 +171,26 @@ pub async fn watch(
     mut current: Fingerprint,
     watching: Arc<Watching>,
 ) {
-    let files = settings.files();
-    let mut loaded = seen.0;
-    let mut failed: Option<Signature> = None;
-    let mut hangup = hangup_signal();
-    // Without checks the timer still runs (hourly) for the expiry warnings.
-    let mut tick = tokio::time::interval(settings.check_every.unwrap_or(Duration::from_secs(3600)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_warning = Instant::now();
+    let mut files = FileWatch::new(settings.files(), seen, settings.check_every);
+    let mut warning = tokio::time::interval_at(
+        tokio::time::Instant::now() + EXPIRY_WARNING_EVERY,
+        EXPIRY_WARNING_EVERY,
+    );
     loop {
-        let forced = tokio::select! {
-            _ = tick.tick() => false,
-            Some(()) = next_hangup(&mut hangup) => true,
-        };
-        let now = signature(&files);
-        let unchanged = now == loaded || failed.as_ref() == Some(&now);
-        if !forced && (unchanged || settings.check_every.is_none()) {
-            if last_warning.elapsed() >= EXPIRY_WARNING_EVERY {
-                last_warning = Instant::now();
+        let now = tokio::select! {
+            now = files.changed() => now,
+            _ = warning.tick() => {
                 match streamsocket_certs::inspect(&settings.paths().server_cert()) {
-                    Ok(info) if needs_attention(&info) => {
-                        log_certificate(&info, "server certificate")
-                    }
+                    Ok(info) if needs_attention(&info) => log_certificate(&info, "server certificate"),
                     _ => {}
                 }
+                continue;
             }
-            continue;
-        }
+        };
         match load(&settings) {
             Ok(new) => {
                 endpoint.set_server_config(Some(new.config));
-                loaded = new.seen.0;
-                failed = None;
+                files.loaded(new.seen);
                 if new.fingerprint != current {
                     log_certificate(
                         &new.info,
@@ -240,41 +210,14 @@ pub async fn watch(
                 }
             }
             Err(e) => {
-                if failed.as_ref() != Some(&now) {
+                if files.failed(now) {
                     tracing::warn!(
                         "kept the current server certificate: the new files do not load: {e:#}"
                     );
                 }
-                failed = Some(now);
             }
         }
     }
-}
-
-#[cfg(unix)]
-type Hangup = Option<tokio::signal::unix::Signal>;
-#[cfg(not(unix))]
-type Hangup = Option<()>;
-
-fn hangup_signal() -> Hangup {
-    #[cfg(unix)]
-    {
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
-    }
-    #[cfg(not(unix))]
-    {
-        None
-    }
-}
-
-/// Completes at the next SIGHUP; never where there is none.
-async fn next_hangup(hangup: &mut Hangup) -> Option<()> {
-    #[cfg(unix)]
-    if let Some(signal) = hangup {
-        return signal.recv().await;
-    }
-    let _ = hangup;
-    std::future::pending().await
 }
 
 /// The viewer's certificate (mutual TLS), if it presented one.

@@ -10,6 +10,7 @@ pub mod audio_loss;
 pub mod certificates;
 pub mod clock;
 pub mod controls;
+pub mod file_watch;
 pub mod frame;
 pub mod hub;
 pub mod ladder;

@@ -49,7 +49,8 @@ struct Args {
     #[arg(long, env = "STREAMSOCKET_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Admit viewers by the tokens in this file: one "NAME TOKEN" per line (# comments);
-    /// the name shows in the logs. Combines with --token.
+    /// the name shows in the logs. Combines with --token. The server rereads it when it
+    /// changes (see --cert-check) or on SIGHUP; a viewer whose token is gone is cut off.
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
     /// Admit only viewers with a certificate signed by the CA in --certs (mutual TLS); issue
@@ -61,8 +62,8 @@ struct Args {
     /// --require-viewer-cert); its revocation list is viewers.crl.pem beside it.
     #[arg(long, value_name = "FILE")]
     viewer_ca: Option<PathBuf>,
-    /// Seconds between checks for a new certificate (or revocation list) in --certs; 0: reload
-    /// only on SIGHUP.
+    /// Seconds between checks for a new certificate (or revocation list) in --certs and a
+    /// changed --token-file; 0: reload only on SIGHUP.
     #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=86400))]
     cert_check: u64,
     /// The most viewers at once; the next one is refused with "server full".

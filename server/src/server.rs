@@ -265,6 +265,11 @@ impl Server {
             self.source_stats.clone(),
             retries.clone(),
         ));
+        let token_reloader = tokio::spawn(
+            self.admission
+                .clone()
+                .watch_token_file(self.tls.check_every),
+        );
         let reloader = tokio::spawn(certificates::watch(
             self.endpoint.clone(),
             self.tls.clone(),
@@ -332,6 +337,7 @@ impl Server {
         }
         status.abort();
         reloader.abort();
+        token_reloader.abort();
         self.stop.store(true, Ordering::Relaxed);
         self.endpoint.close(
             quinn::VarInt::from_u32(ErrorCode::ServerShuttingDown.to_u16() as u32),

@@ -127,7 +127,15 @@ async fn run(
         Ok(Ok(None)) => return Ok(()),
         Ok(Err(e)) => return Err(refuse(&mut writer, e.close_code(), read_error_text(&e)).await),
     };
-    let admitted = match admission.admit(&hello.token) {
+    let withdrawn = conn.clone();
+    let withdraw = move || {
+        tracing::info!(session_id, remote = %withdrawn.remote_address(), "ending the session of a withdrawn token");
+        withdrawn.close(
+            quinn::VarInt::from_u32(ErrorCode::AccessRevoked.to_u16() as u32),
+            b"token withdrawn",
+        );
+    };
+    let admitted = match admission.admit(&hello.token, withdraw) {
         Ok(a) => a,
         Err((code, message)) => {
             tracing::info!(

@@ -76,3 +76,40 @@ fn a_token_and_a_viewer_limit_keep_out_whoever_is_not_invited() {
         assert!(!log.contains(secret), "the log shows a token:\n{log}");
     }
 }
+
+#[test]
+fn a_token_taken_out_of_the_file_ends_that_viewers_session_alone() {
+    let _machine = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "alice 4lice-t0ken\nbob b0b-t0ken\n").unwrap();
+    let server = ServerProcess::start(&["--token-file", tokens.to_str().unwrap()]).unwrap();
+
+    let alice = spawn_viewer(&server, &["--duration", "40", "--token", "4lice-t0ken"]);
+    let bob = spawn_viewer(&server, &["--duration", "8", "--token", "b0b-t0ken"]);
+    server.wait_for_log_where("both joining", Duration::from_secs(20), |log| {
+        log.contains("token=alice") && log.contains("token=bob")
+    });
+
+    // The operator takes alice out (and invites carol); the server rereads the file by itself.
+    std::fs::write(&tokens, "bob b0b-t0ken\ncarol c4rol-t0ken\n").unwrap();
+    server.wait_for_log_where("the token file's reload", Duration::from_secs(20), |log| {
+        log.contains("reloaded the token file") && log.contains("withdrawn=1")
+    });
+    let alice = alice.join().unwrap();
+    assert!(
+        !alice.output.status.success(),
+        "alice kept watching:\n{}",
+        alice.stderr()
+    );
+    assert!(
+        alice.stderr().contains("access was revoked"),
+        "{}",
+        alice.stderr()
+    );
+    let (ok, said) = try_viewer(&server, &["--token", "4lice-t0ken"]);
+    assert!(!ok && said.contains("did not accept the token"), "{said}");
+    let (ok, said) = try_viewer(&server, &["--token", "c4rol-t0ken"]);
+    assert!(ok, "carol was not admitted: {said}");
+    assert_kept_watching(&bob.join().unwrap(), 8.0, "bob");
+}
