@@ -61,10 +61,11 @@ impl Token {
 /// Why a viewer was turned away: the code and the message it gets.
 pub type Refusal = (ErrorCode, String);
 
-/// An admitted viewer: the digest of its token (none on an open server), and what ends its
-/// session when that token is withdrawn.
+/// An admitted viewer: what it proved (the digest of its token, the serial number of its
+/// certificate), and what ends its session when either is withdrawn.
 struct Watcher {
     token: Option<[u8; 32]>,
+    certificate: Option<Vec<u8>>,
     withdraw: Box<dyn Fn() + Send + Sync>,
 }
 
@@ -223,11 +224,30 @@ impl Admission {
         self.viewers.load(Ordering::Relaxed)
     }
 
-    /// Admits a viewer with `token` (empty for none), or says why not. `withdraw` ends its
-    /// session if its token is withdrawn while it watches.
+    /// Ends the sessions of viewers whose certificate serial number is in `revoked`; returns
+    /// how many.
+    pub fn withdraw_certificates(&self, revoked: &[Vec<u8>]) -> usize {
+        let mut withdrawn = 0;
+        for watcher in self.admitted.lock().expect("not poisoned").values() {
+            if watcher
+                .certificate
+                .as_ref()
+                .is_some_and(|serial| revoked.contains(serial))
+            {
+                (watcher.withdraw)();
+                withdrawn += 1;
+            }
+        }
+        withdrawn
+    }
+
+    /// Admits a viewer with `token` (empty for none), or says why not. `certificate` is the
+    /// serial number of the certificate it presented (mutual TLS), if any; `withdraw` ends
+    /// its session if its token or certificate is withdrawn while it watches.
     pub fn admit(
         &self,
         token: &str,
+        certificate: Option<Vec<u8>>,
         withdraw: impl Fn() + Send + Sync + 'static,
     ) -> Result<Admitted<'_>, Refusal> {
         let (name, digest) = if self.requires_token() {
@@ -272,6 +292,7 @@ impl Admission {
             id,
             Watcher {
                 token: digest,
+                certificate,
                 withdraw: Box::new(withdraw),
             },
         );
@@ -316,11 +337,14 @@ mod tests {
     #[test]
     fn an_open_server_admits_anyone_up_to_its_limit() {
         let a = Admission::open(2);
-        let first = a.admit("", || {}).unwrap();
-        let _second = a.admit("anything", || {}).unwrap();
-        assert_eq!(a.admit("", || {}).unwrap_err().0, ErrorCode::ServerFull);
+        let first = a.admit("", None, || {}).unwrap();
+        let _second = a.admit("anything", None, || {}).unwrap();
+        assert_eq!(
+            a.admit("", None, || {}).unwrap_err().0,
+            ErrorCode::ServerFull
+        );
         drop(first);
-        assert!(a.admit("", || {}).is_ok(), "a place freed up");
+        assert!(a.admit("", None, || {}).is_ok(), "a place freed up");
     }
 
     #[test]
@@ -328,17 +352,26 @@ mod tests {
         let mut a = Admission::open(10);
         a.add_token("alice", "correct-horse").unwrap();
         a.add_token("bob", "battery-staple").unwrap();
-        assert_eq!(a.admit("", || {}).unwrap_err().0, ErrorCode::TokenRequired);
         assert_eq!(
-            a.admit("correct-hors", || {}).unwrap_err().0,
+            a.admit("", None, || {}).unwrap_err().0,
+            ErrorCode::TokenRequired
+        );
+        assert_eq!(
+            a.admit("correct-hors", None, || {}).unwrap_err().0,
             ErrorCode::TokenInvalid
         );
         assert_eq!(
-            a.admit("correct-horse", || {}).unwrap().name.as_deref(),
+            a.admit("correct-horse", None, || {})
+                .unwrap()
+                .name
+                .as_deref(),
             Some("alice")
         );
         assert_eq!(
-            a.admit("battery-staple", || {}).unwrap().name.as_deref(),
+            a.admit("battery-staple", None, || {})
+                .unwrap()
+                .name
+                .as_deref(),
             Some("bob")
         );
         assert_eq!(a.viewers(), 0, "admissions dropped above");
@@ -353,7 +386,7 @@ mod tests {
         a.add_token_file(&path).unwrap();
         assert_eq!(a.token_count(), 2);
         assert_eq!(
-            a.admit("t0k3n-b", || {}).unwrap().name.as_deref(),
+            a.admit("t0k3n-b", None, || {}).unwrap().name.as_deref(),
             Some("bob")
         );
 
@@ -391,9 +424,9 @@ mod tests {
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
         );
-        let _alice = a.admit("token-a", ended(&alice_ended)).unwrap();
-        let _bob = a.admit("token-b", ended(&bob_ended)).unwrap();
-        let _op = a.admit("token-op", ended(&op_ended)).unwrap();
+        let _alice = a.admit("token-a", None, ended(&alice_ended)).unwrap();
+        let _bob = a.admit("token-b", None, ended(&bob_ended)).unwrap();
+        let _op = a.admit("token-op", None, ended(&op_ended)).unwrap();
 
         std::fs::write(&path, "bob token-b\ncarol token-c\n").unwrap();
         let r = a.reload_token_file().unwrap();
@@ -405,17 +438,44 @@ mod tests {
             "--token is not the file's"
         );
         assert_eq!(
-            a.admit("token-a", || {}).unwrap_err().0,
+            a.admit("token-a", None, || {}).unwrap_err().0,
             ErrorCode::TokenInvalid
         );
-        assert!(a.admit("token-c", || {}).is_ok());
+        assert!(a.admit("token-c", None, || {}).is_ok());
 
         // A file emptied by mistake (or caught half written) changes nothing.
         std::fs::write(&path, "").unwrap();
         assert!(a.reload_token_file().is_err());
-        assert!(a.admit("token-b", || {}).is_ok());
+        assert!(a.admit("token-b", None, || {}).is_ok());
         assert!(!bob_ended.load(Ordering::Relaxed));
         assert!(a.requires_token());
+    }
+
+    #[test]
+    fn a_revoked_certificate_ends_its_viewers_session() {
+        use std::sync::atomic::AtomicBool;
+        let a = Admission::open(10);
+        let (revoked, kept) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (r, k) = (revoked.clone(), kept.clone());
+        let _alice = a
+            .admit("", Some(vec![1, 2, 3]), move || {
+                r.store(true, Ordering::Relaxed)
+            })
+            .unwrap();
+        let _bob = a
+            .admit("", Some(vec![4, 5, 6]), move || {
+                k.store(true, Ordering::Relaxed)
+            })
+            .unwrap();
+        let _anonymous = a
+            .admit("", None, || panic!("no certificate to revoke"))
+            .unwrap();
+        assert_eq!(a.withdraw_certificates(&[vec![1, 2, 3], vec![9]]), 1);
+        assert!(revoked.load(Ordering::Relaxed));
+        assert!(!kept.load(Ordering::Relaxed));
     }
 
     #[test]

@@ -1,15 +1,14 @@
 //! The server's TLS side: its certificate (reloaded without a restart when the files change or
 //! on SIGHUP) and, optionally, the viewer certificates it requires (mutual TLS).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use streamsocket_certs::{CertInfo, CertPaths, Fingerprint, Validity};
-use streamsocket_proto::ErrorCode;
 
+use crate::admission::Admission;
 use crate::file_watch::FileWatch;
 pub use crate::file_watch::FilesSeen;
 
@@ -169,7 +168,7 @@ pub async fn watch(
     settings: TlsSettings,
     seen: FilesSeen,
     mut current: Fingerprint,
-    watching: Arc<Watching>,
+    admission: Arc<Admission>,
 ) {
     let mut files = FileWatch::new(settings.files(), seen, settings.check_every);
     let mut warning = tokio::time::interval_at(
@@ -206,7 +205,10 @@ pub async fn watch(
                         revoked = new.revoked.len(),
                         "viewer certificate checks reloaded"
                     );
-                    watching.end_revoked(&new.revoked);
+                    let ended = admission.withdraw_certificates(&new.revoked);
+                    if ended > 0 {
+                        tracing::info!(ended, "ended the sessions of revoked viewer certificates");
+                    }
                 }
             }
             Err(e) => {
@@ -221,74 +223,10 @@ pub async fn watch(
 }
 
 /// The viewer's certificate (mutual TLS), if it presented one.
-fn viewer_certificate(conn: &quinn::Connection) -> Option<CertInfo> {
+pub fn viewer_certificate(conn: &quinn::Connection) -> Option<CertInfo> {
     let chain = conn
         .peer_identity()?
         .downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
         .ok()?;
     streamsocket_certs::inspect_der(chain.first()?).ok()
-}
-
-/// The viewer's name from its certificate (mutual TLS), if it presented one.
-pub fn viewer_name(conn: &quinn::Connection) -> Option<String> {
-    viewer_certificate(conn).map(|info| info.common_name)
-}
-
-/// The connections of viewers that presented a certificate, so that revoking one ends its
-/// session at once rather than at its next connection.
-#[derive(Default)]
-pub struct Watching {
-    connections: Mutex<HashMap<u64, (CertInfo, quinn::Connection)>>,
-}
-
-/// Keeps a connection in [`Watching`] while it lives.
-pub struct WatchingGuard {
-    watching: Arc<Watching>,
-    id: u64,
-}
-
-impl Drop for WatchingGuard {
-    fn drop(&mut self) {
-        self.watching
-            .connections
-            .lock()
-            .expect("not poisoned")
-            .remove(&self.id);
-    }
-}
-
-impl Watching {
-    /// Records a connection with a viewer certificate; `None` (nothing to record) without.
-    pub fn add(self: &Arc<Self>, id: u64, conn: &quinn::Connection) -> Option<WatchingGuard> {
-        let info = viewer_certificate(conn)?;
-        self.connections
-            .lock()
-            .expect("not poisoned")
-            .insert(id, (info, conn.clone()));
-        Some(WatchingGuard {
-            watching: self.clone(),
-            id,
-        })
-    }
-
-    /// Closes every connection whose certificate is in `revoked`; returns how many.
-    pub fn end_revoked(&self, revoked: &[Vec<u8>]) -> usize {
-        let connections = self.connections.lock().expect("not poisoned");
-        let mut ended = 0;
-        for (info, conn) in connections.values() {
-            if revoked.contains(&info.serial) {
-                tracing::info!(
-                    viewer_cert = %info.common_name,
-                    remote = %conn.remote_address(),
-                    "ending the session of a revoked viewer certificate"
-                );
-                conn.close(
-                    quinn::VarInt::from_u32(ErrorCode::AccessRevoked.to_u16() as u32),
-                    b"viewer certificate revoked",
-                );
-                ended += 1;
-            }
-        }
-        ended
-    }
 }

@@ -73,8 +73,6 @@ pub struct Server {
     admission: Arc<crate::admission::Admission>,
     tls: TlsSettings,
     cert_files: certificates::FilesSeen,
-    /// Viewers with certificates, for ending revoked ones.
-    watching: Arc<certificates::Watching>,
     /// The certificate's fingerprint at start (it may change: see [`certificates::watch`]).
     pub fingerprint: Fingerprint,
     pub source_stats: Arc<SourceStats>,
@@ -233,7 +231,6 @@ impl Server {
             admission: opts.admission.clone(),
             tls,
             cert_files,
-            watching: Arc::default(),
             fingerprint,
             source_stats,
         })
@@ -275,7 +272,7 @@ impl Server {
             self.tls.clone(),
             self.cert_files.clone(),
             self.fingerprint,
-            self.watching.clone(),
+            self.admission.clone(),
         ));
         tokio::pin!(shutdown);
         let open = Arc::new(AtomicUsize::new(0));
@@ -306,7 +303,6 @@ impl Server {
                     let clock = self.clock;
                     let join = self.join;
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
-                    let watching = self.watching.clone();
                     tokio::spawn(async move {
                         let _counted = counted;
                         let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await;
@@ -317,7 +313,6 @@ impl Server {
                         };
                         match handshake {
                             Ok(conn) => {
-                                let _watched = watching.add(id, &conn);
                                 crate::session::serve(conn, hub, admission, clock, id, join).await
                             }
                             // A refused certificate (mutual TLS) is worth knowing about; a

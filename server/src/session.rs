@@ -129,13 +129,18 @@ async fn run(
     };
     let withdrawn = conn.clone();
     let withdraw = move || {
-        tracing::info!(session_id, remote = %withdrawn.remote_address(), "ending the session of a withdrawn token");
+        tracing::info!(session_id, remote = %withdrawn.remote_address(), "ending the session of a viewer whose token or certificate was withdrawn");
         withdrawn.close(
             quinn::VarInt::from_u32(ErrorCode::AccessRevoked.to_u16() as u32),
-            b"token withdrawn",
+            b"access withdrawn",
         );
     };
-    let admitted = match admission.admit(&hello.token, withdraw) {
+    let certificate = crate::certificates::viewer_certificate(conn);
+    let admitted = match admission.admit(
+        &hello.token,
+        certificate.as_ref().map(|c| c.serial.clone()),
+        withdraw,
+    ) {
         Ok(a) => a,
         Err((code, message)) => {
             tracing::info!(
@@ -152,7 +157,7 @@ async fn run(
         remote = %conn.remote_address(),
         client = %hello.client_name,
         token = %admitted.name.as_deref().unwrap_or("-"),
-        viewer_cert = %crate::certificates::viewer_name(conn).as_deref().unwrap_or("-"),
+        viewer_cert = %certificate.as_ref().map_or("-", |c| c.common_name.as_str()),
         latency_target_ms = hello.latency_target_ms,
         "viewer joined"
     );

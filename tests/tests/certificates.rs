@@ -290,6 +290,12 @@ fn a_server_that_requires_viewer_certificates_explains_every_refusal() {
     let ca = ca.to_str().unwrap();
     let alice = streamsocket_certs::issue_viewer(&server.certs, "alice", lifetime(0, 30)).unwrap();
     let alice_cert = alice.cert.to_str().unwrap();
+    let refused_with = |cert: &str| {
+        refused(
+            &server,
+            &["--headless", "--duration", "1", "--ca", ca, "--cert", cert],
+        )
+    };
 
     let err = refused(&server, &["--headless", "--duration", "1", "--ca", ca]);
     assert!(
@@ -329,18 +335,7 @@ fn a_server_that_requires_viewer_certificates_explains_every_refusal() {
     streamsocket_certs::generate(other.path(), &[]).unwrap();
     let mallory =
         streamsocket_certs::issue_viewer(other.path(), "mallory", lifetime(0, 30)).unwrap();
-    let err = refused(
-        &server,
-        &[
-            "--headless",
-            "--duration",
-            "1",
-            "--ca",
-            ca,
-            "--cert",
-            mallory.cert.to_str().unwrap(),
-        ],
-    );
+    let err = refused_with(mallory.cert.to_str().unwrap());
     assert!(
         err.contains("not signed by the CA this server trusts"),
         "{err}"
@@ -348,34 +343,12 @@ fn a_server_that_requires_viewer_certificates_explains_every_refusal() {
 
     // The server's own certificate is not a viewer's.
     let server_pem = server.certs.join("server.pem");
-    let err = refused(
-        &server,
-        &[
-            "--headless",
-            "--duration",
-            "1",
-            "--ca",
-            ca,
-            "--cert",
-            server_pem.to_str().unwrap(),
-        ],
-    );
+    let err = refused_with(server_pem.to_str().unwrap());
     assert!(err.contains("not a viewer certificate"), "{err}");
 
     // An expired viewer certificate is caught before connecting.
     let old = streamsocket_certs::issue_viewer(&server.certs, "old", lifetime(-30, -1)).unwrap();
-    let err = refused(
-        &server,
-        &[
-            "--headless",
-            "--duration",
-            "1",
-            "--ca",
-            ca,
-            "--cert",
-            old.cert.to_str().unwrap(),
-        ],
-    );
+    let err = refused_with(old.cert.to_str().unwrap());
     assert!(
         err.contains("not valid now") && err.contains("EXPIRED"),
         "{err}"
@@ -420,10 +393,7 @@ fn a_server_that_requires_viewer_certificates_explains_every_refusal() {
     );
     assert!(ended.stderr().contains("was revoked"), "{}", ended.stderr());
     for cert in [alice_cert, old_cert.to_str().unwrap()] {
-        let err = refused(
-            &server,
-            &["--headless", "--duration", "1", "--ca", ca, "--cert", cert],
-        );
+        let err = refused_with(cert);
         assert!(err.contains("it has been revoked"), "{cert}: {err}");
     }
     assert!(
