@@ -370,14 +370,13 @@ pub fn status(dir: &Path) -> Result<Vec<(PathBuf, CertInfo)>, CertError> {
 }
 
 /// The serial numbers a revocation list names, as [`CertInfo::serial`] spells them.
-pub fn crl_serials(der: &CertificateRevocationListDer<'_>) -> Vec<Vec<u8>> {
-    x509_parser::parse_x509_crl(der.as_ref())
-        .map(|(_, crl)| {
-            crl.iter_revoked_certificates()
-                .map(|r| r.user_certificate.to_bytes_be())
-                .collect()
-        })
-        .unwrap_or_default()
+pub fn crl_serials(der: &CertificateRevocationListDer<'_>) -> Result<Vec<Vec<u8>>, String> {
+    let (_, crl) = x509_parser::parse_x509_crl(der.as_ref())
+        .map_err(|e| format!("not a revocation list: {e}"))?;
+    Ok(crl
+        .iter_revoked_certificates()
+        .map(|r| r.user_certificate.to_bytes_be())
+        .collect())
 }
 
 /// The serial numbers a revocation list in `dir` names (empty when there is none).

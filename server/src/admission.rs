@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -80,6 +80,24 @@ pub struct Admission {
     /// The admitted viewers' tokens, and how to end each one's session.
     admitted: Mutex<HashMap<u64, Watcher>>,
     next_id: AtomicU64,
+    /// Viewers must have presented a certificate (mutual TLS).
+    certificates_required: bool,
+    /// Serial numbers of revoked viewer certificates: a viewer whose handshake began before
+    /// a revocation reached the TLS configuration is still turned away here.
+    revoked: RwLock<Vec<Vec<u8>>>,
+}
+
+/// Locks whatever a panicking holder left: the data here (counts, lists) stays consistent.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl std::fmt::Debug for Admission {
@@ -105,11 +123,7 @@ pub struct Admitted<'a> {
 
 impl Drop for Admitted<'_> {
     fn drop(&mut self) {
-        self.admission
-            .admitted
-            .lock()
-            .expect("not poisoned")
-            .remove(&self.id);
+        lock(&self.admission.admitted).remove(&self.id);
         self.admission.viewers.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -134,7 +148,15 @@ impl Admission {
             viewers: AtomicUsize::new(0),
             admitted: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            certificates_required: false,
+            revoked: RwLock::new(Vec::new()),
         }
+    }
+
+    /// Every viewer must have presented a certificate (the TLS configuration checks it; this
+    /// makes sure its serial number is known, for revocation).
+    pub fn require_certificates(&mut self) {
+        self.certificates_required = true;
     }
 
     /// Adds an accepted token (`--token`).
@@ -146,7 +168,10 @@ impl Admission {
     /// Accepts the tokens of a token file: one `NAME TOKEN` per line; blank lines and `#`
     /// comments ignored. [`Admission::watch_token_file`] rereads it when it changes.
     pub fn add_token_file(&mut self, path: &Path) -> anyhow::Result<()> {
-        *self.from_file.get_mut().expect("not poisoned") = read_token_file(path)?;
+        *self
+            .from_file
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = read_token_file(path)?;
         self.token_file = Some(path.to_path_buf());
         Ok(())
     }
@@ -164,17 +189,19 @@ impl Admission {
         let tokens = read_token_file(path)?;
         let accepted: Vec<[u8; 32]> = self.fixed.iter().chain(&tokens).map(|t| t.digest).collect();
         let count = accepted.len();
-        *self.from_file.write().expect("not poisoned") = tokens;
-        let mut withdrawn = 0;
-        for watcher in self.admitted.lock().expect("not poisoned").values() {
-            if watcher.token.is_some_and(|t| !accepted.contains(&t)) {
-                (watcher.withdraw)();
-                withdrawn += 1;
-            }
+        // The new tokens and the scan under one write lock: `admit` holds the read lock until
+        // its viewer is listed, so no viewer is admitted by an old token after the scan.
+        let withdrawn = {
+            let mut from_file = write(&self.from_file);
+            *from_file = tokens;
+            self.take_watchers(|w| w.token.is_some_and(|t| !accepted.contains(&t)))
+        };
+        for watcher in &withdrawn {
+            (watcher.withdraw)();
         }
         Ok(Reloaded {
             tokens: count,
-            withdrawn,
+            withdrawn: withdrawn.len(),
         })
     }
 
@@ -212,7 +239,7 @@ impl Admission {
     }
 
     pub fn token_count(&self) -> usize {
-        self.fixed.len() + self.from_file.read().expect("not poisoned").len()
+        self.fixed.len() + read(&self.from_file).len()
     }
 
     pub fn max_viewers(&self) -> usize {
@@ -224,21 +251,30 @@ impl Admission {
         self.viewers.load(Ordering::Relaxed)
     }
 
-    /// Ends the sessions of viewers whose certificate serial number is in `revoked`; returns
-    /// how many.
+    /// Takes the watchers `matches` picks out of the list (their sessions are about to end;
+    /// the closures run after the lock is released).
+    fn take_watchers(&self, matches: impl Fn(&Watcher) -> bool) -> Vec<Watcher> {
+        let mut admitted = lock(&self.admitted);
+        let ids: Vec<u64> = admitted
+            .iter()
+            .filter(|(_, w)| matches(w))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.iter().filter_map(|id| admitted.remove(id)).collect()
+    }
+
+    /// From now on refuses the certificates with these serial numbers, and ends the sessions
+    /// of viewers watching with one; returns how many.
     pub fn withdraw_certificates(&self, revoked: &[Vec<u8>]) -> usize {
-        let mut withdrawn = 0;
-        for watcher in self.admitted.lock().expect("not poisoned").values() {
-            if watcher
-                .certificate
-                .as_ref()
-                .is_some_and(|serial| revoked.contains(serial))
-            {
-                (watcher.withdraw)();
-                withdrawn += 1;
-            }
+        let withdrawn = {
+            let mut list = write(&self.revoked);
+            *list = revoked.to_vec();
+            self.take_watchers(|w| w.certificate.as_ref().is_some_and(|s| revoked.contains(s)))
+        };
+        for watcher in &withdrawn {
+            (watcher.withdraw)();
         }
-        withdrawn
+        withdrawn.len()
     }
 
     /// Admits a viewer with `token` (empty for none), or says why not. `certificate` is the
@@ -250,6 +286,24 @@ impl Admission {
         certificate: Option<Vec<u8>>,
         withdraw: impl Fn() + Send + Sync + 'static,
     ) -> Result<Admitted<'_>, Refusal> {
+        // Held until the viewer is listed (see `reload_token_file`, `withdraw_certificates`).
+        let from_file = read(&self.from_file);
+        let revoked = read(&self.revoked);
+        match &certificate {
+            None if self.certificates_required => {
+                return Err((
+                    ErrorCode::Internal,
+                    "the server could not read your viewer certificate".into(),
+                ))
+            }
+            Some(serial) if revoked.contains(serial) => {
+                return Err((
+                    ErrorCode::AccessRevoked,
+                    "your viewer certificate was revoked".into(),
+                ))
+            }
+            _ => {}
+        }
         let (name, digest) = if self.requires_token() {
             if token.is_empty() {
                 return Err((
@@ -260,7 +314,6 @@ impl Admission {
             let offered = digest(token);
             // Every token is compared, so the time does not depend on which one matches.
             let mut matched = None;
-            let from_file = self.from_file.read().expect("not poisoned");
             for t in self.fixed.iter().chain(from_file.iter()) {
                 if bool::from(t.digest.ct_eq(&offered)) {
                     matched = Some(t.name.clone());
@@ -288,7 +341,7 @@ impl Admission {
             ));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.admitted.lock().expect("not poisoned").insert(
+        lock(&self.admitted).insert(
             id,
             Watcher {
                 token: digest,
@@ -476,6 +529,13 @@ mod tests {
         assert_eq!(a.withdraw_certificates(&[vec![1, 2, 3], vec![9]]), 1);
         assert!(revoked.load(Ordering::Relaxed));
         assert!(!kept.load(Ordering::Relaxed));
+        // Ended once: a second reload does not count it again.
+        assert_eq!(a.withdraw_certificates(&[vec![1, 2, 3], vec![9]]), 0);
+        // A viewer whose handshake began before the revocation is turned away at its hello.
+        assert_eq!(
+            a.admit("", Some(vec![9]), || {}).unwrap_err().0,
+            ErrorCode::AccessRevoked
+        );
     }
 
     #[test]

@@ -27,6 +27,18 @@ pub struct TlsSettings {
     pub congestion: streamsocket_transport::settings::Congestion,
     /// How often to look for changed files; `None`: only on SIGHUP.
     pub check_every: Option<Duration>,
+    /// The key of address-validation (Retry) tokens, the same across reloads.
+    pub retry_key: RetryKey,
+}
+
+/// The key of the server's Retry tokens ([`streamsocket_transport::endpoint::retry_token_key`]).
+#[derive(Clone)]
+pub struct RetryKey(pub Arc<dyn quinn::crypto::HandshakeTokenKey>);
+
+impl std::fmt::Debug for RetryKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetryKey(hidden)")
+    }
 }
 
 impl TlsSettings {
@@ -86,11 +98,14 @@ pub fn load(settings: &TlsSettings) -> anyhow::Result<Loaded> {
         Some(ca) => {
             let trust = streamsocket_certs::load_viewer_trust(ca, &TlsSettings::viewer_crl(ca))?;
             let lists = trust.crls.len();
-            revoked = trust
-                .crls
-                .iter()
-                .flat_map(streamsocket_certs::crl_serials)
-                .collect();
+            for list in &trust.crls {
+                revoked.extend(streamsocket_certs::crl_serials(list).map_err(|e| {
+                    anyhow::anyhow!(
+                        "the revocation list {}: {e}",
+                        TlsSettings::viewer_crl(ca).display()
+                    )
+                })?);
+            }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(trust.roots),
                 provider,
@@ -113,7 +128,7 @@ pub fn load(settings: &TlsSettings) -> anyhow::Result<Loaded> {
     tls.alpn_protocols = vec![streamsocket_proto::ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .context("TLS configuration not usable for QUIC")?;
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut config = quinn::ServerConfig::new(Arc::new(crypto), settings.retry_key.0.clone());
     config.transport_config(streamsocket_transport::settings::server_with(
         settings.congestion,
     ));
@@ -168,9 +183,11 @@ pub async fn watch(
     settings: TlsSettings,
     seen: FilesSeen,
     mut current: Fingerprint,
+    revocation_lists: usize,
     admission: Arc<Admission>,
 ) {
     let mut files = FileWatch::new(settings.files(), seen, settings.check_every);
+    let mut had_revocations = revocation_lists > 0;
     let mut warning = tokio::time::interval_at(
         tokio::time::Instant::now() + EXPIRY_WARNING_EVERY,
         EXPIRY_WARNING_EVERY,
@@ -186,8 +203,24 @@ pub async fn watch(
                 continue;
             }
         };
-        match load(&settings) {
+        let loaded = load(&settings).and_then(|new| {
+            // Revocation only ever grows: a list that vanished is a mistake, not a pardon.
+            if had_revocations && new.revocation_lists == 0 {
+                anyhow::bail!(
+                    "the revocation list {} is gone; restore it (revoked viewers would get back in)",
+                    settings
+                        .viewer_ca
+                        .as_deref()
+                        .map(TlsSettings::viewer_crl)
+                        .unwrap_or_default()
+                        .display()
+                );
+            }
+            Ok(new)
+        });
+        match loaded {
             Ok(new) => {
+                had_revocations = new.revocation_lists > 0;
                 endpoint.set_server_config(Some(new.config));
                 files.loaded(new.seen);
                 if new.fingerprint != current {

@@ -4,13 +4,20 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use sha2::Digest as _;
+
 /// How often watched files are checked for changes, by default.
 pub const DEFAULT_CHECK: Duration = Duration::from_secs(2);
 
 /// The state of some files at one moment: a change of any (a rewrite, a rename over it, its
-/// removal) means "reload".
+/// removal) means "reload". The files are small (certificates, keys, token lists), so their
+/// contents count too: a same-length rewrite within the file system's time resolution is
+/// still a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilesSeen(Vec<Option<(SystemTime, u64, u64)>>);
+pub struct FilesSeen(Vec<Option<FileState>>);
+
+/// One file's modification time, length, inode and SHA-256.
+type FileState = (SystemTime, u64, u64, [u8; 32]);
 
 impl FilesSeen {
     pub fn of(files: &[PathBuf]) -> Self {
@@ -18,13 +25,20 @@ impl FilesSeen {
     }
 }
 
-fn identity(path: &Path) -> Option<(SystemTime, u64, u64)> {
+/// Files larger than this are told apart by their metadata only.
+const HASHED_UP_TO: u64 = 1 << 20;
+
+fn identity(path: &Path) -> Option<FileState> {
     let meta = std::fs::metadata(path).ok()?;
     #[cfg(unix)]
     let inode = std::os::unix::fs::MetadataExt::ino(&meta);
     #[cfg(not(unix))]
     let inode = 0;
-    Some((meta.modified().ok()?, meta.len(), inode))
+    let digest = match meta.len() <= HASHED_UP_TO {
+        true => sha2::Sha256::digest(std::fs::read(path).ok()?).into(),
+        false => [0; 32],
+    };
+    Some((meta.modified().ok()?, meta.len(), inode, digest))
 }
 
 /// Waits for files to change. Files that fail to load are not retried until they change
@@ -41,7 +55,7 @@ impl FileWatch {
     /// Watches `files`, last loaded as `seen`, checking every `check_every` (`None`: only on
     /// SIGHUP).
     pub fn new(files: Vec<PathBuf>, seen: FilesSeen, check_every: Option<Duration>) -> Self {
-        let tick = check_every.map(|every| {
+        let tick = check_every.filter(|d| !d.is_zero()).map(|every| {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick

@@ -212,6 +212,9 @@ fn admission(args: &Args) -> anyhow::Result<Admission> {
     if let Some(path) = &args.token_file {
         admission.add_token_file(path)?;
     }
+    if args.require_viewer_cert || args.viewer_ca.is_some() {
+        admission.require_certificates();
+    }
     Ok(admission)
 }
 

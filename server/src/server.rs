@@ -73,6 +73,7 @@ pub struct Server {
     admission: Arc<crate::admission::Admission>,
     tls: TlsSettings,
     cert_files: certificates::FilesSeen,
+    revocation_lists: usize,
     /// The certificate's fingerprint at start (it may change: see [`certificates::watch`]).
     pub fingerprint: Fingerprint,
     pub source_stats: Arc<SourceStats>,
@@ -85,9 +86,13 @@ const HANDSHAKE_SLACK: usize = 64;
 /// server's packets (a QUIC Retry: one round trip, and no state kept until it answers). A
 /// flood from forged or vanishing addresses then costs a packet each, not a place.
 const VALIDATE_ABOVE: usize = 16;
-/// How long a handshake may take before the server forgets it (a viewer that vanished
-/// mid-handshake would otherwise hold its place for the whole idle timeout).
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Handshakes in progress beyond which new ones are ignored until places free up (their
+/// first packet is retransmitted, so an honest viewer gets in a moment later): the bound on
+/// what hosts that answer the Retry can hold.
+const MAX_HANDSHAKES: usize = 64;
+/// How long a handshake may take before the server forgets it, however its packets trickle
+/// in (long enough for three lost flights: 1 + 2 + 4 s of back-off).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Counts something (an open connection, a handshake) while it lives.
 struct Counted(Arc<AtomicUsize>);
@@ -124,7 +129,12 @@ impl Server {
             viewer_ca: opts.viewer_ca.clone(),
             congestion: opts.congestion,
             check_every: opts.cert_check,
+            retry_key: certificates::RetryKey(streamsocket_transport::endpoint::retry_token_key()),
         };
+        // From here on SIGHUP means "reload", never the default "terminate", even before the
+        // reload tasks start (a deploy hook may send it as soon as the server is up).
+        #[cfg(unix)]
+        let _ = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         let loaded = certificates::load(&tls)?;
         certificates::log_certificate(&loaded.info, "server certificate");
         if let Some(ca) = &opts.viewer_ca {
@@ -136,6 +146,7 @@ impl Server {
         }
         let fingerprint = loaded.fingerprint;
         let cert_files = loaded.seen;
+        let revocation_lists = loaded.revocation_lists;
         let server_config = loaded.config;
         // Stateless resets keyed by the private key survive a restart (see endpoint::server).
         let reset_secret = loaded.reset_secret;
@@ -231,6 +242,7 @@ impl Server {
             admission: opts.admission.clone(),
             tls,
             cert_files,
+            revocation_lists,
             fingerprint,
             source_stats,
         })
@@ -272,6 +284,7 @@ impl Server {
             self.tls.clone(),
             self.cert_files.clone(),
             self.fingerprint,
+            self.revocation_lists,
             self.admission.clone(),
         ));
         tokio::pin!(shutdown);
@@ -287,9 +300,13 @@ impl Server {
                         incoming.refuse();
                         continue;
                     }
-                    if handshaking.load(Ordering::Relaxed) >= VALIDATE_ABOVE
-                        && !incoming.remote_address_validated()
-                    {
+                    let in_progress = handshaking.load(Ordering::Relaxed);
+                    if in_progress >= MAX_HANDSHAKES {
+                        tracing::debug!(remote = %incoming.remote_address(), "ignoring a handshake: {in_progress} in progress");
+                        incoming.ignore();
+                        continue;
+                    }
+                    if in_progress >= VALIDATE_ABOVE && !incoming.remote_address_validated() {
                         retries.fetch_add(1, Ordering::Relaxed);
                         if let Err(e) = incoming.retry() {
                             e.into_incoming().refuse();
@@ -315,9 +332,11 @@ impl Server {
                             Ok(conn) => {
                                 crate::session::serve(conn, hub, admission, clock, id, join).await
                             }
-                            // A refused certificate (mutual TLS) is worth knowing about; a
-                            // timed-out or abandoned handshake is not.
-                            Err(e @ quinn::ConnectionError::TransportError(_)) => {
+                            // A refused certificate (mutual TLS, a TLS alert) is worth knowing
+                            // about; an abandoned or malformed handshake is not.
+                            Err(quinn::ConnectionError::TransportError(e))
+                                if u64::from(e.code) & !0xff == 0x100 =>
+                            {
                                 tracing::info!("turned away during the handshake: {e}")
                             }
                             Err(e) => tracing::debug!("handshake failed: {e}"),

@@ -551,6 +551,16 @@ pub mod endpoint {
         Ok((endpoint, buffers))
     }
 
+    /// A random key for the server's address-validation (Retry) tokens. Make one per server run
+    /// and keep it across certificate reloads: a new key would invalidate the tokens of
+    /// viewers that are answering a Retry at that moment.
+    pub fn retry_token_key() -> std::sync::Arc<dyn quinn::crypto::HandshakeTokenKey> {
+        let mut secret = [0u8; 64];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+            .expect("the system's random number generator works");
+        std::sync::Arc::new(ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, &[]).extract(&secret))
+    }
+
     /// A client endpoint on an ephemeral port of `addr`'s family. Call inside a tokio runtime.
     pub fn client(addr: SocketAddr) -> std::io::Result<quinn::Endpoint> {
         let (socket, _) = bind_udp(addr)?;
