@@ -65,6 +65,25 @@ impl TlsSettings {
     }
 }
 
+/// What the server serves now, for [`watch`] to compare the next load with.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// The files as they were just before they were read.
+    pub seen: FilesSeen,
+    pub fingerprint: Fingerprint,
+    pub revocation_lists: usize,
+}
+
+impl Loaded {
+    pub fn served(&self) -> Served {
+        Served {
+            seen: self.seen.clone(),
+            fingerprint: self.fingerprint,
+            revocation_lists: self.revocation_lists,
+        }
+    }
+}
+
 /// A QUIC server configuration built from the certificate files, and what it holds.
 pub struct Loaded {
     pub config: quinn::ServerConfig,
@@ -181,13 +200,12 @@ pub fn log_certificate(info: &CertInfo, what: &str) {
 pub async fn watch(
     endpoint: quinn::Endpoint,
     settings: TlsSettings,
-    seen: FilesSeen,
-    mut current: Fingerprint,
-    revocation_lists: usize,
+    served: Served,
     admission: Arc<Admission>,
 ) {
-    let mut files = FileWatch::new(settings.files(), seen, settings.check_every);
-    let mut had_revocations = revocation_lists > 0;
+    let mut current = served.fingerprint;
+    let mut files = FileWatch::new(settings.files(), served.seen, settings.check_every);
+    let mut had_revocations = served.revocation_lists > 0;
     let mut warning = tokio::time::interval_at(
         tokio::time::Instant::now() + EXPIRY_WARNING_EVERY,
         EXPIRY_WARNING_EVERY,

@@ -72,8 +72,7 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     admission: Arc<crate::admission::Admission>,
     tls: TlsSettings,
-    cert_files: certificates::FilesSeen,
-    revocation_lists: usize,
+    served: certificates::Served,
     /// The certificate's fingerprint at start (it may change: see [`certificates::watch`]).
     pub fingerprint: Fingerprint,
     pub source_stats: Arc<SourceStats>,
@@ -144,9 +143,10 @@ impl Server {
                 "viewers need a certificate signed by this CA (streamsocket-certs viewer NAME issues one)"
             );
         }
+        // The admission check refuses revoked certificates too (see `withdraw_certificates`).
+        opts.admission.withdraw_certificates(&loaded.revoked);
+        let served = loaded.served();
         let fingerprint = loaded.fingerprint;
-        let cert_files = loaded.seen;
-        let revocation_lists = loaded.revocation_lists;
         let server_config = loaded.config;
         // Stateless resets keyed by the private key survive a restart (see endpoint::server).
         let reset_secret = loaded.reset_secret;
@@ -241,8 +241,7 @@ impl Server {
             stop,
             admission: opts.admission.clone(),
             tls,
-            cert_files,
-            revocation_lists,
+            served,
             fingerprint,
             source_stats,
         })
@@ -268,11 +267,11 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
         let next_id = AtomicU64::new(1);
-        let retries = Arc::new(AtomicU64::new(0));
+        let handshakes = Arc::new(HandshakeCounts::default());
         let status = tokio::spawn(log_status(
             self.hub.clone(),
             self.source_stats.clone(),
-            retries.clone(),
+            handshakes.clone(),
         ));
         let token_reloader = tokio::spawn(
             self.admission
@@ -282,9 +281,7 @@ impl Server {
         let reloader = tokio::spawn(certificates::watch(
             self.endpoint.clone(),
             self.tls.clone(),
-            self.cert_files.clone(),
-            self.fingerprint,
-            self.revocation_lists,
+            self.served.clone(),
             self.admission.clone(),
         ));
         tokio::pin!(shutdown);
@@ -303,11 +300,12 @@ impl Server {
                     let in_progress = handshaking.load(Ordering::Relaxed);
                     if in_progress >= MAX_HANDSHAKES {
                         tracing::debug!(remote = %incoming.remote_address(), "ignoring a handshake: {in_progress} in progress");
+                        handshakes.ignored.fetch_add(1, Ordering::Relaxed);
                         incoming.ignore();
                         continue;
                     }
                     if in_progress >= VALIDATE_ABOVE && !incoming.remote_address_validated() {
-                        retries.fetch_add(1, Ordering::Relaxed);
+                        handshakes.retried.fetch_add(1, Ordering::Relaxed);
                         if let Err(e) = incoming.retry() {
                             e.into_incoming().refuse();
                         }
@@ -363,23 +361,37 @@ impl Server {
     }
 }
 
+/// Handshakes the accept loop did not take at once.
+#[derive(Default)]
+struct HandshakeCounts {
+    /// Sent a Retry (an address to validate first).
+    retried: AtomicU64,
+    /// Ignored (too many in progress; the viewer's retransmission gets another chance).
+    ignored: AtomicU64,
+}
+
 /// Logs what the encoders are doing every few seconds (only those with viewers), and how many
-/// handshakes had to prove their address.
-async fn log_status(hub: Arc<Hub>, source: Arc<SourceStats>, retries: Arc<AtomicU64>) {
+/// handshakes had to prove their address or wait.
+async fn log_status(hub: Arc<Hub>, source: Arc<SourceStats>, handshakes: Arc<HandshakeCounts>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.tick().await;
     let mut last: Vec<(u64, u64)> = vec![(0, 0); hub.renditions().len()];
-    let mut last_retries = 0;
+    let mut last_handshakes = (0, 0);
     loop {
         tick.tick().await;
-        let total_retries = retries.load(Ordering::Relaxed);
-        if total_retries > last_retries {
+        let now = (
+            handshakes.retried.load(Ordering::Relaxed),
+            handshakes.ignored.load(Ordering::Relaxed),
+        );
+        if now != last_handshakes {
             tracing::info!(
-                retries = total_retries - last_retries,
-                total = total_retries,
-                "many handshakes at once: new addresses were asked to prove themselves (QUIC Retry)"
+                retried = now.0 - last_handshakes.0,
+                ignored = now.1 - last_handshakes.1,
+                retried_total = now.0,
+                ignored_total = now.1,
+                "many handshakes at once: new addresses were asked to prove themselves (QUIC Retry), and beyond {MAX_HANDSHAKES} in progress new ones waited"
             );
-            last_retries = total_retries;
+            last_handshakes = now;
         }
         for (r, prev) in hub.renditions().iter().zip(last.iter_mut()) {
             let frames = r.stats.frames_out.load(Ordering::Relaxed);
