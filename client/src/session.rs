@@ -75,11 +75,7 @@ impl std::fmt::Debug for ConnectOptions {
             .field("identity", &self.identity)
             .field(
                 "token",
-                &if self.token.is_empty() {
-                    "none"
-                } else {
-                    "(hidden)"
-                },
+                &streamsocket_proto::control::token_for_logs(&self.token),
             )
             .finish()
     }

@@ -159,22 +159,24 @@ pub struct Hello {
     pub token: String,
 }
 
+/// What debug output shows of an access token: whether there is one, never the token (debug
+/// output ends up in logs).
+pub fn token_for_logs(token: &str) -> &'static str {
+    if token.is_empty() {
+        "none"
+    } else {
+        "(hidden)"
+    }
+}
+
 impl std::fmt::Debug for Hello {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the token: debug output ends up in logs.
         f.debug_struct("Hello")
             .field("version", &self.version)
             .field("rendition", &self.rendition)
             .field("latency_target_ms", &self.latency_target_ms)
             .field("client_name", &self.client_name)
-            .field(
-                "token",
-                &if self.token.is_empty() {
-                    "none"
-                } else {
-                    "(hidden)"
-                },
-            )
+            .field("token", &token_for_logs(&self.token))
             .finish()
     }
 }

@@ -1,5 +1,7 @@
-//! The viewer verifies the server: a wrong CA, a wrong name or a wrong fingerprint refuses the
-//! connection with a message that says which, and how to fix it.
+//! Certificates: the viewer verifies the server (a wrong CA, name or fingerprint, an expired
+//! or not-yet-valid certificate each refuse the connection with a message that says which and
+//! how to fix it); the server reloads its certificate without a restart; mutual TLS with
+//! viewer certificates and their revocation; the certs tool.
 
 use std::time::Duration;
 
@@ -15,11 +17,21 @@ fn refused(server: &ServerProcess, args: &[&str]) -> String {
     run.stderr()
 }
 
+/// Runs a viewer that must connect and watch; returns its run.
+fn accepted(server: &ServerProcess, args: &[&str]) -> streamsocket_tests::ViewerRun {
+    let run = run_viewer(&server.addr.to_string(), args, &[], Duration::from_secs(20)).unwrap();
+    assert!(
+        run.output.status.success(),
+        "viewer refused although it should not be:\n{}",
+        run.stderr()
+    );
+    run
+}
+
 #[test]
 fn certificate_failures_are_refused_with_an_explanation() {
     let _machine = exclusive();
     let server = ServerProcess::start(&[]).unwrap();
-    let addr = server.addr.to_string();
 
     // A CA from another installation.
     let other = tempfile::tempdir().unwrap();
@@ -75,8 +87,8 @@ fn certificate_failures_are_refused_with_an_explanation() {
     assert!(err.contains("64 hex digits"), "{err}");
 
     // The right pin is accepted, without any CA file.
-    let run = run_viewer(
-        &addr,
+    accepted(
+        &server,
         &[
             "--headless",
             "--duration",
@@ -84,14 +96,6 @@ fn certificate_failures_are_refused_with_an_explanation() {
             "--fingerprint",
             &server.fingerprint,
         ],
-        &[],
-        Duration::from_secs(20),
-    )
-    .unwrap();
-    assert!(
-        run.output.status.success(),
-        "pinned viewer failed:\n{}",
-        run.stderr()
     );
 
     // A missing CA file says where to get one.
@@ -163,7 +167,6 @@ fn wait_for_reload(server: &ServerProcess, fingerprint: &str) {
 fn the_server_reloads_its_certificate_and_viewers_explain_each_bad_one() {
     let _machine = exclusive();
     let server = ServerProcess::start(&[]).unwrap();
-    let addr = server.addr.to_string();
     let ca = server.ca();
     let ca = ca.to_str().unwrap();
     let hosts: Vec<String> = Vec::new();
@@ -182,8 +185,8 @@ fn the_server_reloads_its_certificate_and_viewers_explain_each_bad_one() {
     server.wait_for_log_where("a refused reload", Duration::from_secs(20), |log| {
         log.contains("kept the current server certificate")
     });
-    let run = run_viewer(
-        &addr,
+    accepted(
+        &server,
         &[
             "--headless",
             "--duration",
@@ -191,11 +194,7 @@ fn the_server_reloads_its_certificate_and_viewers_explain_each_bad_one() {
             "--fingerprint",
             &server.fingerprint,
         ],
-        &[],
-        Duration::from_secs(20),
-    )
-    .unwrap();
-    assert!(run.output.status.success(), "{}", run.stderr());
+    );
 
     // An expired certificate: the reload takes it, and viewers say what is wrong.
     let expired =
@@ -239,8 +238,8 @@ fn the_server_reloads_its_certificate_and_viewers_explain_each_bad_one() {
     let renewed = streamsocket_certs::generate(&server.certs, &hosts).unwrap();
     let renewed_fp = renewed.fingerprint.to_string();
     wait_for_reload(&server, &renewed_fp);
-    let run = run_viewer(
-        &addr,
+    accepted(
+        &server,
         &[
             "--headless",
             "--duration",
@@ -248,11 +247,7 @@ fn the_server_reloads_its_certificate_and_viewers_explain_each_bad_one() {
             "--fingerprint",
             &renewed_fp,
         ],
-        &[],
-        Duration::from_secs(20),
-    )
-    .unwrap();
-    assert!(run.output.status.success(), "{}", run.stderr());
+    );
     let err = refused(
         &server,
         &[
@@ -303,8 +298,8 @@ fn a_server_that_requires_viewer_certificates_explains_every_refusal() {
         "{err}"
     );
 
-    let run = run_viewer(
-        &server.addr.to_string(),
+    let run = accepted(
+        &server,
         &[
             "--headless",
             "--duration",
@@ -314,14 +309,6 @@ fn a_server_that_requires_viewer_certificates_explains_every_refusal() {
             "--cert",
             alice_cert,
         ],
-        &[],
-        Duration::from_secs(20),
-    )
-    .unwrap();
-    assert!(
-        run.output.status.success(),
-        "alice was refused:\n{}",
-        run.stderr()
     );
     assert!(streamsocket_tests::num(run.stats(), "/video/frames_decoded") > 0.0);
     assert!(
