@@ -10,6 +10,7 @@ PACKAGES=(
   libdav1d-dev    # AV1 decoder (dav1d 0.9 links Debian's libdav1d 1.0.0)
   libasound2-dev  # cpal's ALSA backend
   libclang-dev    # bindgen for -sys crates
+  libaom-dev      # the real-time AV1 encoder (aom-sys links Debian's libaom 3.6)
   clang           # bindgen for -sys crates
   libxkbcommon-dev # minifb's X11 keyboard handling
   libx11-dev      # minifb's X11 window

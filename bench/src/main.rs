@@ -1,7 +1,7 @@
 //! `streamsocket-bench`: the figures in docs/BENCHMARKS.md.
 //!
-//! - `encoder`: rav1e on the test pattern, setting by setting: throughput, per-frame encode
-//!   time, pipeline delay (frames in before the first frame out) and bitrate.
+//! - `encoder`: libaom and rav1e on the test pattern, setting by setting: throughput,
+//!   per-frame encode time, frame delay, bitrate, quality (PSNR, SSIM) and CPU.
 //! - `e2e`: the release server and a headless viewer on loopback: capture-to-decoded latency
 //!   split into stages, first-frame time over repeated joins, bytes on the wire against media
 //!   bytes, server CPU.
@@ -19,11 +19,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
-use serde_json::{json, Value};
-use streamsocket_server::clock::MediaClock;
 use streamsocket_server::frame::RawFrame;
 use streamsocket_server::test_source::{is_flash_frame, VideoPattern};
-use streamsocket_server::video_encoder::{EncoderSettings, VideoEncoder};
+use streamsocket_server::video_encoder::EncoderKind;
 use streamsocket_tests::{num, run_viewer, ServerProcess};
 
 #[derive(Parser)]
@@ -35,14 +33,24 @@ struct Args {
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Content {
+    /// StreamSocket's test pattern (flat colours, a moving box, text).
     Pattern,
+    /// The pattern under a scrolling fine random texture: noise no encoder can compress,
+    /// a worst case for speed.
     Busy,
+    /// ffmpeg's testsrc2 (gradients, moving shapes, text): the content the encoder
+    /// comparisons of issue 13 were first made on, through ffmpeg.
+    Testsrc2,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Sweep rav1e settings on the test pattern.
+    /// Each AV1 encoder and setting on the same pictures: speed, frame delay, bitrate,
+    /// quality (PSNR, SSIM of what dav1d decodes) and CPU.
     Encoder {
+        /// Encoders to include (aom, rav1e).
+        #[arg(long, value_delimiter = ',', default_value = "aom,rav1e")]
+        encoder: Vec<EncoderKind>,
         #[arg(long, default_value_t = 640)]
         width: usize,
         #[arg(long, default_value_t = 360)]
@@ -50,15 +58,28 @@ enum Command {
         /// Frames per configuration.
         #[arg(long, default_value_t = 150)]
         frames: u64,
-        /// Only the StreamSocket default configuration.
+        /// Only each encoder's default configuration.
         #[arg(long)]
         default_only: bool,
         /// Only configurations whose label contains this text (repeatable).
         #[arg(long)]
         only: Vec<String>,
-        /// Picture content: the test pattern, or the pattern under a moving fine texture
-        /// (closer to a camera's detailed, noisy picture).
+        /// Picture content: the test pattern, the pattern under a moving fine texture
+        /// (noise: the worst case for speed), or ffmpeg's testsrc2.
         #[arg(long, value_enum, default_value_t = Content::Pattern)]
+        content: Content,
+    },
+    /// AV1 encoders through Debian's ffmpeg (SVT-AV1, and libaom and rav1e as controls):
+    /// the same figures as `encoder`.
+    FfmpegEncoders {
+        #[arg(long, default_value_t = 640)]
+        width: usize,
+        #[arg(long, default_value_t = 360)]
+        height: usize,
+        /// Frames per configuration.
+        #[arg(long, default_value_t = 150)]
+        frames: u64,
+        #[arg(long, value_enum, default_value_t = Content::Testsrc2)]
         content: Content,
     },
     /// Picture quality (PSNR, SSIM) of what a viewer decodes, at each rung of the default ladder.
@@ -151,13 +172,22 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::Encoder {
+            encoder: encoders,
             width,
             height,
             frames,
             default_only,
             only,
             content,
-        } => encoder_sweep(width, height, frames, default_only, &only, content),
+        } => encoder::sweep(encoder::SweepOptions {
+            width,
+            height,
+            frames,
+            default_only,
+            only: &only,
+            encoders: &encoders,
+            content,
+        }),
         Command::Fanout {
             viewers,
             seconds,
@@ -176,6 +206,12 @@ fn main() -> anyhow::Result<()> {
                 &server_args,
             )
         }
+        Command::FfmpegEncoders {
+            width,
+            height,
+            frames,
+            content,
+        } => ffmpeg_encoders::run(width, height, frames, content),
         Command::Quality {
             content,
             seconds,
@@ -204,116 +240,6 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// One encoder configuration of the sweep: a label and a change to the defaults.
-type Variant = (&'static str, fn(&mut EncoderSettings));
-
-fn encoder_sweep(
-    width: usize,
-    height: usize,
-    frames: u64,
-    default_only: bool,
-    only: &[String],
-    content: Content,
-) -> anyhow::Result<()> {
-    let fps = 30;
-    let bitrate = if width * height > 640 * 360 {
-        2000
-    } else {
-        800
-    };
-    let variants: Vec<Variant> = vec![
-        ("StreamSocket default (speed 10, 2 tiles, 2 threads, PSNR, lookahead 1, no scene detection, quantizer ceiling 255)", |_| {}),
-        ("rav1e speed-10 preset as is (1 tile, lookahead 10, scene detection, psychovisual)", |s| {
-            s.tiles = 1;
-            s.rdo_lookahead_frames = 10;
-            s.scene_detection = true;
-            s.tune_psnr = false;
-        }),
-        ("preset + 4 tiles", |s| {
-            s.tiles = 4;
-            s.rdo_lookahead_frames = 10;
-            s.scene_detection = true;
-            s.tune_psnr = false;
-        }),
-        ("preset + 4 tiles + tune PSNR", |s| {
-            s.tiles = 4;
-            s.rdo_lookahead_frames = 10;
-            s.scene_detection = true;
-        }),
-        ("preset + 4 tiles + PSNR + no scene detection", |s| {
-            s.tiles = 4;
-            s.rdo_lookahead_frames = 10;
-        }),
-        ("default, 1 tile", |s| s.tiles = 1),
-        ("default, 4 tiles", |s| s.tiles = 4),
-        ("default, 8 tiles", |s| s.tiles = 8),
-        ("default, 1 thread", |s| s.threads = 1),
-        ("default, lookahead 0", |s| s.rdo_lookahead_frames = 0),
-        ("default, lookahead 3", |s| s.rdo_lookahead_frames = 3),
-        ("default, speed 9", |s| s.speed = 9),
-        ("default, psychovisual", |s| s.tune_psnr = false),
-        ("default, keyframe every 1 s", |s| s.keyframe_interval = 30),
-        ("default, keyframe every 10 s", |s| s.keyframe_interval = 300),
-        ("default, quantizer ceiling 100 (rav1e's default)", |s| s.max_quantizer = 100),
-        ("default, quantizer ceiling 200", |s| s.max_quantizer = 200),
-        ("default at 200 kbit/s", |s| s.bitrate_kbps = 200),
-        ("default at 200 kbit/s, quantizer ceiling 200", |s| {
-            s.bitrate_kbps = 200;
-            s.max_quantizer = 200;
-        }),
-        ("default at 100 kbit/s", |s| s.bitrate_kbps = 100),
-    ];
-    let variants: Vec<&Variant> = if default_only {
-        variants.iter().take(1).collect()
-    } else {
-        variants
-            .iter()
-            .filter(|(label, _)| only.is_empty() || only.iter().any(|o| label.contains(o.as_str())))
-            .collect()
-    };
-    let inputs = make_inputs(width, height, fps, frames, content)?;
-    println!(
-        "# rav1e on {content:?} content, {width}x{height} @ {fps} fps, {bitrate} kbit/s, {frames} frames each"
-    );
-    println!();
-    println!(
-        "test source cost: render {:.2} ms + RGB to I420 {:.2} ms per frame (p50)",
-        inputs.render_ms_p50, inputs.convert_ms_p50
-    );
-    println!();
-    // Warm up (caches, allocator, CPU clocks) so the first row is not penalised.
-    encode_run(
-        &EncoderSettings::realtime(width, height, fps, bitrate),
-        &inputs.frames[..inputs.frames.len().min(60)],
-    )?;
-    println!("| configuration | encode fps | encode ms p50 | p95 | delay (frames in before first out) | kbit/s |");
-    println!("|---|---|---|---|---|---|");
-    let mut results = Vec::new();
-    for (label, change) in variants {
-        let (label, change) = (*label, *change);
-        let mut settings = EncoderSettings::realtime(width, height, fps, bitrate);
-        change(&mut settings);
-        let r = match encode_run(&settings, &inputs.frames) {
-            Ok(r) => r,
-            Err(e) => {
-                println!("| {label} | rejected: {e:#} | | | | |");
-                continue;
-            }
-        };
-        println!(
-            "| {label} | {:.1} | {:.1} | {:.1} | {} | {:.0} |",
-            r["fps"].as_f64().unwrap_or(0.0),
-            r["encode_ms_p50"].as_f64().unwrap_or(0.0),
-            r["encode_ms_p95"].as_f64().unwrap_or(0.0),
-            r["pipeline_delay_frames"],
-            r["kbps"].as_f64().unwrap_or(0.0),
-        );
-        results.push(json!({"configuration": label, "result": r}));
-    }
-    eprintln!("{}", serde_json::to_string(&results)?);
-    Ok(())
-}
-
 pub struct Inputs {
     frames: Vec<RawFrame>,
     render_ms_p50: f64,
@@ -328,6 +254,9 @@ pub fn make_inputs(
     frames: u64,
     content: Content,
 ) -> anyhow::Result<Inputs> {
+    if let Content::Testsrc2 = content {
+        return testsrc2(width, height, fps, frames);
+    }
     let mut pattern = VideoPattern::new(width, height);
     let mut render = Histogram::<u64>::new(3)?;
     let mut convert = Histogram::<u64>::new(3)?;
@@ -374,39 +303,49 @@ pub fn make_inputs(
     })
 }
 
-/// Encodes the frames as fast as possible and measures the encoder alone.
-fn encode_run(settings: &EncoderSettings, inputs: &[RawFrame]) -> anyhow::Result<Value> {
-    let clock = MediaClock::start();
-    let mut encoder = VideoEncoder::new(settings.clone(), 0, clock, 0)?;
-    let mut per_call = Histogram::<u64>::new(3)?;
-    let mut delay = None;
-    let mut out_frames = 0u64;
-    let mut bytes = 0u64;
-    let started = Instant::now();
-    for (i, raw) in inputs.iter().enumerate() {
-        let t = Instant::now();
-        let out = encoder.encode(raw, false)?;
-        per_call.record(t.elapsed().as_micros() as u64)?;
-        if !out.is_empty() && delay.is_none() {
-            delay = Some(i as u64);
-        }
-        out_frames += out.len() as u64;
-        bytes += out.iter().map(|f| f.payload.len() as u64).sum::<u64>();
+/// ffmpeg's testsrc2, rendered by ffmpeg (scripts/install-deps.sh installs it) into I420.
+fn testsrc2(width: usize, height: usize, fps: u32, frames: u64) -> anyhow::Result<Inputs> {
+    let output = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={width}x{height}:rate={fps}"))
+        .args(["-frames:v", &frames.to_string()])
+        .args(["-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", "-"])
+        .output()
+        .context("running ffmpeg for testsrc2 (scripts/install-deps.sh installs it)")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "ffmpeg failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut decoder = y4m::decode(&output.stdout[..]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = Vec::new();
+    while let Ok(f) = decoder.read_frame() {
+        let us = out.len() as u64 * 1_000_000 / fps as u64;
+        out.push(RawFrame {
+            width,
+            height,
+            y: f.get_y_plane().to_vec(),
+            u: f.get_u_plane().to_vec(),
+            v: f.get_v_plane().to_vec(),
+            capture_us: us,
+        });
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let seconds_of_video = out_frames as f64 / settings.fps as f64;
-    Ok(json!({
-        "fps": inputs.len() as f64 / elapsed,
-        "encode_ms_p50": per_call.value_at_quantile(0.5) as f64 / 1000.0,
-        "encode_ms_p95": per_call.value_at_quantile(0.95) as f64 / 1000.0,
-        "pipeline_delay_frames": delay,
-        "kbps": bytes as f64 * 8.0 / 1000.0 / seconds_of_video.max(1e-9),
-        "frames_out": out_frames,
-    }))
+    anyhow::ensure!(
+        out.len() as u64 == frames,
+        "ffmpeg gave {} of {frames} frames",
+        out.len()
+    );
+    Ok(Inputs {
+        frames: out,
+        render_ms_p50: f64::NAN,
+        convert_ms_p50: f64::NAN,
+    })
 }
 
 mod capture;
+mod encoder;
 mod fanout;
+mod ffmpeg_encoders;
 mod network;
 mod quality;
 mod soak;
@@ -488,7 +427,7 @@ fn server_wait_for_viewer(server: &ServerProcess) -> anyhow::Result<()> {
 }
 
 /// CPU time (user + system) of a process so far, from /proc.
-fn cpu_seconds(pid: u32) -> Option<f64> {
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = stat.rsplit_once(')')?.1;

@@ -13,7 +13,7 @@ use streamsocket_tests::{num, run_viewer, ServerProcess};
 
 use crate::{make_inputs, Content};
 
-fn mse(a: &[u8], b: &[u8]) -> f64 {
+pub fn mse(a: &[u8], b: &[u8]) -> f64 {
     a.iter()
         .zip(b)
         .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
@@ -21,7 +21,7 @@ fn mse(a: &[u8], b: &[u8]) -> f64 {
         / a.len().max(1) as f64
 }
 
-fn psnr_of(mse: f64) -> f64 {
+pub fn psnr_of(mse: f64) -> f64 {
     if mse <= 0.0 {
         100.0
     } else {

@@ -15,6 +15,7 @@ use streamsocket_server::server::{EncoderTuning, Inputs, Server, ServerOptions};
 use streamsocket_server::session::JoinStrategy;
 use streamsocket_server::source::v4l_camera::CameraSelector;
 use streamsocket_server::source::{self, AudioChoice, PictureFormat, VideoChoice};
+use streamsocket_server::video_encoder::EncoderKind;
 
 /// Stream live AV1 video and Opus audio over QUIC to any number of StreamSocket viewers.
 ///
@@ -26,9 +27,9 @@ use streamsocket_server::source::{self, AudioChoice, PictureFormat, VideoChoice}
 /// machine-readable timestamp row, and a flash with an audio click once a second; files
 /// stream in real time, looping).
 ///
-/// The defaults (640x360 at 30 fps, rav1e speed 10 with 2 tiles on 2 threads) are what a
-/// 2-core machine encodes in real time; 1280x720 reaches only about 20 fps there. See
-/// docs/BENCHMARKS.md for what each encoder setting costs. Ctrl-C or SIGTERM stops the
+/// The defaults (640x360 at 30 fps, libaom in real-time mode with 2 tiles on 2 threads) are
+/// what a 2-core machine encodes in real time with every rung of the ladder at once. See
+/// docs/BENCHMARKS.md for what each encoder and setting costs. Ctrl-C or SIGTERM stops the
 /// server and tells every viewer why.
 #[derive(Parser, Debug)]
 #[command(version)]
@@ -133,21 +134,41 @@ struct Args {
     /// under a tight bandwidth cap. See docs/BENCHMARKS.md, section 5.
     #[arg(long, default_value = "bbr", value_name = "bbr|cubic|newreno")]
     congestion: streamsocket_transport::settings::Congestion,
-    /// rav1e speed preset (0 slowest .. 10 fastest).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=10))]
-    speed: u8,
-    /// rav1e tiles per frame (parallelism across cores).
-    #[arg(long, default_value_t = 2)]
-    tiles: usize,
-    /// rav1e worker threads.
-    #[arg(long, default_value_t = 2)]
-    threads: usize,
+    /// The AV1 encoder: "aom" (libaom in real-time mode: each picture's packet leaves the
+    /// encoder before the next picture goes in) or "rav1e" (pure Rust; it holds 4 pictures,
+    /// 133 ms at 30 fps, before its first packet, and is about 4x slower here). See
+    /// docs/BENCHMARKS.md, section 1.
+    #[arg(long, default_value = "aom", value_name = "aom|rav1e")]
+    encoder: EncoderKind,
+    /// Encoder speed, 0 (slowest, best) to 10 (fastest): libaom's cpu-used (default 9) or
+    /// rav1e's speed preset (default 10).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=10))]
+    speed: Option<u8>,
+    /// Tiles per frame (parallelism across cores); libaom uses the nearest lower power of two
+    /// of tile columns.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    tiles: u16,
+    /// Encoder worker threads per rendition.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: u16,
     /// Longest time between keyframes, seconds (viewers also get one on join).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = parse_keyframe_interval)]
     keyframe_interval: f32,
-    /// rav1e RDO lookahead in frames (each adds a frame of latency).
+    /// rav1e only: RDO lookahead in frames (each adds a frame of latency; 1 is its minimum).
     #[arg(long, default_value_t = 1)]
     rdo_lookahead: usize,
+    /// libaom only: error-resilient frames (each decodable without earlier frames' entropy
+    /// state). Off by default: viewers skip to the next keyframe after a loss anyway, and it
+    /// costs bits (docs/BENCHMARKS.md).
+    #[arg(long)]
+    error_resilient: bool,
+}
+
+fn parse_keyframe_interval(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(s) if (0.1..=60.0).contains(&s) => Ok(s),
+        _ => Err("seconds between keyframes, from 0.1 to 60".into()),
+    }
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -303,11 +324,13 @@ async fn main() -> ExitCode {
             Join::Hybrid => JoinStrategy::Hybrid,
         },
         encoder: EncoderTuning {
+            kind: args.encoder,
             speed: args.speed,
-            tiles: args.tiles,
-            threads: args.threads,
+            tiles: args.tiles as usize,
+            threads: args.threads as usize,
             keyframe_interval_s: args.keyframe_interval,
             rdo_lookahead_frames: args.rdo_lookahead,
+            error_resilient: args.error_resilient,
         },
     };
     let video_description = video.describe();
@@ -351,13 +374,14 @@ async fn main() -> ExitCode {
     }
     for (i, r) in opts.ladder.renditions.iter().enumerate() {
         println!(
-            "rendition {}: {} {}x{} @ {} fps, AV1 {} kbit/s",
+            "rendition {}: {} {}x{} @ {} fps, AV1 {} kbit/s ({})",
             i + 1,
             r.name,
             r.width,
             r.height,
             r.fps,
-            r.bitrate_kbps
+            r.bitrate_kbps,
+            opts.encoder.kind
         );
     }
     println!(

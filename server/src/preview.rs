@@ -206,6 +206,7 @@ mod tests {
             .zip(&ladder.renditions)
             .map(|(info, spec)| {
                 let settings = crate::video_encoder::EncoderSettings::realtime(
+                    crate::video_encoder::EncoderKind::default(),
                     spec.width,
                     spec.height,
                     spec.fps,

@@ -53,14 +53,50 @@ pub struct Inputs {
     pub preview: Option<crossbeam_channel::Sender<Arc<crate::frame::RawFrame>>>,
 }
 
-/// rav1e knobs exposed on the command line, for tuning and benchmarks.
+/// Encoder choice and knobs from the command line, for tuning and benchmarks.
 #[derive(Debug, Clone)]
 pub struct EncoderTuning {
-    pub speed: u8,
+    pub kind: crate::video_encoder::EncoderKind,
+    /// rav1e's speed preset or libaom's cpu-used (both 0-10); `None`: the backend's default.
+    pub speed: Option<u8>,
     pub tiles: usize,
     pub threads: usize,
     pub keyframe_interval_s: f32,
+    /// rav1e only: RDO lookahead frames.
     pub rdo_lookahead_frames: usize,
+    /// libaom only: error-resilient frames.
+    pub error_resilient: bool,
+}
+
+impl EncoderTuning {
+    /// The settings of one rung's encoder.
+    pub fn settings(&self, spec: &crate::ladder::RenditionSpec) -> EncoderSettings {
+        let mut settings = EncoderSettings {
+            tiles: self.tiles,
+            threads: self.threads,
+            keyframe_interval: ((self.keyframe_interval_s * spec.fps as f32).round() as u64).max(1),
+            ..EncoderSettings::realtime(
+                self.kind,
+                spec.width,
+                spec.height,
+                spec.fps,
+                spec.bitrate_kbps,
+            )
+        };
+        if let Some(t) = settings.rav1e_mut() {
+            t.rdo_lookahead_frames = self.rdo_lookahead_frames;
+            if let Some(speed) = self.speed {
+                t.speed = speed;
+            }
+        }
+        if let Some(t) = settings.aom_mut() {
+            t.error_resilient = self.error_resilient;
+            if let Some(speed) = self.speed {
+                t.cpu_used = speed;
+            }
+        }
+        settings
+    }
 }
 
 /// A running server: its address and fingerprint, and the handles that keep it alive.
@@ -159,23 +195,7 @@ impl Server {
             .wire()
             .into_iter()
             .zip(&opts.ladder.renditions)
-            .map(|(info, spec)| {
-                let settings = EncoderSettings {
-                    speed: t.speed,
-                    tiles: t.tiles,
-                    threads: t.threads,
-                    keyframe_interval: ((t.keyframe_interval_s * spec.fps as f32).round() as u64)
-                        .max(1),
-                    rdo_lookahead_frames: t.rdo_lookahead_frames,
-                    ..EncoderSettings::realtime(
-                        spec.width,
-                        spec.height,
-                        spec.fps,
-                        spec.bitrate_kbps,
-                    )
-                };
-                (info, settings)
-            })
+            .map(|(info, spec)| (info, t.settings(spec)))
             .collect();
         let audio_bitrates: Vec<u32> = opts
             .ladder

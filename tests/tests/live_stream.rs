@@ -158,3 +158,56 @@ fn viewer_window_shows_the_stream_under_xvfb() {
         num(stats, "/video/latency_presented_ms/p50") >= num(stats, "/video/latency_ms/p50") * 0.5
     );
 }
+
+/// `--encoder` switches the AV1 backend: each streams end to end and the viewer decodes
+/// every frame. libaom emits each picture's packet from the call that took it, so no frame
+/// waits inside it (the header's encoder-wait is zero for every frame); rav1e's packets are
+/// of pictures that went in earlier (its lookahead).
+#[test]
+fn each_encoder_backend_streams_end_to_end() {
+    let _machine = exclusive();
+    for encoder in ["aom", "rav1e"] {
+        let server = ServerProcess::start(&["--encoder", encoder]).unwrap();
+        let line = server.wait_for_stdout_line("rendition 1:", Duration::from_secs(5));
+        assert!(
+            line.ends_with(&format!("({encoder})")),
+            "the server names its encoder: {line}"
+        );
+        let ca = server.ca();
+        let run = run_viewer(
+            &server.addr.to_string(),
+            &[
+                "--headless",
+                "--quality",
+                "1",
+                "--duration",
+                &SECONDS.to_string(),
+                "--ca",
+                ca.to_str().unwrap(),
+            ],
+            &[],
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        assert!(
+            run.output.status.success(),
+            "{encoder}: viewer failed:\n{}",
+            run.stderr()
+        );
+        let stats = run.stats();
+        assert_healthy(stats);
+        assert_eq!(
+            num(stats, "/video/frames_skipped"),
+            0.0,
+            "{encoder}: every frame decoded:\n{stats:#}"
+        );
+        let waited = num(stats, "/video/stages_ms/encoder_wait/max");
+        match encoder {
+            "aom" => assert_eq!(waited, 0.0, "aom holds no picture:\n{stats:#}"),
+            _ => assert!(
+                num(stats, "/video/stages_ms/encoder_wait/p50") > 0.0,
+                "rav1e's packets are of earlier pictures:\n{stats:#}"
+            ),
+        }
+    }
+}
