@@ -19,8 +19,8 @@ PACKAGES=(
   libxi-dev
   xvfb            # windowed tests without a display
   xauth           # xvfb-run needs it
-  xdotool         # drives the viewer window's keyboard in tests
-  ffmpeg          # ffprobe/ffmpeg read the viewer's recordings back in tests
+  xdotool         # drives the viewer window's keyboard in tests; finds it for the glass benchmark
+  ffmpeg          # reads recordings back in tests; films the screen (glass) and runs other encoders (benchmarks)
   dav1d           # the reference AV1 decoder's tool, an independent check of recordings
   pulseaudio      # a virtual sound card for tests: a null sink and its monitor as microphone
   pulseaudio-utils

@@ -152,6 +152,25 @@ enum Command {
         #[arg(long, default_value = "")]
         transport: String,
     },
+    /// Glass to glass: capture to the viewer's window, read off the screen (ffmpeg x11grab;
+    /// runs itself under xvfb-run without a display).
+    Glass {
+        /// Seconds filmed per encoder.
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+        /// Images per second filmed (the figure is an upper bound by one interval).
+        #[arg(long, default_value_t = 120)]
+        capture_fps: u32,
+        /// Encoders to compare, in one run.
+        #[arg(long, value_delimiter = ',', default_value = "aom,rav1e")]
+        encoder: Vec<String>,
+        /// Extra server options, one per flag.
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_args: Vec<String>,
+        /// Extra viewer options, one per flag.
+        #[arg(long = "client-arg", allow_hyphen_values = true)]
+        client_args: Vec<String>,
+    },
     /// Server and headless viewer on loopback: latency stages, first frame, overhead.
     E2e {
         /// Length of the main viewing run.
@@ -206,6 +225,19 @@ fn main() -> anyhow::Result<()> {
                 &server_args,
             )
         }
+        Command::Glass {
+            seconds,
+            capture_fps,
+            encoder,
+            server_args,
+            client_args,
+        } => glass::run(glass::GlassOptions {
+            seconds,
+            capture_fps,
+            encoders: &encoder,
+            server_args: &server_args,
+            client_args: &client_args,
+        }),
         Command::FfmpegEncoders {
             width,
             height,
@@ -346,6 +378,7 @@ mod capture;
 mod encoder;
 mod fanout;
 mod ffmpeg_encoders;
+mod glass;
 mod network;
 mod quality;
 mod soak;

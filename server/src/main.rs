@@ -367,6 +367,10 @@ async fn main() -> ExitCode {
     // Machine-readable lines first (tests and scripts read them), then a human hint.
     println!("listening on {local}");
     println!("fingerprint {}", server.fingerprint);
+    println!(
+        "media clock: 0 = CLOCK_MONOTONIC {} us",
+        clock.monotonic_origin_us()
+    );
     println!("video: {video_description} ({video_why})");
     match &audio_description {
         Some(a) => println!("audio source: {a} ({audio_why})"),
