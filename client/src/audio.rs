@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::clock::{to_server_us, ViewerClock};
 pub use crate::playout::NetAudio;
-use crate::playout::{AvSync, JitterBuffer, Playout, PlayoutTarget, PACKET_US};
+use crate::playout::{self, AvSync, JitterBuffer, Playout, PlayoutTarget, PACKET_US};
 use crate::stats::Stats;
 
 pub const SAMPLE_RATE: u32 = 48_000;
@@ -163,15 +163,18 @@ fn run(
 ) {
     ctx.sync.set_ceiling(ctx.ceiling_us);
     let mut jitter = JitterBuffer::new(ctx.ceiling_us);
+    let mut nudger = playout::Nudger::default();
+    let mut recent_queued_us: std::collections::VecDeque<u64> = Default::default();
     let mut target = PlayoutTarget::new(ctx.ceiling_us);
     let mut pcm = vec![0i16; SAMPLES_PER_PACKET];
-    let silence = vec![0i16; SAMPLES_PER_PACKET];
+    // Room for a lengthened packet (see playout::retime).
+    let silence = vec![0i16; SAMPLES_PER_PACKET * 2];
     // Ticks run only while something is buffered or playing.
     let mut next_tick: Option<Instant> = None;
     let mut last_click_second = None;
     // The target moves slowly (its windows span seconds): recomputing it (two sorts) every
     // 10 ticks, 200 ms, is enough.
-    let mut target_us = target.target_us(None);
+    let mut target_us = target.target_us(None, 0);
     let mut jitter_us = 0;
     let mut ticks = 0u64;
     loop {
@@ -193,15 +196,28 @@ fn run(
         }
         while let Some(t) = next_tick.filter(|t| *t <= Instant::now()) {
             if ticks % 10 == 0 {
-                target_us = target.target_us(ctx.sync.video_need_us());
+                // Heard times include the output's queue: the audio's own need does too.
+                let queued = recent_queued_us.iter().copied().max().unwrap_or(0);
+                target_us = target.target_us(ctx.sync.video_need_us(), queued);
                 jitter_us = target.jitter_us();
             }
             ticks += 1;
+            // How long this tick's samples last: a packet, unless it was nudged.
+            let mut tick_us = PACKET_US;
             let offset = ctx.stats.lock().expect("not poisoned").clock_offset_us;
             // When this tick's samples will be heard, on the server's clock.
-            let queued_us = output.queued_us();
+            // A sound card takes what waits for it in bursts (its own buffer is not visible),
+            // so the queue reads low right after a burst: the most it held lately is what a
+            // sample waits before it is heard.
+            push_recent(&mut recent_queued_us, output.queued_us());
+            let queued_us = recent_queued_us.iter().copied().max().unwrap_or(0);
             let heard_at = ctx.clock.now_us() + queued_us;
+            let dropped_before = jitter.dropped_catch_up;
             let playout = jitter.tick(to_server_us(heard_at, offset), target_us);
+            if jitter.dropped_catch_up != dropped_before {
+                // A whole packet's jump: the smoothed error no longer applies.
+                nudger.reset();
+            }
             // Before taking the stats lock: a full recording queue counts there.
             if let (Playout::Packet(header, payload), Some(r)) = (&playout, &ctx.recorder) {
                 r.audio(payload, header.capture_us);
@@ -219,8 +235,20 @@ fn run(
                             s.audio.packets_decoded += 1;
                             s.audio.latency.record_us(delay);
                             s.audio.playout_delay.record_us(delay);
+                            // Hold the delay within a millisecond or so of its target: this
+                            // packet plays a little shorter (or longer), and the next tick
+                            // comes as much sooner (or later).
+                            // The target covers the audio's own need (its transit and the
+                            // output's queue), so hurrying towards it never outruns arrivals.
+                            let change = nudger.samples(delay, target_us, SAMPLE_RATE);
+                            let played = playout::retime(&pcm, change);
+                            let done = played.len() as i32 - pcm.len() as i32;
+                            nudger.applied(done, SAMPLE_RATE);
+                            s.audio.playout_nudged_us +=
+                                done.unsigned_abs() as u64 * 1_000_000 / SAMPLE_RATE as u64;
+                            tick_us = played.len() as u64 * 1_000_000 / SAMPLE_RATE as u64;
                             // The test source's click, for the A/V skew.
-                            if let Some(i) = click_onset(&pcm) {
+                            if let Some(i) = click_onset(&played) {
                                 let at_us =
                                     header.capture_us + i as u64 * 1_000_000 / SAMPLE_RATE as u64;
                                 let second = (at_us + 500_000) / 1_000_000;
@@ -231,13 +259,17 @@ fn run(
                                 }
                             }
                             drop(s);
-                            output.play(if muted { &silence } else { &pcm });
+                            if muted {
+                                output.play(&silence[..played.len()]);
+                            } else {
+                                output.play(&played);
+                            }
                         }
                         Err(e) => {
                             s.audio.decode_errors += 1;
                             drop(s);
                             tracing::debug!("Opus packet {} undecodable: {e}", header.seq);
-                            output.play(&silence);
+                            output.play(&silence[..SAMPLES_PER_PACKET]);
                         }
                     }
                 }
@@ -260,6 +292,7 @@ fn run(
                 }
                 Playout::Stretch => {
                     drop(s);
+                    nudger.reset();
                     // Concealment continues the sound more smoothly than silence would.
                     if decoder.decode(&[], &mut pcm, false).is_err() || muted {
                         pcm.fill(0);
@@ -268,6 +301,7 @@ fn run(
                 }
                 Playout::Idle => {
                     drop(s);
+                    nudger.reset();
                     ctx.sync.set_audio_delay(None);
                     if jitter.depth() == 0 {
                         // Nothing to wait for: stop ticking until packets come.
@@ -277,7 +311,7 @@ fn run(
                     // Otherwise buffering: the first packet is not due yet.
                 }
             }
-            next_tick = Some(t + Duration::from_micros(PACKET_US));
+            next_tick = Some(t + Duration::from_micros(tick_us));
         }
         let mut s = ctx.stats.lock().expect("not poisoned");
         s.audio.packets_late = jitter.late;
@@ -285,6 +319,16 @@ fn run(
         s.audio.packets_dropped_catch_up = jitter.dropped_catch_up;
         s.audio.packets_stretched = jitter.stretched;
     }
+}
+
+/// How many ticks (about 300 ms) the output queue's largest reading is kept over.
+const QUEUE_WINDOW: usize = 16;
+
+fn push_recent(window: &mut std::collections::VecDeque<u64>, value: u64) {
+    if window.len() == QUEUE_WINDOW {
+        window.pop_front();
+    }
+    window.push_back(value);
 }
 
 /// Where the test source's click starts in a packet: the first sample far louder than its

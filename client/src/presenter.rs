@@ -115,7 +115,7 @@ impl PictureQueue {
 }
 
 /// Takes the due picture from `queue` and accounts for it in the stats: presented, replaced,
-/// too late, presentation latency, and the A/V skew when it is the test source's flash.
+/// too late. Once it is on the screen, the caller reports it with [`shown`].
 pub fn take_and_account(
     queue: &PictureQueue,
     sync: &AvSync,
@@ -123,8 +123,7 @@ pub fn take_and_account(
     stats: &Mutex<Stats>,
 ) -> Option<Presentable> {
     let offset = stats.lock().expect("not poisoned").clock_offset_us;
-    let now = clock.now_us();
-    let now_server = crate::clock::to_server_us(now, offset);
+    let now_server = crate::clock::to_server_us(clock.now_us(), offset);
     let due = queue.take_due(now_server, sync.audio_delay_us(), sync.audio_can_wait());
     if due.picture.is_none() && due.replaced == 0 && due.too_late == 0 {
         return None;
@@ -137,15 +136,47 @@ pub fn take_and_account(
     v.frames_shown_late += due.shown_late;
     let p = due.picture?;
     v.frames_presented += 1;
-    v.stages.present.record_us(now.saturating_sub(p.decoded_us));
+    Some(p)
+}
+
+/// What [`shown`] needs of a picture once its pixels went to the screen.
+#[derive(Debug, Clone, Copy)]
+pub struct ShownPicture {
+    pub capture_us: u64,
+    pub decoded_us: u64,
+    pub flash_second: Option<u64>,
+}
+
+impl From<&Presentable> for ShownPicture {
+    fn from(p: &Presentable) -> Self {
+        Self {
+            capture_us: p.capture_us,
+            decoded_us: p.decoded_us,
+            flash_second: p.flash_second,
+        }
+    }
+}
+
+/// A picture has reached the screen (the window's update returned, or at once without a
+/// window): its capture-to-presented latency, the present stage, and the A/V skew when it
+/// is the test source's flash, all measured now.
+pub fn shown(p: ShownPicture, clock: ViewerClock, stats: &Mutex<Stats>) {
+    let now = clock.now_us();
+    let mut s = stats.lock().expect("not poisoned");
+    let offset = s.clock_offset_us;
+    s.video
+        .stages
+        .present
+        .record_us(now.saturating_sub(p.decoded_us));
     if offset.is_some() {
-        v.latency_presented
+        let now_server = crate::clock::to_server_us(now, offset);
+        s.video
+            .latency_presented
             .record_us(now_server.saturating_sub(p.capture_us));
     }
     if let Some(second) = p.flash_second {
         s.av_skew.on_flash(second, now);
     }
-    Some(p)
 }
 
 /// Presents pictures without a window, on its own thread, until the queue is finished.
@@ -162,7 +193,9 @@ pub fn spawn_headless(
             // time is still ahead, at the end of the run) is left.
             loop {
                 let closed = queue.is_closed();
-                while take_and_account(&queue, &sync, clock, &stats).is_some() {}
+                while let Some(p) = take_and_account(&queue, &sync, clock, &stats) {
+                    shown(ShownPicture::from(&p), clock, &stats);
+                }
                 if closed {
                     return;
                 }

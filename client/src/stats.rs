@@ -207,6 +207,9 @@ pub struct AudioStats {
     pub packets_dropped_catch_up: u64,
     /// Ticks stretched with concealment to bring the delay up to its target.
     pub packets_stretched: u64,
+    /// Playout time taken out of or added to packets to hold the delay at its target
+    /// (a millisecond at most per packet, spliced), in total.
+    pub playout_nudged_us: u64,
     /// The playout delay aimed for now, and the jitter it covers (ms).
     pub target_delay_ms: f64,
     pub jitter_ms: f64,
@@ -458,6 +461,7 @@ impl Stats {
                 "packets_dropped_overflow": a.packets_dropped_overflow,
                 "packets_dropped_catch_up": a.packets_dropped_catch_up,
                 "packets_stretched": a.packets_stretched,
+                "playout_nudged_ms": a.playout_nudged_us as f64 / 1000.0,
                 "concealed_percent": if a.packets_decoded + a.packets_concealed > 0 {
                     (1000.0 * a.packets_concealed as f64
                         / (a.packets_decoded + a.packets_concealed) as f64).round() / 10.0

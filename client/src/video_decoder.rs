@@ -377,7 +377,9 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
             .record_us(to_server(info.first_byte_us).saturating_sub(encoded_us));
         let latency_us = to_server(decoded_us).saturating_sub(info.header.capture_us);
         v.latency_decoded.record_us(latency_us);
-        ctx.sync.on_video_decoded(latency_us);
+        // Audio waits for pictures ready to show: decoded and converted (done by now).
+        ctx.sync
+            .on_video_ready(to_server(ctx.clock.now_us()).saturating_sub(info.header.capture_us));
         v.latency_last_second.record_us(latency_us);
         if v.live_ms.is_none() && latency_us <= ctx.live_within_us {
             v.live_ms = Some(decoded_us.saturating_sub(ctx.connect_start_us) as f64 / 1000.0);

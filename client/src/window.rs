@@ -123,10 +123,13 @@ impl Presenter {
             let due =
                 presenter::take_and_account(links.pictures, links.sync, links.clock, links.stats);
             let updated = if let Some(p) = due {
+                let meta = presenter::ShownPicture::from(&p);
                 self.picture = p.pixels;
                 self.width = p.width;
                 self.height = p.height;
                 self.present(&links);
+                // Measured once the window has the pixels, not when they were taken.
+                presenter::shown(meta, links.clock, links.stats);
                 true
             } else if redraw {
                 self.present(&links);

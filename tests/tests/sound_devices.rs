@@ -91,6 +91,9 @@ kill $A $B
     // has passed, up to the latency target on a machine this busy).
     assert!(num(&stats, "/audio/packets_decoded") > 150.0, "{stats:#}");
 
+    let _ = std::fs::copy(path("heard.wav"), "/tmp/heard.wav");
+    let _ = std::fs::copy(path("player.log"), "/tmp/player.log");
+    let _ = std::fs::copy(path("player.json"), "/tmp/player.json");
     let mut r = hound::WavReader::open(path("heard.wav")).unwrap();
     let samples: Vec<f64> = r
         .samples::<i16>()
@@ -109,5 +112,9 @@ kill $A $B
     eprintln!("heard {hz:.1} Hz at RMS {rms:.3}");
     assert!((hz - 1000.0).abs() < 20.0, "heard {hz:.0} Hz\n{logs}");
     // Half scale (RMS 0.354) through speaker, sink, monitor and microphone at unity gain.
-    assert!((rms - 0.354).abs() < 0.06, "heard RMS {rms:.3}\n{logs}");
+    assert!(
+        (rms - 0.354).abs() < 0.06,
+        "heard RMS {rms:.3}\nlistener's audio: {:#}\n{logs}",
+        stats["audio"]
+    );
 }
