@@ -1,5 +1,6 @@
-//! The audio stage: an adaptive jitter buffer (see `playout`) that plays packets out every
-//! 20 ms at their capture time plus a target delay, Opus decoding with in-band FEC and loss
+//! The audio stage: an adaptive jitter buffer (see `playout`) that plays packets out, one per
+//! packet duration (10 or 20 ms, as each Opus packet says), at their capture time plus a
+//! target delay, Opus decoding with in-band FEC and loss
 //! concealment for what is missing, and output to the speakers with cpal (or nowhere,
 //! headless or without a sound device). The delay audio plays at is the clock video follows.
 
@@ -12,12 +13,13 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::clock::{to_server_us, ViewerClock};
 pub use crate::playout::NetAudio;
-use crate::playout::{self, AvSync, JitterBuffer, Playout, PlayoutTarget, PACKET_US};
+use crate::playout::{self, AvSync, JitterBuffer, Playout, PlayoutTarget};
 use crate::stats::Stats;
 
 pub const SAMPLE_RATE: u32 = 48_000;
-pub const PACKET: Duration = Duration::from_millis(20);
-pub const SAMPLES_PER_PACKET: usize = 960;
+/// The longest packet the viewer takes (60 ms, Opus's longest frame), and room to lengthen
+/// it (see `playout::retime`).
+const MAX_PACKET_SAMPLES: usize = 2 * 2880;
 
 /// Where decoded samples go.
 pub trait AudioOutput {
@@ -166,9 +168,11 @@ fn run(
     let mut nudger = playout::Nudger::default();
     let mut recent_queued_us: std::collections::VecDeque<u64> = Default::default();
     let mut target = PlayoutTarget::new(ctx.ceiling_us);
-    let mut pcm = vec![0i16; SAMPLES_PER_PACKET];
-    // Room for a lengthened packet (see playout::retime).
-    let silence = vec![0i16; SAMPLES_PER_PACKET * 2];
+    let mut pcm = vec![0i16; MAX_PACKET_SAMPLES];
+    let silence = vec![0i16; MAX_PACKET_SAMPLES];
+    // Samples per packet, as the packets say (10 or 20 ms from a StreamSocket server); what
+    // a missing packet is concealed as.
+    let mut packet_samples = playout::DEFAULT_PACKET_US as usize * SAMPLE_RATE as usize / 1_000_000;
     // Ticks run only while something is buffered or playing.
     let mut next_tick: Option<Instant> = None;
     let mut last_click_second = None;
@@ -183,6 +187,13 @@ fn run(
             .unwrap_or(Duration::from_millis(100));
         match input.recv_timeout(wait) {
             Ok(p) => {
+                if let Ok(n) = opus::packet::get_nb_samples(&p.payload, SAMPLE_RATE) {
+                    if n != packet_samples && (120..=2880).contains(&n) {
+                        tracing::debug!("audio packets of {n} samples");
+                        packet_samples = n;
+                        jitter.set_packet_us(n as u64 * 1_000_000 / SAMPLE_RATE as u64);
+                    }
+                }
                 let offset = ctx.stats.lock().expect("not poisoned").clock_offset_us;
                 target.on_audio(
                     p.header.capture_us,
@@ -203,7 +214,7 @@ fn run(
             }
             ticks += 1;
             // How long this tick's samples last: a packet, unless it was nudged.
-            let mut tick_us = PACKET_US;
+            let mut tick_us = jitter.packet_us();
             let offset = ctx.stats.lock().expect("not poisoned").clock_offset_us;
             // When this tick's samples will be heard, on the server's clock.
             // A sound card takes what waits for it in bursts (its own buffer is not visible),
@@ -231,7 +242,8 @@ fn run(
                     let delay = to_server_us(heard_at, offset).saturating_sub(header.capture_us);
                     ctx.sync.set_audio_delay(Some(delay.max(1)));
                     match decoder.decode(&payload, &mut pcm, false) {
-                        Ok(_) => {
+                        Ok(n) => {
+                            let pcm = &pcm[..n];
                             s.audio.packets_decoded += 1;
                             s.audio.latency.record_us(delay);
                             s.audio.playout_delay.record_us(delay);
@@ -241,7 +253,7 @@ fn run(
                             // The target covers the audio's own need (its transit and the
                             // output's queue), so hurrying towards it never outruns arrivals.
                             let change = nudger.samples(delay, target_us, SAMPLE_RATE);
-                            let played = playout::retime(&pcm, change);
+                            let played = playout::retime(pcm, change);
                             let done = played.len() as i32 - pcm.len() as i32;
                             nudger.applied(done, SAMPLE_RATE);
                             s.audio.playout_nudged_us +=
@@ -269,16 +281,18 @@ fn run(
                             s.audio.decode_errors += 1;
                             drop(s);
                             tracing::debug!("Opus packet {} undecodable: {e}", header.seq);
-                            output.play(&silence[..SAMPLES_PER_PACKET]);
+                            output.play(&silence[..packet_samples]);
                         }
                     }
                 }
                 Playout::Missing { seq, next } => {
                     s.audio.packets_concealed += 1;
                     // FEC: the next packet carries a coarse copy of this one.
+                    // Concealment and FEC rebuild exactly the missing packet's duration.
+                    let pcm = &mut pcm[..packet_samples];
                     let result = match &next {
-                        Some(n) => decoder.decode(n, &mut pcm, true),
-                        None => decoder.decode(&[], &mut pcm, false),
+                        Some(n) => decoder.decode(n, pcm, true),
+                        None => decoder.decode(&[], pcm, false),
                     };
                     if next.is_some() && result.is_ok() {
                         s.audio.packets_recovered_fec += 1;
@@ -288,16 +302,17 @@ fn run(
                     if result.is_err() || muted {
                         pcm.fill(0);
                     }
-                    output.play(&pcm);
+                    output.play(pcm);
                 }
                 Playout::Stretch => {
                     drop(s);
                     nudger.reset();
                     // Concealment continues the sound more smoothly than silence would.
-                    if decoder.decode(&[], &mut pcm, false).is_err() || muted {
+                    let pcm = &mut pcm[..packet_samples];
+                    if decoder.decode(&[], pcm, false).is_err() || muted {
                         pcm.fill(0);
                     }
-                    output.play(&pcm);
+                    output.play(pcm);
                 }
                 Playout::Idle => {
                     drop(s);

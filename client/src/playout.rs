@@ -19,10 +19,13 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use streamsocket_proto::media::AudioHeader;
 
-/// One packet's duration.
-pub const PACKET_US: u64 = 20_000;
+/// One packet's duration until the packets say otherwise (a StreamSocket server sends 10 or
+/// 20 ms packets; the audio stage reads each packet's duration and tells the buffer).
+pub const DEFAULT_PACKET_US: u64 = 20_000;
+/// The shortest packet the buffer is sized for.
+const SHORTEST_PACKET_US: u64 = 10_000;
 /// The least playout delay: a packet can play only once all its samples were captured.
-pub const FLOOR_US: u64 = PACKET_US;
+pub const FLOOR_US: u64 = SHORTEST_PACKET_US;
 /// The delay aimed for before the first packet's transit is measured.
 pub const START_US: u64 = 40_000;
 /// Above the slowest packets' transit: the tick timer's and the thread's wake-up jitter.
@@ -50,9 +53,8 @@ const SPLICE_SAMPLES: usize = 240;
 /// The longest splice searched for an in-phase point, samples (2 ms at 48 kHz: with the
 /// 1 ms asked for, a whole period of any tone above 500 Hz is within reach).
 const SPLICE_SEARCH: usize = 96;
-/// After this many packets in a row with nothing to play (100 ms), stop and re-buffer rather
-/// than conceal an outage.
-const MAX_CONCEALED_RUN: u32 = 5;
+/// After this long with nothing to play, stop and re-buffer rather than conceal an outage.
+const MAX_CONCEALED_US: u64 = 100_000;
 /// How many recent packets (3 s) the audio's jitter is measured over.
 const AUDIO_WINDOW: usize = 150;
 /// How many recent pictures (3 s at 30 fps) the video's latency is measured over.
@@ -87,6 +89,7 @@ pub struct JitterBuffer {
     last_capture_us: Option<u64>,
     concealed_run: u32,
     max_depth: usize,
+    packet_us: u64,
     pub late: u64,
     pub dropped_overflow: u64,
     /// Packets dropped (or gaps skipped) to bring the delay back down to the target.
@@ -102,8 +105,9 @@ impl JitterBuffer {
             next_seq: None,
             last_capture_us: None,
             concealed_run: 0,
-            // The ceiling's worth of packets, plus room for a burst arriving at once.
-            max_depth: (ceiling_us / PACKET_US) as usize + 10,
+            // The ceiling's worth of the shortest packets, plus room for a burst at once.
+            max_depth: (ceiling_us / SHORTEST_PACKET_US) as usize + 10,
+            packet_us: DEFAULT_PACKET_US,
             late: 0,
             dropped_overflow: 0,
             dropped_catch_up: 0,
@@ -127,6 +131,15 @@ impl JitterBuffer {
         }
     }
 
+    /// One packet's duration, as the packets say.
+    pub fn set_packet_us(&mut self, packet_us: u64) {
+        self.packet_us = packet_us.max(1);
+    }
+
+    pub fn packet_us(&self) -> u64 {
+        self.packet_us
+    }
+
     pub fn depth(&self) -> usize {
         self.pending.len()
     }
@@ -140,10 +153,10 @@ impl JitterBuffer {
         self.pending
             .get(&seq)
             .map(|p| p.header.capture_us)
-            .or(self.last_capture_us.map(|c| c + PACKET_US))
+            .or(self.last_capture_us.map(|c| c + self.packet_us))
     }
 
-    /// Called every 20 ms. `now_us` is when this tick's samples will be heard, on the
+    /// Called once per packet duration. `now_us` is when this tick's samples will be heard, on the
     /// server's clock; `target_us` the playout delay to aim for.
     pub fn tick(&mut self, now_us: u64, target_us: u64) -> Playout {
         let Some(mut seq) = self.next_seq else {
@@ -183,7 +196,7 @@ impl JitterBuffer {
         }
         if self.pending.is_empty() {
             self.concealed_run += 1;
-            if self.concealed_run > MAX_CONCEALED_RUN {
+            if self.concealed_run as u64 * self.packet_us > MAX_CONCEALED_US {
                 // An outage, not a loss: stop and re-buffer from whatever comes next.
                 self.next_seq = None;
                 self.concealed_run = 0;
@@ -254,13 +267,17 @@ impl Nudger {
 /// returned as it is.
 pub fn retime(pcm: &[i16], change: i32) -> Vec<i16> {
     let want = change.unsigned_abs() as usize;
-    let (m, l) = (SPLICE_SAMPLES, SPLICE_SAMPLES);
+    // Splice a quarter of the way in, crossfading over a quarter (at most 5 ms): a 10 ms
+    // packet has room for it and a 1 ms nudge.
+    let l = SPLICE_SAMPLES.min(pcm.len() / 4);
+    let m = l;
     let shortest = (want / 2).max(1);
     let longest = (want * 2)
         .min(SPLICE_SEARCH)
         .max(want)
         .min(pcm.len().saturating_sub(m + l));
-    if want == 0 || longest < shortest {
+    // Below half a millisecond of crossfade a splice would click.
+    if want == 0 || l < 24 || longest < shortest {
         return pcm.to_vec();
     }
     // How alike the crossfaded stretches are at a lag of k samples (normalised correlation),
@@ -391,7 +408,7 @@ impl AvSync {
     /// would freeze the picture while sync is out of reach anyway.
     pub fn audio_can_wait(&self) -> bool {
         let ceiling = self.ceiling_us.load(Ordering::Relaxed);
-        ceiling == 0 || self.audio_delay_us.load(Ordering::Relaxed) + PACKET_US < ceiling
+        ceiling == 0 || self.audio_delay_us.load(Ordering::Relaxed) + DEFAULT_PACKET_US < ceiling
     }
 
     /// A picture is ready to show (decoded and converted), `latency_us` after its capture.
@@ -433,6 +450,7 @@ mod tests {
     use super::*;
 
     const TARGET: u64 = 60_000;
+    const PACKET_US: u64 = DEFAULT_PACKET_US;
 
     fn pkt(seq: u32) -> NetAudio {
         NetAudio {
@@ -500,7 +518,7 @@ mod tests {
             concealed += 1;
             seq += 1;
         }
-        assert_eq!(concealed, MAX_CONCEALED_RUN);
+        assert_eq!(concealed as u64, MAX_CONCEALED_US / PACKET_US);
         assert!(!j.playing());
         // Playout resumes at what arrives after the outage, at the target delay, not at the
         // backlog's start.
@@ -550,8 +568,9 @@ mod tests {
         for s in 0..50 {
             j.insert(pkt(s));
         }
-        assert_eq!(j.depth(), 15);
-        assert_eq!(j.dropped_overflow, 35);
+        // 100 ms of the shortest (10 ms) packets, plus 10.
+        assert_eq!(j.depth(), 20);
+        assert_eq!(j.dropped_overflow, 30);
     }
 
     #[test]
@@ -701,12 +720,16 @@ mod tests {
         let pcm = tone(440.0);
         assert_eq!(retime(&pcm, 0), pcm);
         assert_eq!(
-            retime(&pcm[..100], -10),
-            pcm[..100].to_vec(),
+            retime(&pcm[..80], -10),
+            pcm[..80].to_vec(),
             "too short to splice"
         );
         // Silence: any splice will do, the one asked for is taken.
         assert_eq!(retime(&[0; 960], -30).len(), 930);
+        // A 10 ms packet is retimed too.
+        assert_eq!(retime(&[0; 480], 48).len(), 528);
+        let short = &tone(1000.0)[..480];
+        assert!(rms(&retime(short, -48)) > rms(short) * 0.97);
     }
 
     #[test]

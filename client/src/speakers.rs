@@ -85,7 +85,8 @@ impl Speakers {
                 Fft::<f32>::new(
                     SAMPLE_RATE as usize,
                     rate as usize,
-                    960,
+                    // 10 ms blocks: the shortest packet, so that none waits for the next.
+                    480,
                     1,
                     FixedSync::Input,
                 )

@@ -1,5 +1,5 @@
-//! The Opus encoder stage: 48 kHz mono, one packet per 20 ms, each packet becoming one
-//! datagram (header built once, shared by every viewer).
+//! The Opus encoder stage: 48 kHz mono, one packet per 10 ms (or 20 ms), each packet
+//! becoming one datagram (header built once, shared by every viewer).
 
 use anyhow::{anyhow, Context as _};
 use bytes::Bytes;
@@ -8,8 +8,16 @@ use streamsocket_proto::media::{AudioHeader, MAX_AUDIO_PAYLOAD};
 
 pub const SAMPLE_RATE: u32 = 48_000;
 pub const CHANNELS: u8 = 1;
-pub const FRAME_MS: u32 = 20;
-pub const SAMPLES_PER_FRAME: usize = (SAMPLE_RATE * FRAME_MS / 1000) as usize;
+/// Packet durations on offer: 10 ms halves the wait for a packet's last sample (the audio
+/// clock, which pictures follow, waits for it), 20 ms halves the packets and their per-packet
+/// overhead (docs/BENCHMARKS.md).
+pub const FRAME_DURATIONS_MS: [u32; 2] = [10, 20];
+pub const DEFAULT_FRAME_MS: u32 = 10;
+
+/// Samples in one packet of `frame_ms` at 48 kHz.
+pub const fn samples_per_frame(frame_ms: u32) -> usize {
+    (SAMPLE_RATE * frame_ms / 1000) as usize
+}
 
 /// Opus settings for the stream.
 #[derive(Debug, Clone, Copy)]
@@ -20,6 +28,8 @@ pub struct OpusSettings {
     pub inband_fec: bool,
     /// The loss rate FEC is sized for, in percent.
     pub expected_loss_percent: u8,
+    /// One packet's duration: 10 or 20 ms.
+    pub frame_ms: u32,
 }
 
 impl Default for OpusSettings {
@@ -28,6 +38,7 @@ impl Default for OpusSettings {
             bitrate_bps: 48_000,
             inband_fec: true,
             expected_loss_percent: 5,
+            frame_ms: DEFAULT_FRAME_MS,
         }
     }
 }
@@ -38,7 +49,7 @@ impl OpusSettings {
             codec: AUDIO_CODEC_OPUS,
             sample_rate: SAMPLE_RATE,
             channels: CHANNELS,
-            frame_duration_us: FRAME_MS * 1000,
+            frame_duration_us: self.frame_ms * 1000,
             bitrate_bps: self.bitrate_bps,
         }
     }
@@ -58,10 +69,16 @@ pub struct AudioEncoder {
     bitrate_bps: u32,
     expected_loss_percent: u8,
     out: Vec<u8>,
+    frame_samples: usize,
 }
 
 impl AudioEncoder {
     pub fn new(settings: OpusSettings) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            FRAME_DURATIONS_MS.contains(&settings.frame_ms),
+            "an Opus packet of {} ms: StreamSocket sends 10 or 20 ms",
+            settings.frame_ms
+        );
         let mut opus = opus::Encoder::new(
             SAMPLE_RATE,
             opus::Channels::Mono,
@@ -79,7 +96,13 @@ impl AudioEncoder {
             bitrate_bps: settings.bitrate_bps,
             expected_loss_percent: settings.expected_loss_percent,
             out: vec![0; MAX_AUDIO_PAYLOAD],
+            frame_samples: samples_per_frame(settings.frame_ms),
         })
+    }
+
+    /// Samples each [`AudioEncoder::encode`] takes.
+    pub fn frame_samples(&self) -> usize {
+        self.frame_samples
     }
 
     pub fn bitrate_bps(&self) -> u32 {
@@ -101,7 +124,7 @@ impl AudioEncoder {
         Ok(())
     }
 
-    /// Encodes one 20 ms frame of mono samples captured at `capture_us`. `seq` is the packet's
+    /// Encodes one frame (10 or 20 ms) of mono samples captured at `capture_us`. `seq` is the packet's
     /// number on the capture clock, the same in every bitrate, so a viewer switching bitrate
     /// sees one continuous sequence.
     pub fn encode(
@@ -111,8 +134,9 @@ impl AudioEncoder {
         capture_us: u64,
     ) -> anyhow::Result<AudioPacket> {
         anyhow::ensure!(
-            pcm.len() == SAMPLES_PER_FRAME,
-            "an Opus frame is {SAMPLES_PER_FRAME} samples, got {}",
+            pcm.len() == self.frame_samples,
+            "an Opus frame is {} samples, got {}",
+            self.frame_samples,
             pcm.len()
         );
         let n = self

@@ -23,8 +23,8 @@ use crate::video_encoder::{
 
 /// Frames a session may fall behind before it loses some: about half a second at 30 fps.
 pub const VIDEO_QUEUE: usize = 16;
-/// Audio packets a session may fall behind: 0.5 s of 20 ms packets.
-pub const AUDIO_QUEUE: usize = 25;
+/// Audio packets a session may fall behind: 0.5 s of 10 ms packets (1 s of 20 ms ones).
+pub const AUDIO_QUEUE: usize = 50;
 /// At most one forced keyframe per rendition per interval, whoever asks.
 pub const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// Longest group of pictures kept for joiners (frames); a longer group is not cached past this.

@@ -39,6 +39,8 @@ pub struct ServerOptions {
     pub viewer_ca: Option<PathBuf>,
     /// How often to look for new certificate files; `None`: only on SIGHUP.
     pub cert_check: Option<Duration>,
+    /// One Opus packet's duration, ms (10 or 20).
+    pub audio_frame_ms: u32,
 }
 
 /// Where pictures and sound come from (see [`source::open_video`], [`source::open_audio`]).
@@ -203,12 +205,11 @@ impl Server {
             .iter()
             .map(|k| k * 1000)
             .collect();
-        let hub = Arc::new(Hub::new(
-            renditions,
-            OpusSettings::default().format(),
-            &audio_bitrates,
-            clock,
-        ));
+        let opus = OpusSettings {
+            frame_ms: opts.audio_frame_ms,
+            ..OpusSettings::default()
+        };
+        let hub = Arc::new(Hub::new(renditions, opus.format(), &audio_bitrates, clock));
         let stop = Arc::new(AtomicBool::new(false));
 
         // Video: source thread -> (per running encoder: bounded queue -> scaler + rav1e
@@ -229,7 +230,7 @@ impl Server {
                 .map(|&bitrate_bps| {
                     AudioEncoder::new(OpusSettings {
                         bitrate_bps,
-                        ..OpusSettings::default()
+                        ..opus
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;

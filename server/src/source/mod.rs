@@ -2,7 +2,8 @@
 //! microphone), and the threads that hand them to the encoders.
 //!
 //! Every input sits behind one of two small traits, [`VideoInput`] and [`AudioInput`]: a
-//! blocking call that returns the next picture or 20 ms of sound stamped on the media clock.
+//! blocking call that returns the next picture or packet's worth of sound stamped on the
+//! media clock.
 //! Inputs with no clock of their own (the test pattern, files) pace themselves with
 //! [`Pacer`]; devices are paced by the device. The threads here only distribute.
 
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::TrySendError;
 
-use crate::audio_encoder::{AudioEncoder, AudioPacket, SAMPLES_PER_FRAME};
+use crate::audio_encoder::{AudioEncoder, AudioPacket};
 use crate::clock::MediaClock;
 use crate::frame::RawFrame;
 use crate::hub::Taps;
@@ -84,11 +85,11 @@ pub trait VideoInput: Send {
     }
 }
 
-/// A source of sound: 48 kHz mono, 20 ms at a time.
+/// A source of sound: 48 kHz mono, one packet's worth (10 or 20 ms) at a time.
 pub trait AudioInput: Send {
     /// What it is, for logs and status: "test tone", "music.wav (44100 Hz stereo)".
     fn describe(&self) -> String;
-    /// Blocks until the next 20 ms (`pcm.len()` samples at 48 kHz) are complete, fills `pcm`
+    /// Blocks until the next `pcm.len()` samples at 48 kHz are complete, fills `pcm`
     /// and returns the capture time of its first sample on `clock`.
     fn next_chunk(&mut self, clock: &MediaClock, pcm: &mut [i16]) -> anyhow::Result<u64>;
     /// The input's own counters (dropped or skipped sound), for the log.
@@ -312,7 +313,7 @@ impl Pacer {
     }
 }
 
-/// Paces an audio input that has no device clock: one chunk (20 ms at 48 kHz) per period,
+/// Paces an audio input that has no device clock: one chunk (a packet's worth) per period,
 /// handed over when its last sample would have been captured, as a microphone would.
 #[derive(Debug, Default)]
 pub struct ChunkPacer {
@@ -345,7 +346,7 @@ impl ChunkPacer {
     /// For [`AudioInput::counters`].
     pub fn counters(&self) -> Option<String> {
         let skipped = self.skipped.load(Ordering::Relaxed);
-        (skipped > 0).then(|| format!("{skipped} 20 ms slots skipped (the thread ran late)"))
+        (skipped > 0).then(|| format!("{skipped} sound slots skipped (the thread ran late)"))
     }
 }
 
@@ -414,7 +415,7 @@ pub fn spawn_video(
 }
 
 /// Runs an audio input through the Opus encoders (one per bitrate on offer) on its own
-/// thread: one packet per 20 ms. While the broadcaster mutes the encoders get silence (the
+/// thread: one packet per frame (10 or 20 ms). While the broadcaster mutes the encoders get silence (the
 /// stream goes on, so viewers' jitter buffers stay primed); the level of what is sent goes to
 /// the status. `publish` gets the encoder's index and the packet.
 pub fn spawn_audio(
@@ -429,7 +430,10 @@ pub fn spawn_audio(
     thread::Builder::new()
         .name("audio-source".into())
         .spawn(move || {
-            let mut pcm = vec![0i16; SAMPLES_PER_FRAME];
+            let Some(frame_samples) = encoders.first().map(AudioEncoder::frame_samples) else {
+                return;
+            };
+            let mut pcm = vec![0i16; frame_samples];
             let mut seq = 0u32;
             let mut log = CounterLog::new("audio");
             while !stop.load(Ordering::Relaxed) {

@@ -6,7 +6,11 @@ use anyhow::Context as _;
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
 
-use crate::audio_encoder::{SAMPLES_PER_FRAME, SAMPLE_RATE};
+use crate::audio_encoder::{samples_per_frame, SAMPLE_RATE};
+
+/// The resampler's output block: 10 ms, the shortest packet, so that a packet's samples are
+/// ready as soon as they were captured whichever packet duration is used.
+const BLOCK: usize = samples_per_frame(10);
 
 /// Averages interleaved frames of `channels` samples into mono.
 pub fn downmix(interleaved: &[f32], channels: usize, out: &mut Vec<f32>) {
@@ -18,8 +22,7 @@ pub fn downmix(interleaved: &[f32], channels: usize, out: &mut Vec<f32>) {
     );
 }
 
-/// Collects mono samples at any rate and hands them out as 48 kHz chunks of
-/// [`SAMPLES_PER_FRAME`] samples. Resampling (FFT-based, rubato) happens in fixed blocks, so
+/// Collects mono samples at any rate and hands them out as 48 kHz chunks of any length. Resampling (FFT-based, rubato) happens in fixed blocks, so
 /// there are no discontinuities at the boundaries of whatever the input delivers.
 pub struct To48k {
     resampler: Option<Fft<f32>>,
@@ -38,7 +41,7 @@ impl To48k {
                 Fft::<f32>::new(
                     rate_in as usize,
                     SAMPLE_RATE as usize,
-                    SAMPLES_PER_FRAME,
+                    BLOCK,
                     1,
                     FixedSync::Output,
                 )
@@ -57,14 +60,17 @@ impl To48k {
         self.rate_in
     }
 
-    /// Input samples still needed before the next chunk is ready (0 when it is).
-    pub fn needed(&self) -> usize {
-        if self.output.len() >= SAMPLES_PER_FRAME {
+    /// Input samples still needed before a chunk of `len` is ready (0 when it is).
+    pub fn needed(&self, len: usize) -> usize {
+        if self.output.len() >= len {
             return 0;
         }
         match &self.resampler {
-            None => SAMPLES_PER_FRAME - self.output.len(),
-            Some(r) => r.input_frames_next().saturating_sub(self.input.len()),
+            None => len - self.output.len(),
+            Some(r) => r
+                .input_frames_next()
+                .saturating_sub(self.input.len())
+                .max(1),
         }
     }
 
@@ -94,7 +100,7 @@ impl To48k {
         self.output.len() + input as usize
     }
 
-    /// Takes the next 20 ms chunk as i16 if one is complete.
+    /// Takes the next chunk (`pcm.len()` samples) as i16 if one is complete.
     pub fn pop_chunk(&mut self, pcm: &mut [i16]) -> bool {
         if self.output.len() < pcm.len() {
             return false;
@@ -129,17 +135,17 @@ mod tests {
                 r.push(piece).unwrap();
             }
             let mut out = Vec::new();
-            let mut chunk = vec![0i16; SAMPLES_PER_FRAME];
+            let mut chunk = vec![0i16; samples_per_frame(20)];
             while r.pop_chunk(&mut chunk) {
                 out.extend_from_slice(&chunk);
             }
             // Nearly all of the second comes out (the resampler keeps a block of delay).
             assert!(
-                out.len() >= 40 * SAMPLES_PER_FRAME,
+                out.len() >= 40 * samples_per_frame(20),
                 "{rate} Hz: {}",
                 out.len()
             );
-            let steady = &out[4 * SAMPLES_PER_FRAME..];
+            let steady = &out[4 * samples_per_frame(20)..];
             let f = frequency(steady, SAMPLE_RATE);
             assert!((f - 1000.0).abs() < 10.0, "{rate} Hz: {f} Hz");
             let peak = steady.iter().map(|s| s.unsigned_abs()).max().unwrap() as f32;

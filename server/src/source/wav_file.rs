@@ -66,9 +66,10 @@ impl WavFile {
     }
 
     /// Feeds the resampler until a chunk is ready, restarting the file at its end.
-    fn fill(&mut self) -> anyhow::Result<()> {
-        while self.to48k.needed() > 0 {
-            let want = self.to48k.needed().max(256);
+    /// Reads until a chunk of `len` samples is ready.
+    fn fill(&mut self, len: usize) -> anyhow::Result<()> {
+        while self.to48k.needed(len) > 0 {
+            let want = self.to48k.needed(len).max(256);
             let got = self
                 .read_frames(want)
                 .with_context(|| format!("{}", self.path.display()))?;
@@ -128,9 +129,9 @@ impl AudioInput for WavFile {
 
     fn next_chunk(&mut self, clock: &MediaClock, pcm: &mut [i16]) -> anyhow::Result<u64> {
         let (_, start_us) = self.chunks.wait(clock, pcm.len());
-        self.fill()?;
+        self.fill(pcm.len())?;
         let ready = self.to48k.pop_chunk(pcm);
-        debug_assert!(ready, "fill() leaves a chunk ready");
+        debug_assert!(ready, "fill(len) leaves a chunk ready");
         Ok(start_us)
     }
 }
@@ -138,7 +139,7 @@ impl AudioInput for WavFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio_encoder::SAMPLES_PER_FRAME;
+    use crate::audio_encoder::samples_per_frame;
 
     #[test]
     fn reads_any_format_as_48k_mono_and_loops() {
@@ -164,11 +165,11 @@ mod tests {
         assert!(f
             .describe()
             .contains("44100 Hz, 2 channel(s), 16-bit integer"));
-        let mut pcm = vec![0i16; SAMPLES_PER_FRAME];
+        let mut pcm = vec![0i16; samples_per_frame(10)];
         let mut peak = 0u16;
         // 1 s of output from a 0.25 s file: it loops.
-        for _ in 0..50 {
-            f.fill().unwrap();
+        for _ in 0..100 {
+            f.fill(pcm.len()).unwrap();
             assert!(f.to48k.pop_chunk(&mut pcm));
             peak = peak.max(pcm.iter().map(|s| s.unsigned_abs()).max().unwrap());
         }
