@@ -1,13 +1,18 @@
 //! `streamsocket-bench glass`: capture to screen, read off the screen. The release server
 //! streams the test pattern, a viewer shows it in its window on an X display (Xvfb when
-//! there is none), and ffmpeg's x11grab films that window. Each filmed image's top row holds
+//! there is none), and the benchmark reads the window's pixels back from the X server
+//! (`--grabber xlib`, the default: the top rows with XGetImage, about a thousand times a
+//! second, each timed on both sides of the call) or films it with ffmpeg's x11grab
+//! (`--grabber ffmpeg`, a cross-check at `--capture-fps`). Each filmed image's top row holds
 //! the capture time the test source drew into the picture ([`pixel_clock`]); the first image
 //! in which a capture time appears is when it reached the screen. Server, screen and this
 //! benchmark share the machine's monotonic clock (the server prints where its media clock's
 //! zero is on it), so no offset is estimated.
 //!
-//! The figure is an upper bound by at most one filming interval (1/`capture_fps`): a picture
-//! reaches the screen somewhere between the last image without it and the first with it.
+//! The figure is an upper bound by at most one grabbing interval: a picture reaches the
+//! screen somewhere between the last image without it and the first with it; the p50 of the
+//! former is printed beside it ("not before"). Through ffmpeg the figures also include
+//! ffmpeg's own time from grabbing an image to handing it over.
 //! The capture time in the row is in whole milliseconds, rounded down (up to 1 ms more).
 
 use std::io::Read;
@@ -30,9 +35,18 @@ fn monotonic_us() -> u64 {
     now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Grabber {
+    /// XGetImage of the top rows, from this process.
+    Xlib,
+    /// ffmpeg's x11grab, whole window.
+    Ffmpeg,
+}
+
 pub struct GlassOptions<'a> {
     pub seconds: u64,
     pub capture_fps: u32,
+    pub grabber: Grabber,
     pub encoders: &'a [String],
     pub server_args: &'a [String],
     pub client_args: &'a [String],
@@ -61,14 +75,17 @@ pub fn run(o: GlassOptions) -> anyhow::Result<()> {
             "{tool} is missing: run scripts/install-deps.sh"
         );
     }
+    let how = match o.grabber {
+        Grabber::Xlib => "read back with XGetImage every millisecond".to_string(),
+        Grabber::Ffmpeg => format!("filmed with ffmpeg x11grab at {} fps", o.capture_fps),
+    };
     println!(
-        "# Glass to glass: capture to the viewer's window, filmed with ffmpeg x11grab at {} fps on display {} ({} s per encoder)",
-        o.capture_fps,
+        "# Glass to glass: capture to the viewer's window, {how} on display {} ({} s per encoder)",
         std::env::var("DISPLAY").unwrap_or_default(),
         o.seconds
     );
     println!();
-    println!("| encoder | pictures seen on screen | capture to screen p50 ms | p95 | p99 | max | viewer's own capture to presented p50 / p95 / p99 ms | capture to decoded p50 / p95 / p99 ms | pictures presented | filmed images (unreadable) |");
+    println!("| encoder | pictures seen on screen | capture to screen p50 ms | p95 | p99 | max | viewer's own capture to presented p50 / p95 / p99 ms | capture to decoded p50 / p95 / p99 ms | pictures presented | images grabbed (unreadable) |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for encoder in o.encoders {
         let r = measure(&o, encoder)?;
@@ -85,7 +102,17 @@ fn film(x: i64, y: i64, w: usize, h: usize, fps: u32) -> anyhow::Result<Child> {
         .args(["-framerate", &fps.to_string()])
         .args(["-video_size", &format!("{w}x{h}")])
         .args(["-i", &format!("{display}+{x},{y}")])
-        .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        // Each image leaves as soon as it is grabbed: without this ffmpeg's output buffer
+        // keeps an image's tail until the next one pushes it out (a whole interval later).
+        .args([
+            "-flush_packets",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -153,21 +180,51 @@ fn measure(o: &GlassOptions, encoder: &str) -> anyhow::Result<String> {
     let (x, y, w, h) = find_window(&format!("StreamSocket - {addr}"), Duration::from_secs(10))?;
     // Let the stream settle (first keyframe, audio clock) before filming.
     std::thread::sleep(Duration::from_secs(1));
-    let mut ffmpeg = film(x, y, w, h, o.capture_fps)?;
-    let mut stdout = ffmpeg.stdout.take().expect("piped");
+    // Images of the window's top rows (the code row), each with when it was grabbed.
     let (tx, images) = mpsc::channel::<(u64, Vec<u8>)>();
-    std::thread::spawn(move || loop {
-        let mut image = vec![0u8; w * h];
-        if stdout.read_exact(&mut image).is_err() {
-            return;
+    let rows = pixel_clock::ROW_HEIGHT;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut ffmpeg = None;
+    match o.grabber {
+        Grabber::Ffmpeg => {
+            let mut child = film(x, y, w, h, o.capture_fps)?;
+            let mut stdout = child.stdout.take().expect("piped");
+            ffmpeg = Some(child);
+            std::thread::spawn(move || loop {
+                let mut image = vec![0u8; w * h];
+                if stdout.read_exact(&mut image).is_err() {
+                    return;
+                }
+                image.truncate(w * rows);
+                if tx.send((monotonic_us(), image)).is_err() {
+                    return;
+                }
+            });
         }
-        if tx.send((monotonic_us(), image)).is_err() {
-            return;
+        Grabber::Xlib => {
+            let grabber = XGrabber::open()?;
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match grabber.luma_rows(x, y, w, rows) {
+                        // The pixels are as they were at some moment during the call: its
+                        // end is the moment they were certainly there.
+                        Some(image) => {
+                            if tx.send((monotonic_us(), image)).is_err() {
+                                return;
+                            }
+                        }
+                        None => return,
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
         }
-    });
+    }
     let until = Instant::now() + Duration::from_secs(o.seconds);
     let (mut filmed, mut unreadable) = (0u64, 0u64);
-    let mut first_seen: std::collections::BTreeMap<u32, u64> = Default::default();
+    // Per capture time: the last filmed image before it showed, and the first with it.
+    let mut first_seen: std::collections::BTreeMap<u32, (u64, u64)> = Default::default();
     let mut last_image_us = None;
     let mut intervals = Histogram::<u64>::new(3)?;
     while Instant::now() < until {
@@ -175,18 +232,24 @@ fn measure(o: &GlassOptions, encoder: &str) -> anyhow::Result<String> {
             continue;
         };
         filmed += 1;
-        if let Some(last) = last_image_us.replace(at_us) {
+        let previous = last_image_us.replace(at_us);
+        if let Some(last) = previous {
             intervals.record(at_us.saturating_sub(last).max(1))?;
         }
-        match pixel_clock::read(&image, w, w, h) {
+        match pixel_clock::read(&image, w, w, rows) {
             Some(ms) => {
-                first_seen.entry(ms).or_insert(at_us);
+                first_seen
+                    .entry(ms)
+                    .or_insert((previous.unwrap_or(at_us), at_us));
             }
             None => unreadable += 1,
         }
     }
-    let _ = ffmpeg.kill();
-    let _ = ffmpeg.wait();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(mut f) = ffmpeg {
+        let _ = f.kill();
+        let _ = f.wait();
+    }
     let viewer_done = viewer.wait()?;
     let mut viewer_log = String::new();
     if let Some(mut e) = viewer.stderr.take() {
@@ -196,11 +259,13 @@ fn measure(o: &GlassOptions, encoder: &str) -> anyhow::Result<String> {
     let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats_path)?)?;
 
     let mut latency = Histogram::<u64>::new(3)?;
-    for (&ms, &seen_us) in &first_seen {
+    let mut not_before = Histogram::<u64>::new(3)?;
+    for (&ms, &(before_us, seen_us)) in &first_seen {
         // The row holds the low 32 bits of the capture time in milliseconds.
         let capture_us = origin_us + ms as u64 * 1000;
         if seen_us >= capture_us && seen_us - capture_us < 10_000_000 {
             latency.record(seen_us - capture_us)?;
+            not_before.record(before_us.saturating_sub(capture_us).max(1))?;
         }
     }
     anyhow::ensure!(
@@ -210,9 +275,10 @@ fn measure(o: &GlassOptions, encoder: &str) -> anyhow::Result<String> {
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
     let v = |p: &str| num(&stats, p);
     Ok(format!(
-        "| {encoder} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {} | {filmed} ({unreadable}), every {:.1} ms p50 |",
+        "| {encoder} | {} | {:.1} (not before {:.1}) | {:.1} | {:.1} | {:.1} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {} | {filmed} ({unreadable}), every {:.1} ms p50 |",
         latency.len(),
         ms(0.5),
+        not_before.value_at_quantile(0.5) as f64 / 1000.0,
         ms(0.95),
         ms(0.99),
         latency.max() as f64 / 1000.0,
@@ -225,4 +291,79 @@ fn measure(o: &GlassOptions, encoder: &str) -> anyhow::Result<String> {
         v("/video/frames_presented"),
         intervals.value_at_quantile(0.5) as f64 / 1000.0,
     ))
+}
+
+/// Reads pixels back from the X server (Xlib, loaded at run time by x11-dl).
+struct XGrabber {
+    xlib: x11_dl::xlib::Xlib,
+    display: *mut x11_dl::xlib::Display,
+    root: x11_dl::xlib::Window,
+}
+
+// SAFETY: the display connection is used by one thread at a time (moved into the grabbing
+// thread, which alone calls into it).
+unsafe impl Send for XGrabber {}
+
+impl XGrabber {
+    fn open() -> anyhow::Result<Self> {
+        let xlib =
+            x11_dl::xlib::Xlib::open().map_err(|e| anyhow::anyhow!("cannot load Xlib: {e}"))?;
+        // SAFETY: plain Xlib calls; a null display name means $DISPLAY.
+        let display = unsafe { (xlib.XOpenDisplay)(std::ptr::null()) };
+        anyhow::ensure!(!display.is_null(), "cannot open the X display");
+        let root = unsafe { (xlib.XDefaultRootWindow)(display) };
+        Ok(Self {
+            xlib,
+            display,
+            root,
+        })
+    }
+
+    /// The luma of a `w` x `rows` rectangle of the screen at (`x`, `y`), 8 bits a pixel.
+    fn luma_rows(&self, x: i64, y: i64, w: usize, rows: usize) -> Option<Vec<u8>> {
+        // SAFETY: XGetImage returns an image we own (or null); its data holds `rows` lines of
+        // `bytes_per_line` bytes; it is destroyed through its own function table.
+        unsafe {
+            let image = (self.xlib.XGetImage)(
+                self.display,
+                self.root,
+                x as i32,
+                y as i32,
+                w as u32,
+                rows as u32,
+                !0,
+                x11_dl::xlib::ZPixmap,
+            );
+            if image.is_null() {
+                return None;
+            }
+            let im = &*image;
+            let mut out = Vec::with_capacity(w * rows);
+            if im.bits_per_pixel == 32 {
+                let data = std::slice::from_raw_parts(
+                    im.data as *const u8,
+                    im.bytes_per_line as usize * rows,
+                );
+                for row in 0..rows {
+                    let line = &data[row * im.bytes_per_line as usize..];
+                    for px in line[..w * 4].chunks_exact(4) {
+                        // BGRX: a grey level good enough to tell black from white.
+                        let (b, g, r) = (px[0] as u32, px[1] as u32, px[2] as u32);
+                        out.push(((r * 77 + g * 150 + b * 29) >> 8) as u8);
+                    }
+                }
+            }
+            if let Some(destroy) = im.funcs.destroy_image {
+                destroy(image);
+            }
+            (out.len() == w * rows).then_some(out)
+        }
+    }
+}
+
+impl Drop for XGrabber {
+    fn drop(&mut self) {
+        // SAFETY: opened in `open`, closed once.
+        unsafe { (self.xlib.XCloseDisplay)(self.display) };
+    }
 }

@@ -158,7 +158,11 @@ enum Command {
         /// Seconds filmed per encoder.
         #[arg(long, default_value_t = 15)]
         seconds: u64,
-        /// Images per second filmed (the figure is an upper bound by one interval).
+        /// How the screen is read: XGetImage of the code row every millisecond, or ffmpeg's
+        /// x11grab at --capture-fps (a cross-check; its own pipeline adds to the figures).
+        #[arg(long, value_enum, default_value_t = glass::Grabber::Xlib)]
+        grabber: glass::Grabber,
+        /// Images per second ffmpeg films (the figure is an upper bound by one interval).
         #[arg(long, default_value_t = 120)]
         capture_fps: u32,
         /// Encoders to compare, in one run.
@@ -227,12 +231,14 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Glass {
             seconds,
+            grabber,
             capture_fps,
             encoder,
             server_args,
             client_args,
         } => glass::run(glass::GlassOptions {
             seconds,
+            grabber,
             capture_fps,
             encoders: &encoder,
             server_args: &server_args,
