@@ -121,6 +121,9 @@ enum Command {
         /// the measured one.
         #[arg(long, default_value_t = 0)]
         others: usize,
+        /// Extra server options, one per flag (e.g. --server-arg=--encoder --server-arg=rav1e).
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_args: Vec<String>,
     },
     /// Viewers joining and leaving at random for a long run: does anything grow?
     Soak {
@@ -263,7 +266,16 @@ fn main() -> anyhow::Result<()> {
             transport,
             repeat,
             others,
-        } => network::run(&congestion, &transport, seconds, &only, repeat, others),
+            server_args,
+        } => network::run(
+            &congestion,
+            &transport,
+            seconds,
+            &only,
+            repeat,
+            others,
+            &server_args,
+        ),
         Command::E2e {
             seconds,
             joins,
@@ -658,8 +670,13 @@ fn e2e(
     );
     let a = &stats["audio"]["latency_ms"];
     println!(
-        "| audio capture to decoded (incl. 20 ms packet, jitter buffer) | {} | {} | {} |",
+        "| audio capture to decoded (incl. the packet's duration, jitter buffer) | {} | {} | {} |",
         a["p50"], a["p95"], a["p99"]
+    );
+    let p = &stats["video"]["latency_presented_ms"];
+    println!(
+        "| capture to presented (on the audio clock) | {} | {} | {} |",
+        p["p50"], p["p95"], p["p99"]
     );
     eprintln!("{}", serde_json::to_string(&stats)?);
     Ok(())

@@ -98,6 +98,7 @@ pub fn run(
     only: &[String],
     repeat: u32,
     others: usize,
+    server_args: &[String],
 ) -> anyhow::Result<()> {
     for spec in transports {
         streamsocket_transport::settings::Tuning::parse(spec)
@@ -128,7 +129,9 @@ pub fn run(
             if !only.is_empty() && !only.iter().any(|o| sc.name.contains(o.as_str())) {
                 continue;
             }
-            let server = ServerProcess::start(&["--congestion", cc])?;
+            let mut args = vec!["--congestion", cc.as_str()];
+            args.extend(server_args.iter().map(String::as_str));
+            let server = ServerProcess::start(&args)?;
             let relay = streamsocket_tests::Relay::start(server.addr, sc.set, sc.schedule, 1)?;
             let relay_addr = relay.addr.clone();
             let viewer_args = |duration: u64, quality: bool| {

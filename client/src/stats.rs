@@ -57,7 +57,8 @@ impl Latency {
 pub struct Stages {
     /// Capture to the encoder taking the frame.
     pub encoder_queue: Latency,
-    /// Inside rav1e before the encode call that produced the frame (its lookahead).
+    /// Inside the encoder before the encode call that produced the frame (rav1e's lookahead;
+    /// 0 with libaom in real-time mode).
     pub encoder_wait: Latency,
     pub encode: Latency,
     /// Encoder output to the first byte at the viewer (server send path and network).

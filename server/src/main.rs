@@ -123,8 +123,9 @@ struct Args {
     /// Opus bitrates on offer in kbit/s, comma separated; viewers start at 48 and change with [ and ].
     #[arg(long, value_delimiter = ',', default_value = "24,48,96")]
     audio_bitrates: Vec<u32>,
-    /// One audio packet's duration in ms: 10 (the sound, which pictures wait for, is heard
-    /// 10 ms sooner) or 20 (half the packets: about 20 kbit/s less overhead on the wire).
+    /// One audio packet's duration in ms: 20, or 10 (sound and picture about 9 ms sooner,
+    /// twice the packets: about 18 kbit/s more per viewer on the wire, and one server feeds
+    /// about 300 viewers on time instead of 400; docs/BENCHMARKS.md).
     #[arg(long, default_value_t = streamsocket_server::audio_encoder::DEFAULT_FRAME_MS, value_parser = parse_audio_frame_ms, value_name = "10|20")]
     audio_frame_ms: u32,
     /// How a joining or switching viewer gets its first keyframe: "gop" sends the current

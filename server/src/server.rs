@@ -212,7 +212,7 @@ impl Server {
         let hub = Arc::new(Hub::new(renditions, opus.format(), &audio_bitrates, clock));
         let stop = Arc::new(AtomicBool::new(false));
 
-        // Video: source thread -> (per running encoder: bounded queue -> scaler + rav1e
+        // Video: source thread -> (per running encoder: bounded queue -> scaler + AV1 encoder
         // thread) -> hub. Encoders start and stop with their viewers (hub::Hub::watch).
         let source_stats = Arc::new(SourceStats::default());
         source::spawn_video(

@@ -45,7 +45,7 @@ fn leb128(d: &[u8]) -> Result<(u64, usize), Av1Error> {
     Err(Av1Error::BadSize)
 }
 
-/// Splits a temporal unit (low-overhead bitstream format, as rav1e emits it) into OBUs.
+/// Splits a temporal unit (low-overhead bitstream format, as libaom and rav1e emit it) into OBUs.
 pub fn obus(mut d: &[u8]) -> Result<Vec<Obu<'_>>, Av1Error> {
     let mut out = Vec::new();
     while let Some(&h) = d.first() {
