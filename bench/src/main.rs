@@ -43,6 +43,18 @@ pub enum Content {
     Testsrc2,
 }
 
+/// The pictures an encoder benchmark encodes.
+#[derive(clap::Args, Clone, Copy)]
+struct Pictures {
+    #[arg(long, default_value_t = 640)]
+    width: usize,
+    #[arg(long, default_value_t = 360)]
+    height: usize,
+    /// Frames per configuration.
+    #[arg(long, default_value_t = 150)]
+    frames: u64,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Each AV1 encoder and setting on the same pictures: speed, frame delay, bitrate,
@@ -51,13 +63,8 @@ enum Command {
         /// Encoders to include (aom, rav1e).
         #[arg(long, value_delimiter = ',', default_value = "aom,rav1e")]
         encoder: Vec<EncoderKind>,
-        #[arg(long, default_value_t = 640)]
-        width: usize,
-        #[arg(long, default_value_t = 360)]
-        height: usize,
-        /// Frames per configuration.
-        #[arg(long, default_value_t = 150)]
-        frames: u64,
+        #[command(flatten)]
+        pictures: Pictures,
         /// Only each encoder's default configuration.
         #[arg(long)]
         default_only: bool,
@@ -72,13 +79,8 @@ enum Command {
     /// AV1 encoders through Debian's ffmpeg (SVT-AV1, and libaom and rav1e as controls):
     /// the same figures as `encoder`.
     FfmpegEncoders {
-        #[arg(long, default_value_t = 640)]
-        width: usize,
-        #[arg(long, default_value_t = 360)]
-        height: usize,
-        /// Frames per configuration.
-        #[arg(long, default_value_t = 150)]
-        frames: u64,
+        #[command(flatten)]
+        pictures: Pictures,
         #[arg(long, value_enum, default_value_t = Content::Testsrc2)]
         content: Content,
     },
@@ -199,16 +201,14 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::Encoder {
             encoder: encoders,
-            width,
-            height,
-            frames,
+            pictures,
             default_only,
             only,
             content,
         } => encoder::sweep(encoder::SweepOptions {
-            width,
-            height,
-            frames,
+            width: pictures.width,
+            height: pictures.height,
+            frames: pictures.frames,
             default_only,
             only: &only,
             encoders: &encoders,
@@ -247,12 +247,9 @@ fn main() -> anyhow::Result<()> {
             server_args: &server_args,
             client_args: &client_args,
         }),
-        Command::FfmpegEncoders {
-            width,
-            height,
-            frames,
-            content,
-        } => ffmpeg_encoders::run(width, height, frames, content),
+        Command::FfmpegEncoders { pictures, content } => {
+            ffmpeg_encoders::run(pictures.width, pictures.height, pictures.frames, content)
+        }
         Command::Quality {
             content,
             seconds,

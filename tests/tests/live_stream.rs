@@ -62,10 +62,8 @@ fn assert_healthy(stats: &serde_json::Value) {
     assert!(a50 > 0.0 && a50 < 1000.0, "audio latency p50 {a50} ms");
 }
 
-#[test]
-fn headless_viewer_decodes_the_live_stream() {
-    let _machine = exclusive();
-    let server = ServerProcess::start(&[]).unwrap();
+/// A headless viewer of `server` on the top rung for [`SECONDS`].
+fn watch_headless(server: &ServerProcess) -> streamsocket_tests::ViewerRun {
     let ca = server.ca();
     let run = run_viewer(
         &server.addr.to_string(),
@@ -87,8 +85,35 @@ fn headless_viewer_decodes_the_live_stream() {
         "viewer failed:\n{}",
         run.stderr()
     );
+    run
+}
+
+/// The server names its encoder in the ladder it prints.
+fn assert_encoder(server: &ServerProcess, encoder: &str) {
+    let line = server.wait_for_stdout_line("rendition 1:", Duration::from_secs(5));
+    assert!(
+        line.ends_with(&format!("({encoder})")),
+        "the server names its encoder: {line}"
+    );
+}
+
+/// With the default encoder, libaom in real-time mode: every frame decodes, and each
+/// picture's packet comes out of the encode call that took it, so no frame waits inside
+/// the encoder (the header's encoder-wait is zero for every frame).
+#[test]
+fn headless_viewer_decodes_the_live_stream() {
+    let _machine = exclusive();
+    let server = ServerProcess::start(&[]).unwrap();
+    assert_encoder(&server, "aom");
+    let run = watch_headless(&server);
     let stats = run.stats();
     assert_healthy(stats);
+    assert_eq!(num(stats, "/video/frames_skipped"), 0.0, "{stats:#}");
+    assert_eq!(
+        num(stats, "/video/stages_ms/encoder_wait/max"),
+        0.0,
+        "libaom holds no picture:\n{stats:#}"
+    );
     // The headless presenter takes pictures on the audio clock as a window would: every
     // decoded picture is shown, passed over for a newer one, or dropped as too late (a few
     // may still wait in the queue at the end).
@@ -159,55 +184,20 @@ fn viewer_window_shows_the_stream_under_xvfb() {
     );
 }
 
-/// `--encoder` switches the AV1 backend: each streams end to end and the viewer decodes
-/// every frame. libaom emits each picture's packet from the call that took it, so no frame
-/// waits inside it (the header's encoder-wait is zero for every frame); rav1e's packets are
-/// of pictures that went in earlier (its lookahead).
+/// `--encoder rav1e` switches to the other AV1 backend: it streams end to end too and the
+/// viewer decodes every frame; its packets are of pictures that went in earlier (its
+/// lookahead), so frames wait inside it.
 #[test]
-fn each_encoder_backend_streams_end_to_end() {
+fn the_rav1e_backend_streams_end_to_end() {
     let _machine = exclusive();
-    for encoder in ["aom", "rav1e"] {
-        let server = ServerProcess::start(&["--encoder", encoder]).unwrap();
-        let line = server.wait_for_stdout_line("rendition 1:", Duration::from_secs(5));
-        assert!(
-            line.ends_with(&format!("({encoder})")),
-            "the server names its encoder: {line}"
-        );
-        let ca = server.ca();
-        let run = run_viewer(
-            &server.addr.to_string(),
-            &[
-                "--headless",
-                "--quality",
-                "1",
-                "--duration",
-                &SECONDS.to_string(),
-                "--ca",
-                ca.to_str().unwrap(),
-            ],
-            &[],
-            Duration::from_secs(30),
-        )
-        .unwrap();
-        assert!(
-            run.output.status.success(),
-            "{encoder}: viewer failed:\n{}",
-            run.stderr()
-        );
-        let stats = run.stats();
-        assert_healthy(stats);
-        assert_eq!(
-            num(stats, "/video/frames_skipped"),
-            0.0,
-            "{encoder}: every frame decoded:\n{stats:#}"
-        );
-        let waited = num(stats, "/video/stages_ms/encoder_wait/max");
-        match encoder {
-            "aom" => assert_eq!(waited, 0.0, "aom holds no picture:\n{stats:#}"),
-            _ => assert!(
-                num(stats, "/video/stages_ms/encoder_wait/p50") > 0.0,
-                "rav1e's packets are of earlier pictures:\n{stats:#}"
-            ),
-        }
-    }
+    let server = ServerProcess::start(&["--encoder", "rav1e"]).unwrap();
+    assert_encoder(&server, "rav1e");
+    let run = watch_headless(&server);
+    let stats = run.stats();
+    assert_healthy(stats);
+    assert_eq!(num(stats, "/video/frames_skipped"), 0.0, "{stats:#}");
+    assert!(
+        num(stats, "/video/stages_ms/encoder_wait/p50") > 0.0,
+        "rav1e's packets are of earlier pictures:\n{stats:#}"
+    );
 }

@@ -226,7 +226,8 @@ impl AomEncoder {
                 // Real-time choices, as libwebrtc makes them: no temporal filtering model,
                 // no per-block quantizer search, no order hints (no frame reordering).
                 // (libwebrtc also turns off the cost-table updates; with libaom 3.6 that
-                // made cpu-used 8 write streams neither dav1d nor libaom decodes.)
+                // made cpu-used 8, and live cpu-used 9, write streams neither dav1d nor
+                // libaom decodes: docs/BENCHMARKS.md, section 1.)
                 (id::AV1E_SET_ENABLE_TPL_MODEL, 0, "temporal model"),
                 (id::AV1E_SET_DELTAQ_MODE, 0, "delta quantizer"),
                 (id::AV1E_SET_ENABLE_ORDER_HINT, 0, "order hints"),
