@@ -17,9 +17,9 @@ use crate::playout::{self, AvSync, JitterBuffer, Playout, PlayoutTarget};
 use crate::stats::Stats;
 
 pub const SAMPLE_RATE: u32 = 48_000;
-/// The longest packet the viewer takes (60 ms, Opus's longest frame), and room to lengthen
-/// it (see `playout::retime`).
-const MAX_PACKET_SAMPLES: usize = 2 * 2880;
+/// The longest packet the viewer decodes: 120 ms, Opus's longest (a StreamSocket server sends
+/// 10 or 20 ms), with room to lengthen it (see `playout::retime`).
+const MAX_PACKET_SAMPLES: usize = 5760 + 256;
 
 /// Where decoded samples go.
 pub trait AudioOutput {
@@ -166,7 +166,7 @@ fn run(
     ctx.sync.set_ceiling(ctx.ceiling_us);
     let mut jitter = JitterBuffer::new(ctx.ceiling_us);
     let mut nudger = playout::Nudger::default();
-    let mut recent_queued_us: std::collections::VecDeque<u64> = Default::default();
+    let mut recent_queued_us = RecentMax::default();
     let mut target = PlayoutTarget::new(ctx.ceiling_us);
     let mut pcm = vec![0i16; MAX_PACKET_SAMPLES];
     let silence = vec![0i16; MAX_PACKET_SAMPLES];
@@ -188,10 +188,12 @@ fn run(
         match input.recv_timeout(wait) {
             Ok(p) => {
                 if let Ok(n) = opus::packet::get_nb_samples(&p.payload, SAMPLE_RATE) {
-                    if n != packet_samples && (120..=2880).contains(&n) {
+                    if n != packet_samples && (120..=5760).contains(&n) {
                         tracing::debug!("audio packets of {n} samples");
                         packet_samples = n;
-                        jitter.set_packet_us(n as u64 * 1_000_000 / SAMPLE_RATE as u64);
+                        let us = n as u64 * 1_000_000 / SAMPLE_RATE as u64;
+                        jitter.set_packet_us(us);
+                        ctx.sync.set_packet_us(us);
                     }
                 }
                 let offset = ctx.stats.lock().expect("not poisoned").clock_offset_us;
@@ -199,7 +201,12 @@ fn run(
                     p.header.capture_us,
                     to_server_us(ctx.clock.now_us(), offset),
                 );
+                let overflowed = jitter.dropped_overflow;
                 jitter.insert(p);
+                if jitter.dropped_overflow != overflowed {
+                    // Packets skipped: the smoothed delay error no longer applies.
+                    nudger.reset();
+                }
                 next_tick.get_or_insert_with(Instant::now);
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -208,7 +215,7 @@ fn run(
         while let Some(t) = next_tick.filter(|t| *t <= Instant::now()) {
             if ticks % 10 == 0 {
                 // Heard times include the output's queue: the audio's own need does too.
-                let queued = recent_queued_us.iter().copied().max().unwrap_or(0);
+                let queued = recent_queued_us.max();
                 target_us = target.target_us(ctx.sync.video_need_us(), queued);
                 jitter_us = target.jitter_us();
             }
@@ -220,8 +227,8 @@ fn run(
             // A sound card takes what waits for it in bursts (its own buffer is not visible),
             // so the queue reads low right after a burst: the most it held lately is what a
             // sample waits before it is heard.
-            push_recent(&mut recent_queued_us, output.queued_us());
-            let queued_us = recent_queued_us.iter().copied().max().unwrap_or(0);
+            recent_queued_us.push(Instant::now(), output.queued_us());
+            let queued_us = recent_queued_us.max();
             let heard_at = ctx.clock.now_us() + queued_us;
             let dropped_before = jitter.dropped_catch_up;
             let playout = jitter.tick(to_server_us(heard_at, offset), target_us);
@@ -336,14 +343,30 @@ fn run(
     }
 }
 
-/// How many ticks (about 300 ms) the output queue's largest reading is kept over.
-const QUEUE_WINDOW: usize = 16;
+/// How long the output queue's largest reading is kept.
+const QUEUE_WINDOW: Duration = Duration::from_millis(300);
 
-fn push_recent(window: &mut std::collections::VecDeque<u64>, value: u64) {
-    if window.len() == QUEUE_WINDOW {
-        window.pop_front();
+/// The largest of the readings of the last [`QUEUE_WINDOW`].
+#[derive(Default)]
+struct RecentMax {
+    readings: std::collections::VecDeque<(Instant, u64)>,
+}
+
+impl RecentMax {
+    fn push(&mut self, at: Instant, value: u64) {
+        while self
+            .readings
+            .front()
+            .is_some_and(|(t, _)| at.duration_since(*t) > QUEUE_WINDOW)
+        {
+            self.readings.pop_front();
+        }
+        self.readings.push_back((at, value));
     }
-    window.push_back(value);
+
+    fn max(&self) -> u64 {
+        self.readings.iter().map(|&(_, v)| v).max().unwrap_or(0)
+    }
 }
 
 /// Where the test source's click starts in a packet: the first sample far louder than its

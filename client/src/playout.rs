@@ -32,6 +32,13 @@ pub const START_US: u64 = 40_000;
 const AUDIO_MARGIN_US: u64 = 5_000;
 /// Above the video's latency: the presenter's poll and the window's update.
 const PRESENT_MARGIN_US: u64 = 3_000;
+/// How far ahead of its sound a picture may be shown. Sound a little behind the picture is
+/// natural (light outruns sound: 20 ms is 7 m away) and hardly noticed, and ATSC IS-191
+/// accepts 45 ms of it, against 15 ms of sound ahead of the picture. So a picture does not
+/// wait for the last 20 ms of its sound's delay (which, with 20 ms packets, is mostly the
+/// packet filling up at the sender): it is shown up to this much before the sound of the
+/// same instant, and audio waits for video only beyond it.
+pub const PICTURE_LEAD_US: u64 = 20_000;
 /// Delay this far under the target stretches playout by one packet. Less than the packet's
 /// own share of the target, so a slow drift stretches before the buffer runs dry.
 const STRETCH_BELOW_US: u64 = 10_000;
@@ -88,6 +95,7 @@ pub struct JitterBuffer {
     /// Capture time of the last packet played or concealed.
     last_capture_us: Option<u64>,
     concealed_run: u32,
+    ceiling_us: u64,
     max_depth: usize,
     packet_us: u64,
     pub late: u64,
@@ -105,6 +113,7 @@ impl JitterBuffer {
             next_seq: None,
             last_capture_us: None,
             concealed_run: 0,
+            ceiling_us,
             // The ceiling's worth of the shortest packets, plus room for a burst at once.
             max_depth: (ceiling_us / SHORTEST_PACKET_US) as usize + 10,
             packet_us: DEFAULT_PACKET_US,
@@ -131,9 +140,10 @@ impl JitterBuffer {
         }
     }
 
-    /// One packet's duration, as the packets say.
+    /// One packet's duration, as the packets say; the depth bound follows it.
     pub fn set_packet_us(&mut self, packet_us: u64) {
         self.packet_us = packet_us.max(1);
+        self.max_depth = (self.ceiling_us / self.packet_us.min(SHORTEST_PACKET_US)) as usize + 10;
     }
 
     pub fn packet_us(&self) -> u64 {
@@ -381,6 +391,8 @@ pub struct AvSync {
     audio_delay_us: AtomicU64,
     /// The most delay audio will take (the viewer's latency target), µs; 0: no limit.
     ceiling_us: AtomicU64,
+    /// One audio packet's duration, µs (0: not known yet, taken as the default).
+    packet_us: AtomicU64,
     video_latency_us: Mutex<VecDeque<u64>>,
 }
 
@@ -408,7 +420,16 @@ impl AvSync {
     /// would freeze the picture while sync is out of reach anyway.
     pub fn audio_can_wait(&self) -> bool {
         let ceiling = self.ceiling_us.load(Ordering::Relaxed);
-        ceiling == 0 || self.audio_delay_us.load(Ordering::Relaxed) + DEFAULT_PACKET_US < ceiling
+        let packet = match self.packet_us.load(Ordering::Relaxed) {
+            0 => DEFAULT_PACKET_US,
+            p => p,
+        };
+        ceiling == 0 || self.audio_delay_us.load(Ordering::Relaxed) + packet < ceiling
+    }
+
+    /// The audio packets' duration (what one stretch adds to the delay).
+    pub fn set_packet_us(&self, packet_us: u64) {
+        self.packet_us.store(packet_us, Ordering::Relaxed);
     }
 
     /// A picture is ready to show (decoded and converted), `latency_us` after its capture.
@@ -420,11 +441,12 @@ impl AvSync {
         );
     }
 
-    /// The delay video needs for 95% of its pictures to be ready in time, plus a little for
-    /// showing them.
+    /// The delay video needs from the audio for 95% of its pictures to be ready in time (plus
+    /// a little for showing them), given that pictures may lead their sound by
+    /// [`PICTURE_LEAD_US`].
     pub fn video_need_us(&self) -> Option<u64> {
         quantile(&self.video_latency_us.lock().expect("not poisoned"), 0.95)
-            .map(|l| l + PRESENT_MARGIN_US)
+            .map(|l| (l + PRESENT_MARGIN_US).saturating_sub(PICTURE_LEAD_US))
     }
 }
 
@@ -742,8 +764,9 @@ mod tests {
         for l in 0..100 {
             sync.on_video_ready(100_000 + l * 1000);
         }
-        // The last 90 pictures: 110..199 ms; 95th percentile 195 ms, plus 3 to show it.
-        assert_eq!(sync.video_need_us(), Some(198_000));
+        // The last 90 pictures: 110..199 ms; 95th percentile 195 ms, plus 3 to show it, less
+        // the 20 ms a picture may lead its sound.
+        assert_eq!(sync.video_need_us(), Some(178_000));
         sync.set_audio_delay(None);
         assert_eq!(sync.audio_delay_us(), None);
         sync.set_ceiling(300_000);

@@ -1,6 +1,7 @@
 //! Presentation: decoded pictures wait in a [`PictureQueue`] until the audio clock says they
-//! are due (capture time plus the delay audio plays at), then the window shows them, or the
-//! headless presenter (tests, benchmarks) takes them the same way without a window.
+//! are due (capture time plus the delay audio plays at, less the [`PICTURE_LEAD_US`] a
+//! picture may lead its sound), then the window shows them, or the headless presenter
+//! (tests, benchmarks) takes them the same way without a window.
 //!
 //! A picture whose time has passed when a newer one is also due is replaced (counted as not
 //! presented); one that comes more than [`TOO_LATE_US`] after its time is dropped and
@@ -15,7 +16,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::clock::ViewerClock;
-use crate::playout::AvSync;
+use crate::playout::{AvSync, PICTURE_LEAD_US};
 use crate::stats::Stats;
 
 /// How late after its time a picture may still be shown: audio may lead video by at most
@@ -87,13 +88,19 @@ impl PictureQueue {
     }
 
     /// The newest picture due at `now_us` (server clock), given the audio's playout delay
-    /// (`None`: no audio plays, so pictures are due as soon as they are decoded).
+    /// (`None`: no audio plays, so pictures are due as soon as they are decoded): due up to
+    /// [`PICTURE_LEAD_US`] before the sound of the same instant, too late more than
+    /// [`TOO_LATE_US`] after it.
     /// `drop_late`: drop a picture too late for the sound (else show it, counted).
     pub fn take_due(&self, now_us: u64, audio_delay_us: Option<u64>, drop_late: bool) -> Due {
         let mut q = self.pictures.lock().expect("not poisoned");
         let delay = audio_delay_us.unwrap_or(0);
+        let due_after = delay.saturating_sub(PICTURE_LEAD_US);
         let mut due = Due::default();
-        while q.front().is_some_and(|p| p.capture_us + delay <= now_us) {
+        while q
+            .front()
+            .is_some_and(|p| p.capture_us + due_after <= now_us)
+        {
             let p = q.pop_front().expect("present");
             if let Some(older) = due.picture.replace(p) {
                 drop(older);
@@ -224,14 +231,14 @@ mod tests {
         let q = PictureQueue::default();
         q.put(picture(1_000_000));
         q.put(picture(1_033_000));
-        // Audio plays 100 ms behind capture.
+        // Audio plays 100 ms behind capture: a picture is shown 20 ms before its sound.
         let delay = Some(100_000);
-        assert!(q.take_due(1_099_999, delay, true).picture.is_none());
-        let due = q.take_due(1_100_000, delay, true);
+        assert!(q.take_due(1_079_999, delay, true).picture.is_none());
+        let due = q.take_due(1_080_000, delay, true);
         assert_eq!(due.picture.map(|p| p.capture_us), Some(1_000_000));
-        assert!(q.take_due(1_120_000, delay, true).picture.is_none());
+        assert!(q.take_due(1_100_000, delay, true).picture.is_none());
         assert_eq!(
-            q.take_due(1_133_000, delay, true)
+            q.take_due(1_113_000, delay, true)
                 .picture
                 .map(|p| p.capture_us),
             Some(1_033_000)

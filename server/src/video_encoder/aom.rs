@@ -172,8 +172,9 @@ impl AomEncoder {
             cfg.kf_max_dist = settings.keyframe_interval.clamp(1, u32::MAX as u64) as c_uint;
 
             let mut ctx: Box<sys::aom_codec_ctx_t> = Box::new(std::mem::zeroed());
+            let ctx_ptr: *mut sys::aom_codec_ctx_t = &mut *ctx;
             check(
-                ptr::null_mut(),
+                ctx_ptr,
                 "opening the encoder",
                 sys::aom_codec_enc_init_ver(
                     &mut *ctx,
@@ -319,6 +320,18 @@ impl Av1Backend for AomEncoder {
                 raw.height,
                 self.width,
                 self.height
+            );
+        }
+        // fill_image copies whole planes: they must hold what the size says.
+        let (luma, chroma) = (self.width * self.height, self.width * self.height / 4);
+        if raw.y.len() < luma || raw.u.len() < chroma || raw.v.len() < chroma {
+            bail!(
+                "libaom: a {}x{} picture with planes of {}, {} and {} bytes",
+                raw.width,
+                raw.height,
+                raw.y.len(),
+                raw.u.len(),
+                raw.v.len()
             );
         }
         self.fill_image(raw);
