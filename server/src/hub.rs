@@ -219,6 +219,7 @@ impl Hub {
     }
 
     fn start_encoder(&self, r: &RenditionChannel) -> anyhow::Result<()> {
+        let opening = std::time::Instant::now();
         let encoder = VideoEncoder::new(
             r.settings.clone(),
             r.info.id,
@@ -254,7 +255,12 @@ impl Hub {
             .expect("not poisoned")
             .push((r.info.id, tx));
         r.starts.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(rendition = %r.info.name, "encoder started (first viewer)");
+        tracing::info!(
+            rendition = %r.info.name,
+            encoder = %r.settings.kind(),
+            opened_ms = format!("{:.1}", opening.elapsed().as_secs_f64() * 1000.0),
+            "encoder started (first viewer)"
+        );
         Ok(())
     }
 
