@@ -2,7 +2,7 @@
 # Reproduces the figures in docs/BENCHMARKS.md: builds in release mode, sweeps the AV1
 # encoders' settings, then runs the server and a headless viewer on loopback.
 #   scripts/bench.sh            # everything
-#   scripts/bench.sh encoder    # one part (encoder | ffmpeg-encoders | e2e | glass | fanout | capture | quality | network | soak), extra options passed on
+#   scripts/bench.sh encoder    # one part (encoder | ffmpeg-encoders | e2e | glass | fanout | ladder | capture | quality | network | soak), extra options passed on
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -15,6 +15,7 @@ case "${1:-all}" in
   e2e) shift; $B e2e "$@" 2>/dev/null ;;
   glass) shift; $B glass "$@" 2>/dev/null ;;
   fanout) shift; $B fanout "$@" 2>/dev/null ;;
+  ladder) shift; $B ladder "$@" 2>/dev/null ;;
   capture) shift; $B capture "$@" 2>/dev/null ;;
   quality) shift; $B quality "$@" 2>/dev/null ;;
   network) shift; $B network "$@" 2>/dev/null ;;
@@ -28,6 +29,10 @@ case "${1:-all}" in
     $B e2e 2>/dev/null
     $B e2e --server-arg=--encoder --server-arg=rav1e 2>/dev/null
     $B glass 2>/dev/null
+    $B ladder 2>/dev/null
+    $B ladder --server-arg=--width --server-arg=640 --server-arg=--height --server-arg=360 2>/dev/null
+    $B e2e --server-arg=--width --server-arg=1280 --server-arg=--height --server-arg=720 2>/dev/null
+    $B glass --encoder aom --server-arg=--width --server-arg=1280 --server-arg=--height --server-arg=720 2>/dev/null
     $B fanout --viewers 1,8,10,100,200,300,400 2>/dev/null
     $B fanout --viewers 1,8,100,200,300,400,500,600 --server-arg=--ladder --server-arg=180p:320x180@30:500 2>/dev/null
     $B fanout --viewers 500,600 --join-over-ms 1000 --server-arg=--ladder --server-arg=180p:320x180@30:500 2>/dev/null
@@ -37,5 +42,5 @@ case "${1:-all}" in
     $B network --congestion cubic,bbr,newreno 2>/dev/null
     $B soak --minutes 10 --sample-seconds 60 2>/dev/null
     ;;
-  *) echo "usage: scripts/bench.sh [all|encoder|ffmpeg-encoders|e2e|glass|fanout|capture|quality|network|soak] [options]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [all|encoder|ffmpeg-encoders|e2e|glass|ladder|fanout|capture|quality|network|soak] [options]" >&2; exit 2 ;;
 esac

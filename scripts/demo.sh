@@ -30,5 +30,5 @@ if [ -n "${DISPLAY:-}" ]; then
   "${VIEWER[@]}" "$@"
 else
   echo "no DISPLAY: showing the window on a virtual display (xvfb-run) for 15 s"
-  xvfb-run -a "${VIEWER[@]}" --duration 15 "$@"
+  xvfb-run -a -s "-screen 0 1280x800x24" "${VIEWER[@]}" --duration 15 "$@"
 fi

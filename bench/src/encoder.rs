@@ -30,7 +30,7 @@ fn aom(s: &mut EncoderSettings) -> &mut streamsocket_server::video_encoder::AomT
 fn variants() -> Vec<Variant> {
     use EncoderKind::{Aom, Rav1e};
     vec![
-        ("aom default (real time, cpu-used 9, CBR, no lag, 2 tile columns, 2 threads, row-mt, cyclic-refresh AQ)", Aom, |_| {}),
+        ("aom default (real time, cpu-used 9 (10 from 1280x720 up), CBR, no lag, 2 tile columns, 2 threads, row-mt, cyclic-refresh AQ)", Aom, |_| {}),
         ("aom, cpu-used 7", Aom, |s| aom(s).cpu_used = 7),
         ("aom, cpu-used 8", Aom, |s| aom(s).cpu_used = 8),
         ("aom, cpu-used 10", Aom, |s| aom(s).cpu_used = 10),

@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use streamsocket_client::clock::ViewerClock;
 use streamsocket_client::clock_sync::{ClockSync, Exchange};
 use streamsocket_client::tls::{client_config, Trust};
-use streamsocket_proto::control::{ControlMessage, Hello, Ping, WishedRendition};
+use streamsocket_proto::control::{ControlMessage, Hello, Ping, Rendition, WishedRendition};
 use streamsocket_proto::PROTOCOL_VERSION;
 use streamsocket_tests::ServerProcess;
 use streamsocket_transport::{read_frame, ControlReader, ControlWriter};
@@ -27,14 +27,20 @@ pub struct Seen {
     pub latency_us: Vec<u64>,
     /// Encoder output to the frame fully received: the server's and QUIC's part only.
     pub delivery_us: Vec<u64>,
+    /// The encoder's time on each frame (from the frame header).
+    pub encode_us: Vec<u64>,
     pub connected: bool,
+    /// The rendition the server sent.
+    pub rendition: Option<Rendition>,
 }
 
-async fn light_viewer(
+/// A light viewer of `rendition` for `watch`.
+pub async fn light_viewer(
     endpoint: quinn::Endpoint,
     config: quinn::ClientConfig,
     addr: std::net::SocketAddr,
     watch: Duration,
+    rendition: WishedRendition,
 ) -> Seen {
     let mut seen = Seen::default();
     let Ok(connecting) = endpoint.connect_with(config, addr, "localhost") else {
@@ -49,7 +55,7 @@ async fn light_viewer(
     let (mut writer, mut reader) = (ControlWriter::new(send), ControlReader::new(recv));
     let hello = ControlMessage::Hello(Hello {
         version: PROTOCOL_VERSION,
-        rendition: WishedRendition::Fixed(0),
+        rendition,
         latency_target_ms: 300,
         client_name: "bench light viewer".into(),
         token: String::new(),
@@ -60,10 +66,12 @@ async fn light_viewer(
     let clock = ViewerClock::start();
     let sync = Arc::new(std::sync::Mutex::new(ClockSync::default()));
     match reader.next().await {
-        Ok(Some(ControlMessage::Welcome(w))) => sync
-            .lock()
-            .unwrap()
-            .set_coarse(w.server_time_us, clock.now_us()),
+        Ok(Some(ControlMessage::Welcome(w))) => {
+            sync.lock()
+                .unwrap()
+                .set_coarse(w.server_time_us, clock.now_us());
+            seen.rendition = w.video.renditions.into_iter().find(|r| r.id == w.rendition);
+        }
         _ => return seen,
     }
     seen.connected = true;
@@ -119,18 +127,25 @@ async fn light_viewer(
                         + t.queue_us as u64
                         + t.encoder_wait_us as u64
                         + t.encode_us as u64;
-                    let _ = tx.send((f.header.seq, f.header.capture_us, encoded, clock.now_us()));
+                    let _ = tx.send((
+                        f.header.seq,
+                        f.header.capture_us,
+                        encoded,
+                        t.encode_us as u64,
+                        clock.now_us(),
+                    ));
                 }
             });
         }
     });
     let until = tokio::time::Instant::now() + watch;
     let mut seqs = Vec::new();
-    while let Ok(Some((seq, capture_us, encoded_us, at_us))) =
+    while let Ok(Some((seq, capture_us, encoded_us, encode_us, at_us))) =
         tokio::time::timeout_at(until, rx.recv()).await
     {
         seen.frames += 1;
         seqs.push(seq);
+        seen.encode_us.push(encode_us);
         if let Some(server_now) = sync.lock().unwrap().to_server(at_us) {
             seen.latency_us.push(server_now.saturating_sub(capture_us));
             seen.delivery_us.push(server_now.saturating_sub(encoded_us));
@@ -150,7 +165,7 @@ async fn light_viewer(
     seen
 }
 
-fn proc_field(pid: u32, file: &str, key: &str) -> Option<f64> {
+pub fn proc_field(pid: u32, file: &str, key: &str) -> Option<f64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix(key))
@@ -211,7 +226,7 @@ pub fn run(
                 let config = config.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(arrival).await;
-                    light_viewer(endpoint, config, addr, watch).await
+                    light_viewer(endpoint, config, addr, watch, WishedRendition::Fixed(0)).await
                 })
             })
             .collect();

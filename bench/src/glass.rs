@@ -80,9 +80,12 @@ pub fn run(o: GlassOptions) -> anyhow::Result<()> {
         Grabber::Ffmpeg => format!("filmed with ffmpeg x11grab at {} fps", o.capture_fps),
     };
     println!(
-        "# Glass to glass: capture to the viewer's window, {how} on display {} ({} s per encoder)",
+        "# Glass to glass: capture to the viewer's window, {how} on display {} ({} s per encoder; server options: {:?})",
         std::env::var("DISPLAY").unwrap_or_default(),
-        o.seconds
+        o.seconds,
+        streamsocket_tests::server_options(
+            &o.server_args.iter().map(String::as_str).collect::<Vec<_>>()
+        )
     );
     println!();
     println!("| encoder | pictures seen on screen | capture to screen p50 ms | p95 | p99 | max | viewer's own capture to presented p50 / p95 / p99 ms | capture to decoded p50 / p95 / p99 ms | pictures presented | images grabbed (unreadable) |");

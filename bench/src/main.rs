@@ -6,6 +6,7 @@
 //!   split into stages, first-frame time over repeated joins, bytes on the wire against media
 //!   bytes, server CPU.
 //! - `fanout`: how many viewers one server feeds with every frame on time.
+//! - `ladder`: whether the server encodes every rung of its ladder at once in real time.
 //! - `capture`: the cost of each capture and conversion stage per frame.
 //! - `quality`: PSNR and SSIM of what a viewer decodes, at each rung.
 //! - `network`: the bad-network scenarios through the impairment relay.
@@ -157,6 +158,18 @@ enum Command {
         #[arg(long, default_value = "")]
         transport: String,
     },
+    /// Every rung of the shipped ladder (or the one the server options give, e.g.
+    /// --server-arg=--width --server-arg=640 --server-arg=--height --server-arg=360) encoded at
+    /// once: one light viewer per rung; frames received against each rung's frame rate, encode
+    /// times, server CPU.
+    Ladder {
+        /// Seconds every rung is watched.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Extra server options, one per flag.
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_args: Vec<String>,
+    },
     /// Glass to glass: capture to the viewer's window, read off the screen (ffmpeg x11grab;
     /// runs itself under xvfb-run without a display).
     Glass {
@@ -232,6 +245,10 @@ fn main() -> anyhow::Result<()> {
                 &server_args,
             )
         }
+        Command::Ladder {
+            seconds,
+            server_args,
+        } => ladder::run(seconds, &server_args),
         Command::Glass {
             seconds,
             grabber,
@@ -394,6 +411,7 @@ mod encoder;
 mod fanout;
 mod ffmpeg_encoders;
 mod glass;
+mod ladder;
 mod network;
 mod quality;
 mod soak;
@@ -406,8 +424,9 @@ fn fanout_table(
 ) -> anyhow::Result<()> {
     let extra: Vec<&str> = server_args.iter().map(String::as_str).collect();
     println!(
-        "# Fan-out: light viewers (no decoding) on the first rendition, {seconds} s each, arriving over {} ms (server options: {server_args:?}, transport: {:?})",
+        "# Fan-out: light viewers (no decoding) on the first rendition, {seconds} s each, arriving over {} ms (server options: {:?}, transport: {:?})",
         join_over.as_millis(),
+        streamsocket_tests::server_options(&extra),
         std::env::var(streamsocket_transport::settings::TUNING_ENV).unwrap_or_default()
     );
     println!();
@@ -601,7 +620,11 @@ fn e2e(
     );
 
     let duration = num(&stats, "/duration_s");
-    println!("# End to end on loopback, test pattern (server options: {server_args:?}, viewer options: {client_args:?})");
+    let shown: Vec<&str> = server_args.iter().map(String::as_str).collect();
+    println!(
+        "# End to end on loopback, test pattern (server options: {:?}, viewer options: {client_args:?})",
+        streamsocket_tests::server_options(&shown)
+    );
     println!();
     println!(
         "- frames: {} received, {} decoded, {} skipped; received fps {:.1}",

@@ -105,7 +105,10 @@ pub fn run(
             .map_err(|e| anyhow::anyhow!("--transport {spec:?}: {e}"))?;
     }
     println!(
-        "# Bad-network scenarios: {seconds} s each, test source, default ladder, netem seed 1, {others} unimpaired viewers beside"
+        "# Bad-network scenarios: {seconds} s each, test source, its default ladder, netem seed 1, {others} unimpaired viewers beside (server options: {:?})",
+        streamsocket_tests::server_options(
+            &server_args.iter().map(String::as_str).collect::<Vec<_>>()
+        )
     );
     println!();
     println!("| congestion | transport | scenario | latency p50 ms | p95 ms | p99 ms | shown p95 ms | decoded | shown | skipped | reset | too late | longest freeze ms | audio concealed % | audio delay ms | A/V skew p50 / p95 ms | renditions (s: rung, reason) |");

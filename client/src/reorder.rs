@@ -1,9 +1,10 @@
 //! Putting video frames back in order, and never decoding past a missing one.
 //!
 //! Frames arrive on independent streams, so in any order. An AV1 inter frame needs every
-//! frame before it since the last keyframe: when a frame is missing for longer than the gap
-//! timeout (or a newer keyframe is already here), the frames depending on it are skipped,
-//! counted, and decoding resumes at the next keyframe, which the viewer asks for.
+//! frame before it since the last keyframe. When a frame is missing for longer than the gap
+//! timeout the viewer asks for a keyframe, and whichever comes first ends the wait: the
+//! missing frame (its retransmission was only slow; everything after it is decoded, late
+//! but not lost) or a newer keyframe (the frames in between are skipped and counted).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -18,6 +19,10 @@ pub trait Sequenced {
 /// dropped (they would be too late to show anyway).
 const MAX_PENDING: usize = 64;
 
+/// While a gap lasts past its timeout, the keyframe request is repeated this often (the
+/// server honours at most one forced keyframe per 500 ms per rendition).
+pub const REASK_KEYFRAME: Duration = Duration::from_millis(500);
+
 #[derive(Debug)]
 pub struct Reorder<F> {
     next_seq: Option<u64>,
@@ -25,6 +30,8 @@ pub struct Reorder<F> {
     waiting_keyframe: bool,
     gap_since: Option<Instant>,
     gap_timeout: Duration,
+    /// When a keyframe was last asked for because of the current gap.
+    asked_keyframe: Option<Instant>,
     /// Frames never decoded because a frame before them was lost.
     pub skipped: u64,
     /// Frames that arrived after decoding had moved past them.
@@ -59,6 +66,7 @@ impl<F: Sequenced> Reorder<F> {
             waiting_keyframe: true,
             gap_since: None,
             gap_timeout,
+            asked_keyframe: None,
             skipped: 0,
             late: 0,
             keyframe_waits: 0,
@@ -73,24 +81,41 @@ impl<F: Sequenced> Reorder<F> {
             return Ready::default();
         }
         self.pending.insert(seq, frame);
-        while self.pending.len() > MAX_PENDING {
-            self.pending.pop_first();
-            self.skipped += 1;
+        if self.pending.len() > MAX_PENDING {
+            while self.pending.len() > MAX_PENDING {
+                let Some((oldest, _)) = self.pending.pop_first() else {
+                    break;
+                };
+                // Counted once: from where decoding stood to the dropped frame.
+                if let Some(next) = self.next_seq.filter(|&next| oldest >= next) {
+                    self.skipped += oldest + 1 - next;
+                    self.next_seq = Some(oldest + 1);
+                }
+            }
+            // What was dropped broke the chain: waiting for the gap is pointless now.
+            if !self.waiting_keyframe {
+                self.lose_gap();
+            }
         }
         self.drain(now)
     }
 
-    /// Called periodically: declares a gap lost once it is older than the gap timeout.
+    /// Called when [`Self::gap_deadline`] passes: a gap older than the gap timeout asks for a
+    /// keyframe (again every [`REASK_KEYFRAME`] while it lasts). The frames after the gap are
+    /// kept: the missing one may still come, and then nothing is skipped.
     pub fn poll(&mut self, now: Instant) -> Ready<F> {
-        if let Some(since) = self.gap_since {
-            if now.duration_since(since) >= self.gap_timeout {
-                self.lose_gap();
-                let mut ready = self.drain(now);
-                ready.need_keyframe |= self.waiting_keyframe;
-                return ready;
+        match self.gap_deadline() {
+            Some(due) if now >= due => {
+                if self.asked_keyframe.replace(now).is_none() {
+                    self.keyframe_waits += 1;
+                }
+                Ready {
+                    frames: Vec::new(),
+                    need_keyframe: true,
+                }
             }
+            _ => Ready::default(),
         }
-        Ready::default()
     }
 
     /// The decoder failed on a frame: whatever follows depends on garbage.
@@ -105,15 +130,33 @@ impl<F: Sequenced> Reorder<F> {
         }
     }
 
-    /// When the oldest unfilled gap started, if there is one.
-    pub fn gap_deadline(&self) -> Option<Instant> {
-        self.gap_since.map(|t| t + self.gap_timeout)
+    /// The frame a gap waits for, if there is a gap.
+    pub fn awaited(&self) -> Option<u64> {
+        self.gap_since.and(self.next_seq)
     }
 
+    /// When [`Self::poll`] should next be called: the gap timeout, then every
+    /// [`REASK_KEYFRAME`] while the gap lasts.
+    pub fn gap_deadline(&self) -> Option<Instant> {
+        let since = self.gap_since?;
+        Some(match self.asked_keyframe {
+            None => since + self.gap_timeout,
+            Some(asked) => asked + REASK_KEYFRAME,
+        })
+    }
+
+    /// Gives up on the gap: decoding waits for a keyframe.
     fn lose_gap(&mut self) {
-        self.gap_since = None;
+        if self.asked_keyframe.is_none() {
+            self.keyframe_waits += 1;
+        }
+        self.end_gap();
         self.waiting_keyframe = true;
-        self.keyframe_waits += 1;
+    }
+
+    fn end_gap(&mut self) {
+        self.gap_since = None;
+        self.asked_keyframe = None;
     }
 
     fn drain(&mut self, now: Instant) -> Ready<F> {
@@ -126,16 +169,10 @@ impl<F: Sequenced> Reorder<F> {
                     .find(|f| f.is_keyframe())
                     .map(|f| f.seq())
                 else {
-                    // Nothing decodable until a keyframe: everything pending is waste.
-                    if let Some(next) = self.next_seq {
-                        let newest = self.pending.keys().next_back().copied();
-                        if let Some(newest) = newest {
-                            self.skipped += newest + 1 - next;
-                            self.next_seq = Some(newest + 1);
-                        }
-                    }
-                    self.pending.clear();
-                    self.gap_since = None;
+                    // Nothing decodable until a keyframe. What is pending is kept: a keyframe
+                    // is larger than the frames after it, so on a lossy path it often
+                    // completes after them, and they follow it (skipped once it comes if not).
+                    self.end_gap();
                     break;
                 };
                 let from = self.next_seq.unwrap_or(key_seq);
@@ -148,11 +185,11 @@ impl<F: Sequenced> Reorder<F> {
             if let Some(frame) = self.pending.remove(&next) {
                 ready.frames.push(frame);
                 self.next_seq = Some(next + 1);
-                self.gap_since = None;
+                self.end_gap();
                 continue;
             }
             if self.pending.is_empty() {
-                self.gap_since = None;
+                self.end_gap();
                 break;
             }
             // A gap. A newer keyframe already here makes waiting pointless: jump to it.
@@ -230,14 +267,80 @@ mod tests {
             r.poll(t + Duration::from_millis(50)).frames.is_empty(),
             "still waiting"
         );
-        let lost = r.poll(t + Duration::from_millis(150));
-        assert!(lost.frames.is_empty(), "3 and 4 depend on 2: never decoded");
-        assert!(lost.need_keyframe);
-        // Inter frames keep coming and are skipped until a keyframe.
+        assert_eq!(r.gap_deadline(), Some(t + Duration::from_millis(100)));
+        let overdue = r.poll(t + Duration::from_millis(150));
+        assert!(overdue.frames.is_empty(), "3 and 4 depend on 2");
+        assert!(overdue.need_keyframe);
+        assert!(
+            !r.poll(t + Duration::from_millis(160)).need_keyframe,
+            "asked once"
+        );
+        assert_eq!(
+            r.gap_deadline(),
+            Some(t + Duration::from_millis(150) + REASK_KEYFRAME)
+        );
+        assert!(
+            r.poll(t + Duration::from_millis(150) + REASK_KEYFRAME)
+                .need_keyframe,
+            "asked again while the gap lasts"
+        );
+        // Inter frames keep coming; the keyframe ends the wait, and what it overtook is skipped.
         assert!(r.push(F(5, false), t).frames.is_empty());
         assert_eq!(seqs(&r.push(F(6, true), t)), vec![6]);
         assert_eq!(r.skipped, 4, "2, 3, 4, 5");
         assert_eq!(r.keyframe_waits, 1);
+        assert_eq!(r.gap_deadline(), None);
+    }
+
+    #[test]
+    fn a_slow_retransmission_before_the_keyframe_loses_nothing() {
+        let mut r = Reorder::new(Duration::from_millis(100));
+        let t = Instant::now();
+        r.push(F(0, true), t);
+        assert!(r.push(F(2, false), t).frames.is_empty());
+        assert!(r.push(F(3, false), t).frames.is_empty());
+        assert!(r.poll(t + Duration::from_millis(100)).need_keyframe);
+        assert!(
+            r.push(F(4, false), t).frames.is_empty(),
+            "still waiting for 1"
+        );
+        // 1 arrives after the timeout, before any keyframe: 1 to 4 are all decoded.
+        let ready = r.push(F(1, false), t + Duration::from_millis(250));
+        assert_eq!(seqs(&ready), vec![1, 2, 3, 4]);
+        assert!(!ready.need_keyframe);
+        assert_eq!(r.skipped, 0);
+        assert_eq!(r.gap_deadline(), None);
+        // The keyframe asked for is then decoded in order like any frame.
+        assert_eq!(seqs(&r.push(F(5, true), t)), vec![5]);
+    }
+
+    #[test]
+    fn a_keyframe_completing_after_its_successors_is_decoded_with_them() {
+        // At the start: the first keyframe is large, and a loss in it makes frame 1 and 2
+        // complete first. They wait for it instead of being thrown away.
+        let mut r = Reorder::new(Duration::from_millis(100));
+        let t = Instant::now();
+        assert!(r.push(F(1, false), t).frames.is_empty());
+        assert!(r.push(F(2, false), t).frames.is_empty());
+        assert_eq!(seqs(&r.push(F(0, true), t)), vec![0, 1, 2]);
+        assert_eq!((r.skipped, r.late), (0, 0));
+
+        // The same for the keyframe that ends a wait after a loss.
+        r.push(F(3, false), t);
+        r.push(F(5, false), t);
+        assert!(
+            r.poll(t + Duration::from_millis(100)).need_keyframe,
+            "4 is overdue"
+        );
+        // Given up on 4 (here: the decoder failed on garbage), decoding waits for a keyframe.
+        assert!(r.decoder_failed().need_keyframe);
+        assert!(
+            r.push(F(21, false), t).frames.is_empty(),
+            "waits for a keyframe"
+        );
+        assert_eq!(seqs(&r.push(F(20, true), t)), vec![20, 21]);
+        assert_eq!(r.skipped, 16, "4 to 19");
+        assert_eq!(r.late, 0);
     }
 
     #[test]
@@ -275,5 +378,9 @@ mod tests {
             r.push(F(s, false), t);
         }
         assert!(r.pending.len() <= MAX_PENDING);
+        assert!(
+            r.waiting_keyframe,
+            "frames dropped from the pending set break the chain"
+        );
     }
 }

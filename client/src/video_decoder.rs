@@ -188,8 +188,25 @@ fn run(mut decoder: dav1d::Decoder, input: Receiver<NetFrame>, ctx: &DecoderCont
             tracks.resync();
         }
         let (ready, switched) = match received {
-            Ok(frame) => tracks.push(frame, target, Instant::now()),
-            Err(RecvTimeoutError::Timeout) => (tracks.current_track.poll(Instant::now()), false),
+            Ok(frame) => {
+                let (seq, late_before) = (frame.header.seq, tracks.late());
+                let pushed = tracks.push(frame, target, Instant::now());
+                if tracks.late() > late_before {
+                    tracing::debug!("video frame {seq} arrived after decoding moved past it");
+                }
+                pushed
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let awaited = tracks.current_track.awaited();
+                let ready = tracks.current_track.poll(Instant::now());
+                if let (true, Some(seq)) = (ready.need_keyframe, awaited) {
+                    tracing::info!(
+                        "video frame {seq} still missing {} ms after a later one arrived: asking for a keyframe (whichever comes first is decoded)",
+                        GAP_TIMEOUT.as_millis()
+                    );
+                }
+                (ready, false)
+            }
             Err(RecvTimeoutError::Disconnected) => return,
         };
         if switched {

@@ -34,9 +34,20 @@ pub fn default_audio_bitrates() -> Vec<u32> {
 pub const DEFAULT_AUDIO_KBPS: u32 = 48;
 
 impl Ladder {
+    /// The top rung's bitrate for a picture size when none is given: 800 kbit/s at 640x360,
+    /// growing with the pixel count to the power 0.66 (the usual rule that bits per pixel fall
+    /// as pictures grow): 2000 at 1280x720, 3400 at 1920x1080. In steps of 50.
+    pub fn default_bitrate_kbps(width: usize, height: usize) -> u32 {
+        let ratio = (width * height) as f64 / (640.0 * 360.0);
+        let kbps = 800.0 * ratio.powf(0.66);
+        ((kbps / 50.0).round() as u32 * 50).max(50)
+    }
+
     /// The default ladder for a source of `width`x`height` at `fps`: the source size at
-    /// `bitrate_kbps`, then two thirds and half of it at lower bitrates. Sized to what a 2-core
-    /// machine encodes in real time all at once (docs/BENCHMARKS.md).
+    /// `bitrate_kbps`, then two thirds and half of it at lower bitrates; from 720 lines up,
+    /// half and a quarter of it. Sized to what a 2-core machine encodes in real time all at
+    /// once (docs/BENCHMARKS.md, "The ladder, every rung encoded at once": with a 1280x720
+    /// top, a two-thirds second rung does not hold 30 fps, halving does).
     pub fn default_for(width: usize, height: usize, fps: u32, bitrate_kbps: u32) -> Self {
         let even = |v: usize| (v / 2) * 2;
         let mut renditions = vec![RenditionSpec {
@@ -46,7 +57,12 @@ impl Ladder {
             fps,
             bitrate_kbps,
         }];
-        for (num, den, share) in [(2, 3, 50), (1, 2, 30)] {
+        let steps = if height >= 720 {
+            [(1, 2, 35), (1, 4, 12)]
+        } else {
+            [(2, 3, 50), (1, 2, 30)]
+        };
+        for (num, den, share) in steps {
             let (w, h) = (even(width * num / den), even(height * num / den));
             if w >= 64 && h >= 64 {
                 renditions.push(RenditionSpec {
@@ -185,6 +201,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn default_bitrates_grow_with_the_picture() {
+        assert_eq!(Ladder::default_bitrate_kbps(640, 360), 800);
+        assert_eq!(Ladder::default_bitrate_kbps(1280, 720), 2000);
+        assert_eq!(Ladder::default_bitrate_kbps(1920, 1080), 3400);
+        assert_eq!(Ladder::default_bitrate_kbps(2, 2), 50);
+    }
+
+    #[test]
     fn default_ladder_has_three_even_rungs() {
         let l = Ladder::default_for(640, 360, 30, 800);
         let sizes: Vec<_> = l
@@ -195,6 +219,22 @@ mod tests {
         assert_eq!(
             sizes,
             vec![(640, 360, 800), (426, 240, 400), (320, 180, 240)]
+        );
+        l.validate().unwrap();
+        // From 720 lines up each rung halves the one above.
+        let l = Ladder::default_for(1280, 720, 30, 2000);
+        let sizes: Vec<_> = l
+            .renditions
+            .iter()
+            .map(|r| (r.name.as_str(), r.width, r.height, r.bitrate_kbps))
+            .collect();
+        assert_eq!(
+            sizes,
+            vec![
+                ("720p", 1280, 720, 2000),
+                ("360p", 640, 360, 700),
+                ("180p", 320, 180, 240)
+            ]
         );
         l.validate().unwrap();
     }

@@ -27,7 +27,7 @@ use streamsocket_server::video_encoder::EncoderKind;
 /// machine-readable timestamp row, and a flash with an audio click once a second; files
 /// stream in real time, looping).
 ///
-/// The defaults (640x360 at 30 fps, libaom in real-time mode with 2 tiles on 2 threads) are
+/// The defaults (1280x720 at 30 fps with 360p and 180p below it, libaom in real-time mode with 2 tiles on 2 threads) are
 /// what a 2-core machine encodes in real time with every rung of the ladder at once. See
 /// docs/BENCHMARKS.md for what each encoder and setting costs. Ctrl-C or SIGTERM stops the
 /// server and tells every viewer why.
@@ -98,22 +98,24 @@ struct Args {
     /// Play --video and --audio files once instead of looping them.
     #[arg(long)]
     no_loop: bool,
-    /// Picture width in pixels (even) of the test pattern: the top rendition of the default
-    /// ladder. A file's own size is used instead.
-    #[arg(long, default_value_t = 640)]
+    /// Picture width in pixels (even) of the test pattern, or the camera mode asked for: the
+    /// top rendition of the default ladder. A file's own size is used instead.
+    #[arg(long, default_value_t = 1280)]
     width: usize,
     /// Picture height in pixels (even).
-    #[arg(long, default_value_t = 360)]
+    #[arg(long, default_value_t = 720)]
     height: usize,
     /// Frames per second (a file's own rate is used instead).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=240))]
     fps: u32,
-    /// Video bitrate of the top rendition in kbit/s (lower rungs get 50% and 30%).
-    #[arg(long, default_value_t = 800)]
-    bitrate: u32,
+    /// Video bitrate of the top rendition in kbit/s. Default: from the picture size (2000 at
+    /// 1280x720, 800 at 640x360); the lower rungs of the default ladder get a share of it.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(50..=100_000))]
+    bitrate: Option<u32>,
     /// The quality ladder, highest first: name:WIDTHxHEIGHT@FPS:KBPS,... (the first rung is the
     /// source). Default: the source size, two thirds and half of it, e.g.
-    /// 360p:640x360@30:800,240p:426x240@30:400,180p:320x180@30:240.
+    /// 360p:640x360@30:800,240p:426x240@30:400,180p:320x180@30:240; from 720 lines up, half and
+    /// a quarter (720p:1280x720@30:2000,360p:640x360@30:700,180p:320x180@30:240).
     #[arg(long, value_name = "LADDER", conflicts_with = "config")]
     ladder: Option<String>,
     /// Ladder from a TOML file: [[rendition]] tables with name, width, height, fps and
@@ -145,7 +147,7 @@ struct Args {
     /// docs/BENCHMARKS.md, section 1.
     #[arg(long, default_value = "aom", value_name = "aom|rav1e")]
     encoder: EncoderKind,
-    /// Encoder speed, 0 (slowest, best) to 10 (fastest): libaom's cpu-used (default 9) or
+    /// Encoder speed, 0 (slowest, best) to 10 (fastest): libaom's cpu-used (default 9, 10 from 1280x720 up) or
     /// rav1e's speed preset (default 10).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=10))]
     speed: Option<u8>,
@@ -286,7 +288,13 @@ async fn main() -> ExitCode {
         }),
         (None, None) => Ok(Ladder {
             audio_bitrates_kbps: args.audio_bitrates.clone(),
-            ..Ladder::default_for(format.width, format.height, format.fps, args.bitrate)
+            ..Ladder::default_for(
+                format.width,
+                format.height,
+                format.fps,
+                args.bitrate
+                    .unwrap_or_else(|| Ladder::default_bitrate_kbps(format.width, format.height)),
+            )
         }),
     };
     let ladder = match ladder.and_then(|l| l.validate().map(|()| l)) {

@@ -52,18 +52,50 @@ pub struct ServerProcess {
     stdout_lines: Arc<Mutex<Vec<String>>>,
 }
 
+/// The picture size tests and benchmarks run the test source at unless they choose: 640x360
+/// (ladder 360p, 240p, 180p), the size the latency targets are set at, and light enough for
+/// CI's 2 cores to run several decoding viewers beside the server. The shipped default is
+/// 1280x720 ([`ServerProcess::start_as_shipped`]).
+pub const TEST_PICTURE: [&str; 4] = ["--width", "640", "--height", "360"];
+
+/// The server options [`ServerProcess::start`] runs with `extra`, as benchmarks print them:
+/// `extra`, after [`TEST_PICTURE`] unless `extra` sets the size.
+pub fn server_options(extra: &[&str]) -> Vec<String> {
+    let sized = extra.iter().any(|a| *a == "--width" || *a == "--height");
+    let picture: &[&str] = if sized { &[] } else { &TEST_PICTURE };
+    picture.iter().chain(extra).map(|s| s.to_string()).collect()
+}
+
 impl ServerProcess {
-    /// Starts a server with fresh certificates in a temporary directory.
+    /// Starts a server with fresh certificates in a temporary directory, at
+    /// [`TEST_PICTURE`] unless `extra` sets the size.
     pub fn start(extra: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let certs = dir.path().join("certs");
         Self::start_with_certs(&certs, Some(dir), extra)
     }
 
+    /// Starts a server with its shipped picture size and ladder (only the test source and a
+    /// loopback address chosen, as for every test).
+    pub fn start_as_shipped(extra: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let certs = dir.path().join("certs");
+        Self::spawn(&certs, Some(dir), extra, false)
+    }
+
     pub fn start_with_certs(
         certs: &Path,
         owner: Option<tempfile::TempDir>,
         extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        Self::spawn(certs, owner, extra, true)
+    }
+
+    fn spawn(
+        certs: &Path,
+        owner: Option<tempfile::TempDir>,
+        extra: &[&str],
+        test_picture: bool,
     ) -> anyhow::Result<Self> {
         let log_dir = tempfile::tempdir()?;
         let log = log_dir.path().join("server.log");
@@ -79,6 +111,9 @@ impl ServerProcess {
         }
         if !chooses(&["--audio", "--microphone"]) {
             defaults.extend(["--audio", "test"]);
+        }
+        if test_picture && !chooses(&["--width", "--height"]) {
+            defaults.extend(TEST_PICTURE);
         }
         let mut child = Command::new(bin("streamsocket-server"))
             .arg("--certs")
@@ -164,6 +199,11 @@ impl ServerProcess {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// What the server has printed on standard output so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout_lines.lock().expect("not poisoned").clone()
     }
 
     /// Waits until the server printed a line starting with `prefix` on standard output.

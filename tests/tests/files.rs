@@ -181,7 +181,13 @@ fn files_stream_in_real_time_and_arrive_as_sent() {
     let rms = (steady.iter().map(|s| s * s).sum::<f64>() / steady.len() as f64).sqrt();
     // Half scale: RMS 0.354.
     assert!((rms - 0.354).abs() < 0.04, "tone arrived at RMS {rms:.3}");
-    assert!(num(stats, "/audio/packets_concealed") <= 2.0, "{stats:#}");
+    // Nothing lost on loopback, and nothing concealed without a cause that is counted: a
+    // packet the machine delivered after its playout time (how many depends on how busy the
+    // machine is, so it is not bounded here; docs/BENCHMARKS.md measures it).
+    assert!(
+        num(stats, "/audio/packets_concealed") <= num(stats, "/audio/packets_late") + 2.0,
+        "{stats:#}"
+    );
     eprintln!(
         "{} pictures, worst {worst_db:.1} dB, {not_shown} not shown ({counted} counted); \
          tone {hz:.1} Hz at RMS {rms:.3}",

@@ -6,10 +6,14 @@ use std::time::Duration;
 use streamsocket_tests::{exclusive, num, run_viewer, ServerProcess};
 
 const SECONDS: f64 = 5.0;
+/// The size tests run the source at ([`streamsocket_tests::TEST_PICTURE`]).
+const TEST_PICTURE: (f64, f64) = (640.0, 360.0);
+/// The shipped default.
+const SHIPPED_PICTURE: (f64, f64) = (1280.0, 720.0);
 const FPS: f64 = 30.0;
 
-/// What every healthy run must show, headless or windowed.
-fn assert_healthy(stats: &serde_json::Value) {
+/// What every healthy run must show, headless or windowed, of pictures `width`x`height`.
+fn assert_healthy(stats: &serde_json::Value, (width, height): (f64, f64)) {
     let received = num(stats, "/video/frames_received");
     let decoded = num(stats, "/video/frames_decoded");
     // At least half the frames of the run (the machine is shared and slow), and nearly
@@ -24,8 +28,8 @@ fn assert_healthy(stats: &serde_json::Value) {
     );
     assert_eq!(num(stats, "/video/decode_errors"), 0.0, "{stats:#}");
     assert!(num(stats, "/video/keyframes") >= 1.0);
-    assert_eq!(num(stats, "/video/width"), 640.0);
-    assert_eq!(num(stats, "/video/height"), 360.0);
+    assert_eq!(num(stats, "/video/width"), width, "{stats:#}");
+    assert_eq!(num(stats, "/video/height"), height, "{stats:#}");
     assert!(num(stats, "/video/bytes") > 10_000.0);
 
     // Latency is positive and plausible on loopback (the encoder alone holds a few frames).
@@ -107,7 +111,7 @@ fn headless_viewer_decodes_the_live_stream() {
     assert_encoder(&server, "aom");
     let run = watch_headless(&server);
     let stats = run.stats();
-    assert_healthy(stats);
+    assert_healthy(stats, TEST_PICTURE);
     assert_eq!(num(stats, "/video/frames_skipped"), 0.0, "{stats:#}");
     assert_eq!(
         num(stats, "/video/stages_ms/encoder_wait/max"),
@@ -139,6 +143,7 @@ fn headless_viewer_decodes_the_live_stream() {
     );
 }
 
+/// The shipped defaults, as a user gets them: a 1280x720 picture in a real window.
 #[test]
 fn viewer_window_shows_the_stream_under_xvfb() {
     let _machine = exclusive();
@@ -149,7 +154,9 @@ fn viewer_window_shows_the_stream_under_xvfb() {
         xvfb.is_ok(),
         "xvfb-run is not installed: run scripts/install-deps.sh (windowed tests need it)"
     );
-    let server = ServerProcess::start(&[]).unwrap();
+    let server = ServerProcess::start_as_shipped(&[]).unwrap();
+    let ladder = server.wait_for_stdout_line("rendition 1:", Duration::from_secs(5));
+    assert!(ladder.contains("1280x720"), "shipped top rung: {ladder}");
     let ca = server.ca();
     let run = run_viewer(
         &server.addr.to_string(),
@@ -161,7 +168,7 @@ fn viewer_window_shows_the_stream_under_xvfb() {
             "--ca",
             ca.to_str().unwrap(),
         ],
-        &["xvfb-run", "-a"],
+        &["xvfb-run", "-a", "-s", "-screen 0 1280x800x24"],
         Duration::from_secs(40),
     )
     .unwrap();
@@ -171,7 +178,7 @@ fn viewer_window_shows_the_stream_under_xvfb() {
         run.stderr()
     );
     let stats = run.stats();
-    assert_healthy(stats);
+    assert_healthy(stats, SHIPPED_PICTURE);
     // The window showed pictures, and their capture-to-presented latency was measured.
     let decoded = num(stats, "/video/frames_decoded");
     let presented = num(stats, "/video/frames_presented");
@@ -194,7 +201,7 @@ fn the_rav1e_backend_streams_end_to_end() {
     assert_encoder(&server, "rav1e");
     let run = watch_headless(&server);
     let stats = run.stats();
-    assert_healthy(stats);
+    assert_healthy(stats, TEST_PICTURE);
     assert_eq!(num(stats, "/video/frames_skipped"), 0.0, "{stats:#}");
     assert!(
         num(stats, "/video/stages_ms/encoder_wait/p50") > 0.0,

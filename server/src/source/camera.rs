@@ -187,7 +187,7 @@ impl VideoInput for CameraInput {
     fn next_frame(
         &mut self,
         clock: &MediaClock,
-        wanted: bool,
+        wanted: &dyn Fn() -> bool,
         _stats: &SourceStats,
     ) -> anyhow::Result<Option<RawFrame>> {
         // With a signal, wait for the camera up to NO_SIGNAL_AFTER; without one, keep
@@ -202,7 +202,7 @@ impl VideoInput for CameraInput {
                     tracing::info!("camera signal back");
                     self.signal = true;
                 }
-                Ok(wanted.then_some(frame))
+                Ok(wanted().then_some(frame))
             }
             Err(RecvTimeoutError::Timeout) => {
                 if self.signal {
@@ -213,7 +213,7 @@ impl VideoInput for CameraInput {
                 }
                 self.next_no_signal = Some(Instant::now() + self.frame_period());
                 self.stats.no_signal_frames.fetch_add(1, Ordering::Relaxed);
-                Ok(wanted.then(|| RawFrame {
+                Ok(wanted().then(|| RawFrame {
                     capture_us: clock.now_us(),
                     ..self.no_signal.clone()
                 }))
@@ -328,7 +328,7 @@ mod tests {
         let stats = SourceStats::default();
         let next = |input: &mut CameraInput| {
             input
-                .next_frame(&clock, true, &stats)
+                .next_frame(&clock, &|| true, &stats)
                 .unwrap()
                 .expect("wanted")
         };

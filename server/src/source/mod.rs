@@ -71,12 +71,13 @@ pub trait VideoInput: Send {
     /// The size and rate of its pictures (the default ladder's top rung).
     fn format(&self) -> PictureFormat;
     /// Blocks until the next picture is due and returns it stamped with its capture time on
-    /// `clock`. `wanted` is false while no encoder runs: an input may then skip making the
-    /// picture (returning `None`) but keeps time.
+    /// `clock`. `wanted` says whether any encoder runs; an input asks it once the picture is
+    /// due (an encoder started during the wait takes this picture, not the next one) and may
+    /// then skip making it (returning `None`) but keeps time.
     fn next_frame(
         &mut self,
         clock: &MediaClock,
-        wanted: bool,
+        wanted: &dyn Fn() -> bool,
         stats: &SourceStats,
     ) -> anyhow::Result<Option<RawFrame>>;
     /// The input's own counters (device losses, bad or dropped frames), for the log.
@@ -385,8 +386,9 @@ pub fn spawn_video(
                         })
                     },
                 );
-                let wanted = !taps.lock().expect("not poisoned").is_empty() || preview.is_some();
-                let frame = match input.next_frame(&clock, wanted, &stats) {
+                let previewing = preview.is_some();
+                let wanted = || previewing || !taps.lock().expect("not poisoned").is_empty();
+                let frame = match input.next_frame(&clock, &wanted, &stats) {
                     Ok(Some(f)) => f,
                     Ok(None) => continue,
                     Err(e) => return log_stop("video", &e),

@@ -50,13 +50,13 @@ impl VideoInput for TestPattern {
     fn next_frame(
         &mut self,
         clock: &MediaClock,
-        wanted: bool,
+        wanted: &dyn Fn() -> bool,
         stats: &SourceStats,
     ) -> anyhow::Result<Option<RawFrame>> {
         let fps = self.fps as u64;
         let pacer = self.pacer.get_or_insert_with(|| Pacer::new(clock, fps, 1));
         let (index, capture_us) = pacer.wait(clock, &stats.skipped_late);
-        if !wanted {
+        if !wanted() {
             return Ok(None);
         }
         let t0 = Instant::now();
@@ -105,5 +105,41 @@ impl AudioInput for TestTone {
         let (n, capture_us) = self.chunks.wait(clock, pcm.len());
         self.tone.fill(n * pcm.len() as u64, pcm);
         Ok(capture_us)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn whether_a_picture_is_wanted_is_asked_once_it_is_due() {
+        // An encoder that starts while the source waits for a slot must get that slot's
+        // picture: the question comes after the wait, not before it.
+        let clock = MediaClock::start();
+        let stats = SourceStats::default();
+        let mut input = TestPattern::new(64, 64, 30);
+        for _ in 0..3 {
+            let asked_at = Cell::new(None);
+            let wanted = || {
+                asked_at.set(Some(Instant::now()));
+                true
+            };
+            let frame = input
+                .next_frame(&clock, &wanted, &stats)
+                .unwrap()
+                .expect("wanted, so made");
+            let asked_at = asked_at.get().expect("asked");
+            assert!(
+                asked_at >= clock.instant_at(frame.capture_us),
+                "asked before the picture was due"
+            );
+        }
+        // Not wanted: time is kept, nothing is made.
+        assert!(input
+            .next_frame(&clock, &|| false, &stats)
+            .unwrap()
+            .is_none());
     }
 }

@@ -155,7 +155,7 @@ impl VideoInput for Y4mFile {
     fn next_frame(
         &mut self,
         clock: &MediaClock,
-        wanted: bool,
+        wanted: &dyn Fn() -> bool,
         stats: &SourceStats,
     ) -> anyhow::Result<Option<RawFrame>> {
         let (num, den) = self.rate;
@@ -177,7 +177,7 @@ impl VideoInput for Y4mFile {
         stats
             .render_us_total
             .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
-        Ok(wanted.then_some(frame))
+        Ok(wanted().then_some(frame))
     }
 }
 

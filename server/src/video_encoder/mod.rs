@@ -114,6 +114,15 @@ impl EncoderSettings {
         fps: u32,
         bitrate_kbps: u32,
     ) -> Self {
+        let mut backend = BackendTuning::realtime(kind);
+        // From 1280x720 up, libaom's fastest preset: it keeps a 720p rung and the rungs below
+        // it on time on 2 cores, for 0.02 dB (docs/BENCHMARKS.md, section 1 and "The ladder,
+        // every rung encoded at once").
+        if let BackendTuning::Aom(t) = &mut backend {
+            if width * height >= 1280 * 720 {
+                t.cpu_used = 10;
+            }
+        }
         Self {
             width,
             height,
@@ -122,7 +131,7 @@ impl EncoderSettings {
             tiles: 2,
             threads: 2,
             keyframe_interval: fps as u64 * 2,
-            backend: BackendTuning::realtime(kind),
+            backend,
         }
     }
 
@@ -368,6 +377,8 @@ pub fn spawn(
             let mut scaler = Scaler::new(w, h);
             let interval_us = 1_000_000 / fps as u64;
             let mut next_due = 0u64;
+            let opened_us = encoder.clock.now_us();
+            let mut first = true;
             for source in input {
                 // A rung at a lower frame rate than the source takes every n-th frame.
                 if source.capture_us + interval_us / 2 < next_due {
@@ -383,8 +394,19 @@ pub fn spawn(
                     }
                 };
                 let force = keyframes.take(Instant::now());
+                let encode_start_us = encoder.clock.now_us();
                 match encoder.encode(&raw, force) {
                     Ok(frames) => {
+                        if std::mem::take(&mut first) {
+                            let now = encoder.clock.now_us();
+                            tracing::debug!(
+                                rendition = encoder.rendition,
+                                "first picture encoded {:.1} ms after the encoder opened: captured {:.1} ms after, encoded in {:.1} ms",
+                                now.saturating_sub(opened_us) as f64 / 1000.0,
+                                source.capture_us as f64 / 1000.0 - opened_us as f64 / 1000.0,
+                                now.saturating_sub(encode_start_us) as f64 / 1000.0,
+                            );
+                        }
                         for f in frames {
                             stats.frames_out.fetch_add(1, Ordering::Relaxed);
                             stats
