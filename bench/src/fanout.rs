@@ -34,15 +34,21 @@ pub struct Seen {
     pub rendition: Option<Rendition>,
 }
 
-/// A light viewer of `rendition` for `watch`.
+/// A light viewer of `rendition` for `watch`. Each has its own socket, as viewers on
+/// different machines would: one shared socket would see every viewer's burst at once and
+/// overflow.
 pub async fn light_viewer(
-    endpoint: quinn::Endpoint,
     config: quinn::ClientConfig,
     addr: std::net::SocketAddr,
     watch: Duration,
     rendition: WishedRendition,
 ) -> Seen {
     let mut seen = Seen::default();
+    let Ok(endpoint) =
+        streamsocket_transport::endpoint::client("127.0.0.1:0".parse().expect("address"))
+    else {
+        return seen;
+    };
     let Ok(connecting) = endpoint.connect_with(config, addr, "localhost") else {
         return seen;
     };
@@ -214,19 +220,13 @@ pub fn run(
     let cpu_before = crate::cpu_seconds(pid);
     let started = Instant::now();
     let (seen, rss) = runtime.block_on(async {
-        // Each viewer has its own socket, as viewers on different machines would: one shared
-        // socket would see every viewer's burst at once and overflow.
         let tasks: Vec<_> = (0..n)
             .map(|i| {
-                let endpoint = streamsocket_transport::endpoint::client(
-                    "127.0.0.1:0".parse().expect("address"),
-                )
-                .expect("bind");
                 let arrival = join_over * i as u32 / n as u32;
                 let config = config.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(arrival).await;
-                    light_viewer(endpoint, config, addr, watch, WishedRendition::Fixed(0)).await
+                    light_viewer(config, addr, watch, WishedRendition::Fixed(0)).await
                 })
             })
             .collect();

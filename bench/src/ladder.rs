@@ -47,21 +47,13 @@ pub fn run(seconds: u64, server_args: &[String]) -> anyhow::Result<()> {
     let seen: Vec<Seen> = runtime.block_on(async {
         let tasks: Vec<_> = (0..rungs.len())
             .map(|i| {
-                let endpoint = streamsocket_transport::endpoint::client(
-                    "127.0.0.1:0".parse().expect("address"),
-                )
-                .expect("bind");
                 let config = config.clone();
-                tokio::spawn(async move {
-                    light_viewer(
-                        endpoint,
-                        config,
-                        addr,
-                        watch,
-                        WishedRendition::Fixed(i as u8),
-                    )
-                    .await
-                })
+                tokio::spawn(light_viewer(
+                    config,
+                    addr,
+                    watch,
+                    WishedRendition::Fixed(i as u8),
+                ))
             })
             .collect();
         let mut seen = Vec::new();
