@@ -44,11 +44,15 @@ pub async fn light_viewer(
     rendition: WishedRendition,
 ) -> Seen {
     let mut seen = Seen::default();
-    let Ok(endpoint) =
-        streamsocket_transport::endpoint::client("127.0.0.1:0".parse().expect("address"))
-    else {
-        return seen;
-    };
+    let endpoint =
+        match streamsocket_transport::endpoint::client("127.0.0.1:0".parse().expect("address")) {
+            Ok(e) => e,
+            Err(e) => {
+                // Out of file descriptors, most likely: said, and counted as not connected.
+                eprintln!("light viewer: cannot open a socket: {e}");
+                return seen;
+            }
+        };
     let Ok(connecting) = endpoint.connect_with(config, addr, "localhost") else {
         return seen;
     };

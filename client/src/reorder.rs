@@ -36,7 +36,8 @@ pub struct Reorder<F> {
     pub skipped: u64,
     /// Frames that arrived after decoding had moved past them.
     pub late: u64,
-    /// Times decoding had to wait for a keyframe after a loss.
+    /// Losses that made decoding ask for a keyframe (a gap past the timeout, counted once
+    /// even if a late retransmission then filled it; a decoder failure; a broken chain).
     pub keyframe_waits: u64,
 }
 
@@ -81,6 +82,8 @@ impl<F: Sequenced> Reorder<F> {
             return Ready::default();
         }
         self.pending.insert(seq, frame);
+        // Drained first: the frame that just came may be the one everything waits for.
+        let mut ready = self.drain(now);
         if self.pending.len() > MAX_PENDING {
             while self.pending.len() > MAX_PENDING {
                 let Some((oldest, _)) = self.pending.pop_first() else {
@@ -96,8 +99,9 @@ impl<F: Sequenced> Reorder<F> {
             if !self.waiting_keyframe {
                 self.lose_gap();
             }
+            ready.need_keyframe |= self.waiting_keyframe && self.next_seq.is_some();
         }
-        self.drain(now)
+        ready
     }
 
     /// Called when [`Self::gap_deadline`] passes: a gap older than the gap timeout asks for a
@@ -124,6 +128,7 @@ impl<F: Sequenced> Reorder<F> {
             self.waiting_keyframe = true;
             self.keyframe_waits += 1;
         }
+        self.end_gap();
         Ready {
             frames: Vec::new(),
             need_keyframe: true,
@@ -365,6 +370,23 @@ mod tests {
         assert!(r.push(F(1, false), t).frames.is_empty());
         assert_eq!(seqs(&r.push(F(2, true), t)), vec![2]);
         assert_eq!(r.skipped, 1);
+    }
+
+    #[test]
+    fn the_awaited_frame_is_decoded_even_when_the_pending_set_is_full() {
+        let mut r = Reorder::new(Duration::from_secs(10));
+        let t = Instant::now();
+        r.push(F(0, true), t);
+        let last = MAX_PENDING as u64 + 1;
+        for s in 2..=last {
+            assert!(r.push(F(s, false), t).frames.is_empty());
+        }
+        assert_eq!(r.pending.len(), MAX_PENDING);
+        // 1 comes last, with the pending set full: it and everything after it decode.
+        let ready = r.push(F(1, false), t);
+        assert_eq!(seqs(&ready), (1..=last).collect::<Vec<_>>());
+        assert_eq!((r.skipped, r.late), (0, 0));
+        assert!(!ready.need_keyframe);
     }
 
     #[test]

@@ -40,7 +40,8 @@ impl Sequenced for NetFrame {
     }
 }
 
-/// How long a missing frame is waited for before the frames after it are given up.
+/// How long a missing frame is waited for before a keyframe is asked for (the frames after it
+/// are kept until the missing frame or a keyframe comes: `reorder`).
 pub const GAP_TIMEOUT: Duration = Duration::from_millis(150);
 
 pub struct DecoderContext {
@@ -198,12 +199,19 @@ fn run(mut decoder: dav1d::Decoder, input: Receiver<NetFrame>, ctx: &DecoderCont
             }
             Err(RecvTimeoutError::Timeout) => {
                 let awaited = tracks.current_track.awaited();
+                let asks_before = tracks.current_track.keyframe_waits;
                 let ready = tracks.current_track.poll(Instant::now());
                 if let (true, Some(seq)) = (ready.need_keyframe, awaited) {
-                    tracing::info!(
-                        "video frame {seq} still missing {} ms after a later one arrived: asking for a keyframe (whichever comes first is decoded)",
-                        GAP_TIMEOUT.as_millis()
-                    );
+                    if tracks.current_track.keyframe_waits > asks_before {
+                        tracing::info!(
+                            "video frame {seq} still missing {} ms after a later one arrived: asking for a keyframe (whichever comes first is decoded)",
+                            GAP_TIMEOUT.as_millis()
+                        );
+                    } else {
+                        tracing::debug!(
+                            "video frame {seq} still missing: asking for a keyframe again"
+                        );
+                    }
                 }
                 (ready, false)
             }

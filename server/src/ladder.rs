@@ -44,8 +44,8 @@ impl Ladder {
     }
 
     /// The default ladder for a source of `width`x`height` at `fps`: the source size at
-    /// `bitrate_kbps`, then two thirds and half of it at lower bitrates; from 720 lines up,
-    /// half and a quarter of it. Sized to what a 2-core machine encodes in real time all at
+    /// `bitrate_kbps`, then two thirds and half of it at lower bitrates; from 1280x720 up
+    /// ([`crate::video_encoder::is_hd`]), half and a quarter of it. Sized to what a 2-core machine encodes in real time all at
     /// once (docs/BENCHMARKS.md, "The ladder, every rung encoded at once": with a 1280x720
     /// top, a two-thirds second rung does not hold 30 fps, halving does).
     pub fn default_for(width: usize, height: usize, fps: u32, bitrate_kbps: u32) -> Self {
@@ -57,7 +57,7 @@ impl Ladder {
             fps,
             bitrate_kbps,
         }];
-        let steps = if height >= 720 {
+        let steps = if crate::video_encoder::is_hd(width, height) {
             [(1, 2, 35), (1, 4, 12)]
         } else {
             [(2, 3, 50), (1, 2, 30)]
@@ -221,7 +221,7 @@ mod tests {
             vec![(640, 360, 800), (426, 240, 400), (320, 180, 240)]
         );
         l.validate().unwrap();
-        // From 720 lines up each rung halves the one above.
+        // From 1280x720 up each rung halves the one above.
         let l = Ladder::default_for(1280, 720, 30, 2000);
         let sizes: Vec<_> = l
             .renditions

@@ -110,11 +110,11 @@ struct Args {
     fps: u32,
     /// Video bitrate of the top rendition in kbit/s. Default: from the picture size (2000 at
     /// 1280x720, 800 at 640x360); the lower rungs of the default ladder get a share of it.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(50..=100_000))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(50..=100_000), conflicts_with_all = ["ladder", "config"])]
     bitrate: Option<u32>,
     /// The quality ladder, highest first: name:WIDTHxHEIGHT@FPS:KBPS,... (the first rung is the
     /// source). Default: the source size, two thirds and half of it, e.g.
-    /// 360p:640x360@30:800,240p:426x240@30:400,180p:320x180@30:240; from 720 lines up, half and
+    /// 360p:640x360@30:800,240p:426x240@30:400,180p:320x180@30:240; from 1280x720 up, half and
     /// a quarter (720p:1280x720@30:2000,360p:640x360@30:700,180p:320x180@30:240).
     #[arg(long, value_name = "LADDER", conflicts_with = "config")]
     ladder: Option<String>,

@@ -58,10 +58,17 @@ pub struct ServerProcess {
 /// 1280x720 ([`ServerProcess::start_as_shipped`]).
 pub const TEST_PICTURE: [&str; 4] = ["--width", "640", "--height", "360"];
 
+/// Whether a server option sets the picture size (`--width 640` or `--width=640`).
+fn sets_size(arg: &str) -> bool {
+    ["--width", "--height"]
+        .iter()
+        .any(|flag| arg == *flag || arg.starts_with(&format!("{flag}=")))
+}
+
 /// The server options [`ServerProcess::start`] runs with `extra`, as benchmarks print them:
 /// `extra`, after [`TEST_PICTURE`] unless `extra` sets the size.
 pub fn server_options(extra: &[&str]) -> Vec<String> {
-    let sized = extra.iter().any(|a| *a == "--width" || *a == "--height");
+    let sized = extra.iter().any(|a| sets_size(a));
     let picture: &[&str] = if sized { &[] } else { &TEST_PICTURE };
     picture.iter().chain(extra).map(|s| s.to_string()).collect()
 }
@@ -112,7 +119,7 @@ impl ServerProcess {
         if !chooses(&["--audio", "--microphone"]) {
             defaults.extend(["--audio", "test"]);
         }
-        if test_picture && !chooses(&["--width", "--height"]) {
+        if test_picture && !extra.iter().any(|a| sets_size(a)) {
             defaults.extend(TEST_PICTURE);
         }
         let mut child = Command::new(bin("streamsocket-server"))

@@ -15,10 +15,10 @@ fn space_pauses_and_resumes_the_broadcast_and_q_stops_the_server() {
     // Inside the virtual display: the server with its preview, a headless viewer; once the
     // viewer decodes, Space pauses; after 1.5 s of pause Space resumes; when the viewer is
     // done, Q stops the server. Each step waits for the log line that says the last one
-    // happened.
+    // happened. The test picture size (streamsocket_tests::TEST_PICTURE), as for every test.
     let script = r#"
 wait_for() { until grep -q "$2" "$1"; do kill -0 $3 2>/dev/null || { echo "process gone waiting for $2"; exit 1; }; sleep 0.05; done; }
-"$SERVER_BIN" --listen 127.0.0.1:0 --certs "$CERTS" --preview >"$SOUT" 2>"$SLOG" &
+"$SERVER_BIN" --listen 127.0.0.1:0 --certs "$CERTS" --width 640 --height 360 --preview >"$SOUT" 2>"$SLOG" &
 SPID=$!
 wait_for "$SOUT" "listening on" $SPID
 ADDR=$(grep "listening on" "$SOUT" | awk '{print $3}')

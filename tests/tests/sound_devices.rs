@@ -41,9 +41,9 @@ trap 'kill $PA 2>/dev/null' EXIT
 until pactl info >/dev/null 2>&1; do kill -0 $PA || { cat "$DIR/pulse.log"; exit 1; }; sleep 0.05; done
 pactl set-default-sink test_speakers
 pactl set-default-source test_speakers.monitor
-"$SERVER_BIN" --listen 127.0.0.1:0 --certs "$DIR/a" --video test --audio "$DIR/tone.wav" >"$DIR/a.out" 2>"$DIR/a.log" &
+"$SERVER_BIN" --listen 127.0.0.1:0 --certs "$DIR/a" --video test --width 640 --height 360 --audio "$DIR/tone.wav" >"$DIR/a.out" 2>"$DIR/a.log" &
 A=$!
-"$SERVER_BIN" --listen 127.0.0.1:0 --certs "$DIR/b" --video test --audio mic --microphone pulse >"$DIR/b.out" 2>"$DIR/b.log" &
+"$SERVER_BIN" --listen 127.0.0.1:0 --certs "$DIR/b" --video test --width 640 --height 360 --audio mic --microphone pulse >"$DIR/b.out" 2>"$DIR/b.log" &
 B=$!
 wait_for "$DIR/a.out" "listening on" $A
 wait_for "$DIR/b.out" "audio source" $B

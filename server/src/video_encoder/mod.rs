@@ -90,6 +90,13 @@ impl BackendTuning {
     }
 }
 
+/// Whether a picture is 1280x720 or more (in pixels): from there the default ladder halves at
+/// each rung and libaom takes its fastest preset, so that 2 cores encode every rung at once
+/// (docs/BENCHMARKS.md, section 2, "The ladder, every rung encoded at once").
+pub fn is_hd(width: usize, height: usize) -> bool {
+    width * height >= 1280 * 720
+}
+
 /// Settings for one rendition's encoder. The defaults are the real-time tuning measured in
 /// `docs/BENCHMARKS.md` for 2 cores.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +126,7 @@ impl EncoderSettings {
         // it on time on 2 cores, for 0.02 dB (docs/BENCHMARKS.md, section 1 and "The ladder,
         // every rung encoded at once").
         if let BackendTuning::Aom(t) = &mut backend {
-            if width * height >= 1280 * 720 {
+            if is_hd(width, height) {
                 t.cpu_used = 10;
             }
         }
