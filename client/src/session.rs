@@ -701,7 +701,8 @@ async fn control(
                 }
             }
             _ = ping_timer.tick() => {
-                if ping_seq == 5 {
+                // Pings 0 to 4 go 50 ms apart; after the fifth, one a second.
+                if ping_seq == 4 {
                     ping_timer = tokio::time::interval_at(
                         tokio::time::Instant::now() + Duration::from_secs(1),
                         Duration::from_secs(1),

@@ -347,6 +347,16 @@ pub fn client_config(
     trust: Trust,
     identity: Option<&ViewerIdentity>,
 ) -> anyhow::Result<(quinn::ClientConfig, Arc<ExplainingVerifier>)> {
+    client_config_with_alpn(trust, identity, streamsocket_proto::ALPN)
+}
+
+/// [`client_config`] offering another application protocol: for tests of how a server
+/// refuses one it does not speak.
+pub fn client_config_with_alpn(
+    trust: Trust,
+    identity: Option<&ViewerIdentity>,
+    alpn: &[u8],
+) -> anyhow::Result<(quinn::ClientConfig, Arc<ExplainingVerifier>)> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = ExplainingVerifier::new(trust, provider.clone())?;
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -366,7 +376,7 @@ pub fn client_config(
             })?
         }
     };
-    tls.alpn_protocols = vec![streamsocket_proto::ALPN.to_vec()];
+    tls.alpn_protocols = vec![alpn.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(streamsocket_transport::settings::client());

@@ -277,6 +277,27 @@ mod tests {
     }
 
     #[test]
+    fn reserved_flag_bits_are_ignored() {
+        // docs/PROTOCOL.md: sent as 0, ignored on receipt (a later version may use them).
+        let mut frame = header().to_bytes().to_vec();
+        frame[3] = 0xFF;
+        assert_eq!(FrameHeader::decode(&frame), Ok(header()), "a keyframe");
+        frame[3] = 0xFE;
+        let inter = FrameHeader {
+            keyframe: false,
+            ..header()
+        };
+        assert_eq!(FrameHeader::decode(&frame), Ok(inter), "not a keyframe");
+        let h = AudioHeader {
+            seq: 3,
+            capture_us: 4,
+        };
+        let mut dg = h.datagram(&[9]).to_vec();
+        dg[1] = 0xFF;
+        assert_eq!(AudioHeader::decode(&dg), Ok((h, &[9u8][..])));
+    }
+
+    #[test]
     fn bad_audio_datagrams_are_errors() {
         let h = AudioHeader {
             seq: 1,

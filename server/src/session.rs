@@ -429,7 +429,13 @@ async fn control_loop(
 }
 
 fn read_error_text(e: &ReadError) -> String {
-    format!("control stream: {e}")
+    match e {
+        // Not malformed: another version, said as such.
+        ReadError::Malformed(v @ streamsocket_proto::DecodeError::UnsupportedVersion { .. }) => {
+            v.to_string()
+        }
+        _ => format!("control stream: {e}"),
+    }
 }
 
 fn write_failed(e: quinn::WriteError) -> Fatal {
@@ -439,13 +445,22 @@ fn write_failed(e: quinn::WriteError) -> Fatal {
     )
 }
 
-/// Tells the viewer why it is being disconnected (best effort) and returns the reason.
+/// How long a refusal waits for the viewer to acknowledge the Error that explains it before
+/// the connection is closed anyway (a viewer that never acknowledges holds its own session
+/// this long, nobody else's).
+const REFUSAL_WAIT: Duration = Duration::from_secs(1);
+
+/// Tells the viewer why it is being disconnected (delivered before the close, unless the
+/// viewer does not acknowledge it within [`REFUSAL_WAIT`]) and returns the reason.
 async fn refuse(writer: &mut ControlWriter, code: ErrorCode, reason: String) -> Fatal {
     writer
-        .send_and_finish(&ControlMessage::Error {
-            code,
-            message: reason.clone(),
-        })
+        .send_and_finish(
+            &ControlMessage::Error {
+                code,
+                message: reason.clone(),
+            },
+            REFUSAL_WAIT,
+        )
         .await;
     (code, reason)
 }

@@ -18,19 +18,44 @@ use serde_json::Value;
 /// Each test holds this while its processes run.
 static MACHINE: Mutex<()> = Mutex::new(());
 
-pub fn exclusive() -> MutexGuard<'static, ()> {
-    MACHINE.lock().unwrap_or_else(|e| e.into_inner())
+/// The machine, held: by this process's other tests (a mutex) and by other test binaries or
+/// runs on the same build (a file lock beside the binaries, released when the holder ends).
+pub struct Exclusive {
+    _file: std::fs::File,
+    _in_process: MutexGuard<'static, ()>,
+}
+
+pub fn exclusive() -> Exclusive {
+    let in_process = MACHINE.lock().unwrap_or_else(|e| e.into_inner());
+    let path = bin_dir().join("streamsocket-tests.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    file.lock()
+        .unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
+    Exclusive {
+        _file: file,
+        _in_process: in_process,
+    }
+}
+
+/// Where the workspace binaries are: beside the running test executable's folder.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("executable path");
+    // Tests run from target/<profile>/deps/, binaries (benchmarks) from target/<profile>/.
+    let mut dir = exe.parent().expect("target dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target dir").to_path_buf();
+    }
+    dir
 }
 
 /// Path of a workspace binary built beside the running test executable.
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("executable path");
-    // Tests run from target/<profile>/deps/, binaries (benchmarks) from target/<profile>/.
-    let mut dir = exe.parent().expect("target dir");
-    if dir.ends_with("deps") {
-        dir = dir.parent().expect("target dir");
-    }
-    let path = dir.join(name);
+    let path = bin_dir().join(name);
     assert!(
         path.is_file(),
         "{} is missing: build the binaries first with `cargo build --workspace` (scripts/test.sh does)",

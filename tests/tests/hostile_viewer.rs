@@ -234,3 +234,53 @@ fn floods_deaf_viewers_and_abandoned_handshakes_do_not_reach_a_good_viewer() {
     let mut server = server;
     assert!(server.is_running(), "server died:\n{}", server.log());
 }
+
+/// A client that offers another application protocol (an HTTP/3 client, say) is refused in
+/// the handshake, as docs/PROTOCOL.md says: a QUIC CONNECTION_CLOSE with the crypto error for
+/// TLS's `no_application_protocol` alert (0x100 + 120), before any stream exists.
+#[test]
+fn a_handshake_offering_another_protocol_is_refused() {
+    let _machine = exclusive();
+    let server = ServerProcess::start(&[]).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (config, _) = streamsocket_client::tls::client_config_with_alpn(
+            streamsocket_client::tls::Trust::Ca(server.ca()),
+            None,
+            b"h3",
+        )
+        .unwrap();
+        let endpoint =
+            streamsocket_transport::endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let refused = endpoint
+            .connect_with(config, server.addr, "localhost")
+            .unwrap()
+            .await;
+        match refused {
+            Err(quinn::ConnectionError::ConnectionClosed(c)) => {
+                assert_eq!(
+                    u64::from(c.error_code),
+                    0x100 + 120,
+                    "no_application_protocol: {c:?}"
+                );
+            }
+            other => panic!("expected a refused handshake, got {other:?}"),
+        }
+    });
+    // The server is still there for everybody else.
+    let run = streamsocket_tests::run_viewer(
+        &server.addr.to_string(),
+        &[
+            "--headless",
+            "--duration",
+            "1",
+            "--ca",
+            server.ca().to_str().unwrap(),
+        ],
+        &[],
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert!(run.output.status.success(), "{}", run.stderr());
+    assert!(num(run.stats(), "/video/frames_decoded") >= 1.0);
+}

@@ -103,17 +103,27 @@ impl ControlWriter {
         }
     }
 
+    /// The stream underneath, for bytes that are not a message (tests of malformed input).
+    pub fn stream(&mut self) -> &mut SendStream {
+        &mut self.send
+    }
+
     pub async fn send(&mut self, msg: &ControlMessage) -> Result<(), quinn::WriteError> {
         self.buf.clear();
         msg.encode(&mut self.buf);
         self.send.write_all(&self.buf).await
     }
 
-    /// Sends an error or goodbye and finishes the stream; used before closing a connection.
-    pub async fn send_and_finish(&mut self, msg: &ControlMessage) {
+    /// Sends an error or goodbye, finishes the stream and waits, at most `limit`, until the
+    /// peer has acknowledged it; used before closing a connection, which would otherwise
+    /// discard what is still unsent or unacknowledged (so the peer would see the close
+    /// without the message that explains it).
+    pub async fn send_and_finish(&mut self, msg: &ControlMessage, limit: std::time::Duration) {
         // The connection is about to close: failures here change nothing for the caller.
-        let _ = self.send(msg).await;
-        let _ = self.send.finish();
+        if self.send(msg).await.is_err() || self.send.finish().is_err() {
+            return;
+        }
+        let _ = tokio::time::timeout(limit, self.send.stopped()).await;
     }
 }
 
