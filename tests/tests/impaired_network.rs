@@ -69,12 +69,13 @@ fn a_viewer_behind_a_lossy_link_keeps_watching_and_counts_losses() {
     assert!(num(s, "/audio/packets_decoded") > 100.0, "{s:#}");
 }
 
+/// How close to the clean path these stay is measured by `streamsocket-bench network`
+/// (docs/BENCHMARKS.md, section 5), not here: on a shared machine a latency comparison
+/// between two runs says more about the machine than about the stream.
 #[test]
-fn bursty_loss_with_jitter_and_a_long_round_trip_stay_close_to_the_clean_path() {
+fn bursty_loss_with_jitter_and_a_long_round_trip_keep_the_stream_decodable() {
     let _machine = exclusive();
     let server = ServerProcess::start(&[]).expect("server starts");
-    let clean = watch_top(&server, "", "", 5);
-    let clean_p95 = num(&clean, "/video/latency_ms/p95");
 
     // Scenario 2: 2% loss in bursts of 5 on average, 30 ms of jitter (order kept).
     let bursty = watch_top(&server, "delay=10ms,jitter=30ms,burst=2%/5", "", 6);
@@ -86,23 +87,18 @@ fn bursty_loss_with_jitter_and_a_long_round_trip_stay_close_to_the_clean_path() 
         "jitter not measured:\n{s:#}"
     );
     assert!(num(s, "/audio/packets_decoded") > 150.0, "{s:#}");
-    let p95 = num(s, "/video/latency_ms/p95");
-    assert!(
-        p95 <= clean_p95 + 300.0,
-        "bursty loss: latency p95 {p95} ms, clean {clean_p95} ms:\n{s:#}"
-    );
 
-    // Scenario 6: 200 ms round trip. The viewer sees the round trip, and latency grows no
-    // more than a deadline's reach beyond it.
+    // Scenario 6: 200 ms round trip. The viewer sees the round trip (the relay's delay is a
+    // floor no machine can beat), and every frame still decodes.
     let far = watch_top(&server, "delay=100ms", "", 6);
     let s = &far;
     assert_decoded_cleanly(s, 60.0);
     let rtt_ms = num(s, "/clock/rtt_us") / 1000.0;
     assert!(rtt_ms >= 200.0, "round trip {rtt_ms} ms through the relay");
-    let p95 = num(s, "/video/latency_ms/p95");
-    assert!(
-        p95 <= clean_p95 + 200.0 + 300.0,
-        "200 ms RTT: latency p95 {p95} ms, clean {clean_p95} ms:\n{s:#}"
+    assert_eq!(
+        num(s, "/video/frames_skipped"),
+        0.0,
+        "no loss, nothing skipped:\n{s:#}"
     );
     assert!(num(s, "/audio/packets_decoded") > 150.0, "{s:#}");
 }
@@ -111,8 +107,6 @@ fn bursty_loss_with_jitter_and_a_long_round_trip_stay_close_to_the_clean_path() 
 fn after_an_outage_the_viewer_is_live_again_without_replaying_the_backlog() {
     let _machine = exclusive();
     let server = ServerProcess::start(&[]).expect("server starts");
-    // The same path without impairment first: the reference.
-    let clean = watch_top(&server, "", "", 4);
     // A 2-second outage from 3 s to 5 s of a 10-second run.
     let outage = relay(&server, "", "3:down;5:up");
     let s = watch(&server, &outage.addr, 10, &["--quality", "1"]);
@@ -129,25 +123,17 @@ fn after_an_outage_the_viewer_is_live_again_without_replaying_the_backlog() {
         "{decoded} frames decoded:\n{s:#}"
     );
     assert_eq!(num(&s, "/video/decode_errors"), 0.0, "{s:#}");
-    // Live, not replaying: most frames as fresh as on the clean path (the server's deadline
-    // drops what the outage held back).
-    let (p50, clean_p50) = (
-        num(&s, "/video/latency_ms/p50"),
-        num(&clean, "/video/latency_ms/p50"),
+    // Live, not replaying: the frames the outage held back passed their deadline and were
+    // reset by the server, not delivered seconds late. Counted, not timed: of the run's
+    // 300 pictures, at least half of the outage's 60 never reached the decoder (a slower
+    // machine decodes fewer, never more), and the viewer saw streams reset.
+    assert!(
+        decoded <= 30.0 * 10.0 - 30.0,
+        "{decoded} frames decoded: the outage's backlog was replayed:\n{s:#}"
     );
     assert!(
-        p50 <= clean_p50 + 100.0,
-        "latency p50 {p50} ms after an outage, {clean_p50} ms clean:\n{s:#}"
-    );
-    // A replayed backlog (2 s of frames, a fifth of the run, each seconds old) would show in
-    // the tail: p95 stays within the deadline's reach of the clean run.
-    let (p95, clean_p95) = (
-        num(&s, "/video/latency_ms/p95"),
-        num(&clean, "/video/latency_ms/p95"),
-    );
-    assert!(
-        p95 <= clean_p95 + 300.0,
-        "latency p95 {p95} ms after an outage, {clean_p95} ms clean:\n{s:#}"
+        num(&s, "/video/frames_reset") + num(&s, "/video/frames_skipped") >= 1.0,
+        "the outage's frames are counted as reset or skipped:\n{s:#}"
     );
     // Audio came back too, and its gap was concealed and counted rather than replayed.
     assert!(num(&s, "/audio/packets_decoded") > 50.0 * 5.0, "{s:#}");
