@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use minifb::{KeyRepeat, Window, WindowOptions};
+use minifb::{Window, WindowOptions};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::clock::ViewerClock;
@@ -26,6 +26,8 @@ pub enum WindowExit {
 
 pub struct Presenter {
     window: Window,
+    /// Every key pressed since the last look, from the window's event stream.
+    presses: KeyPresses,
     /// The picture as decoded, kept to redraw overlays without a new frame.
     picture: Vec<u32>,
     /// What the window shows: the picture plus overlays.
@@ -37,6 +39,28 @@ pub struct Presenter {
     /// Rates for the overlay, over the last second: (start, frames shown, bytes received).
     rate_window: (Instant, u64, u64),
     rates: Rates,
+}
+
+/// Key presses as the window's events report them. Polling the key state once per update
+/// misses a key pressed and released between two updates (a quick tap, or `xdotool key`);
+/// each press event is kept here until the loop takes it.
+#[derive(Clone, Default)]
+struct KeyPresses(Arc<Mutex<Vec<minifb::Key>>>);
+
+impl KeyPresses {
+    fn take(&self) -> Vec<minifb::Key> {
+        std::mem::take(&mut *self.0.lock().expect("not poisoned"))
+    }
+}
+
+impl minifb::InputCallback for KeyPresses {
+    fn add_char(&mut self, _uni_char: u32) {}
+
+    fn set_key_state(&mut self, key: minifb::Key, down: bool) {
+        if down {
+            self.0.lock().expect("not poisoned").push(key);
+        }
+    }
 }
 
 /// Frame rate and video bitrate over the last second.
@@ -60,7 +84,7 @@ pub struct WindowLinks<'a> {
 
 impl Presenter {
     pub fn open(title: &str, width: usize, height: usize) -> anyhow::Result<Self> {
-        let window = Window::new(
+        let mut window = Window::new(
             title,
             width,
             height,
@@ -75,8 +99,11 @@ impl Presenter {
                 "cannot open a window ({e}); is DISPLAY set? use --headless without a display"
             )
         })?;
+        let presses = KeyPresses::default();
+        window.set_input_callback(Box::new(presses.clone()));
         Ok(Self {
             window,
+            presses,
             picture: vec![0; width * height],
             shown: vec![0; width * height],
             width,
@@ -144,8 +171,8 @@ impl Presenter {
             redraw = false;
             if updated {
                 last_update = Instant::now();
-                // Key state changes only when the window updates: read it once per update.
-                for key in self.window.get_keys_pressed(KeyRepeat::No) {
+                // Key events arrive when the window updates: take every press since the last.
+                for key in self.presses.take() {
                     match commands::for_key(key) {
                         Some(Command::Quit) => return WindowExit::Closed,
                         Some(Command::ToggleStats) => {

@@ -1,5 +1,6 @@
 //! The real viewer window under Xvfb, driven by the keyboard: pressing 3 switches to the third
-//! rendition mid-stream.
+//! rendition mid-stream, and a quick tap (pressed and released between two window updates)
+//! is not missed.
 
 use std::process::Command;
 use std::time::Duration;
@@ -15,7 +16,8 @@ fn pressing_a_number_key_in_the_window_switches_rendition() {
     let stats = dir.path().join("stats.json");
     let log = dir.path().join("viewer.log");
     // Inside the virtual display: start the viewer, wait for its window and its first
-    // decoded frame, then hold the "3" key down for 200 ms, as a person would press it.
+    // decoded frame, then hold the "3" key down for 200 ms, as a person would press it; then
+    // tap "]" as xdotool's `key` does, down and up at once.
     let script = r#"
 "$CLIENT" "$SERVER" --ca "$CA" --quality 1 --duration 6 --stats-json "$STATS" 2>"$LOG" &
 PID=$!
@@ -25,6 +27,8 @@ until grep -q "first frame decoded" "$LOG"; do
   sleep 0.05
 done
 xdotool windowfocus "$WID" keydown 3 sleep 0.2 keyup 3
+sleep 0.5
+xdotool windowfocus "$WID" key bracketright
 wait $PID
 "#;
     let out = run_with_limit(
@@ -45,6 +49,10 @@ wait $PID
     assert!(
         viewer_log.contains("key Key3: Quality(2)"),
         "the key reached the viewer:\n{viewer_log}"
+    );
+    assert!(
+        viewer_log.contains("key RightBracket: AudioBitrateUp"),
+        "the quick tap reached the viewer:\n{viewer_log}"
     );
     assert_eq!(num(&s, "/video/rendition_switches"), 1.0, "{s:#}");
     assert!(
