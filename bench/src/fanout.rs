@@ -201,6 +201,45 @@ pub struct FanoutResult {
     pub server_lagged: u64,
 }
 
+/// Light viewers against one server process: the runtime they run on, their client
+/// configuration, and the server's CPU time when they started.
+pub struct LightRun {
+    pub runtime: tokio::runtime::Runtime,
+    pub config: quinn::ClientConfig,
+    pub addr: std::net::SocketAddr,
+    pid: u32,
+    cpu_before: Option<f64>,
+    started: Instant,
+}
+
+impl LightRun {
+    pub fn new(server: &ServerProcess, threads: usize) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?;
+        let (config, _) = client_config(Trust::Ca(server.ca()), None)?;
+        let pid = server.pid();
+        Ok(Self {
+            runtime,
+            config,
+            addr: server.addr,
+            pid,
+            cpu_before: crate::cpu_seconds(pid),
+            started: Instant::now(),
+        })
+    }
+
+    /// The server's CPU use since [`LightRun::new`], percent of one core.
+    pub fn server_cpu_percent(&self) -> f64 {
+        let wall = self.started.elapsed().as_secs_f64();
+        match (self.cpu_before, crate::cpu_seconds(self.pid)) {
+            (Some(a), Some(b)) => (b - a) / wall * 100.0,
+            _ => f64::NAN,
+        }
+    }
+}
+
 pub fn run(
     n: usize,
     seconds: u64,
@@ -209,21 +248,14 @@ pub fn run(
 ) -> anyhow::Result<FanoutResult> {
     let server = ServerProcess::start(server_args)?;
     let pid = server.pid();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(
-            std::env::var("FANOUT_THREADS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1),
-        )
-        .enable_all()
-        .build()?;
-    let (config, _) = client_config(Trust::Ca(server.ca()), None)?;
-    let addr = server.addr;
+    let threads = std::env::var("FANOUT_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let light = LightRun::new(&server, threads)?;
+    let (config, addr) = (light.config.clone(), light.addr);
     let watch = Duration::from_secs(seconds);
-    let cpu_before = crate::cpu_seconds(pid);
-    let started = Instant::now();
-    let (seen, rss) = runtime.block_on(async {
+    let (seen, rss) = light.runtime.block_on(async {
         let tasks: Vec<_> = (0..n)
             .map(|i| {
                 let arrival = join_over * i as u32 / n as u32;
@@ -243,7 +275,7 @@ pub fn run(
         }
         (seen, rss)
     });
-    let wall = started.elapsed().as_secs_f64();
+    let cpu = light.server_cpu_percent();
     // The sessions log why frames did not go out when they end.
     let log = server.log();
     let sum = |key: &str| -> u64 {
@@ -253,10 +285,6 @@ pub fn run(
             .sum()
     };
     let (reset, lagged) = (sum("frames_reset="), sum("frames_lagged="));
-    let cpu = match (cpu_before, crate::cpu_seconds(pid)) {
-        (Some(a), Some(b)) => (b - a) / wall * 100.0,
-        _ => f64::NAN,
-    };
     let mut latency = Histogram::<u64>::new(3)?;
     let mut delivery = Histogram::<u64>::new(3)?;
     for s in &seen {

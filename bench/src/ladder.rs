@@ -3,14 +3,13 @@
 //! machines) keeps every encoder running; each rung's frames are counted against what its
 //! frame rate promises, with the encoder's own time per frame and the server's CPU.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use streamsocket_client::tls::{client_config, Trust};
 use streamsocket_proto::control::WishedRendition;
 use streamsocket_tests::ServerProcess;
 
-use crate::fanout::{light_viewer, Seen};
+use crate::fanout::{light_viewer, LightRun, Seen};
 
 fn quantiles_ms(values: &[u64]) -> anyhow::Result<[f64; 3]> {
     let mut h = Histogram::<u64>::new(3)?;
@@ -34,17 +33,10 @@ pub fn run(seconds: u64, server_args: &[String]) -> anyhow::Result<()> {
         .filter(|l| l.starts_with("rendition "))
         .collect();
     anyhow::ensure!(!rungs.is_empty(), "the server printed no ladder");
-    let pid = server.pid();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let (config, _) = client_config(Trust::Ca(server.ca()), None)?;
-    let addr = server.addr;
+    let light = LightRun::new(&server, 1)?;
+    let (config, addr) = (light.config.clone(), light.addr);
     let watch = Duration::from_secs(seconds);
-    let cpu_before = crate::cpu_seconds(pid);
-    let started = Instant::now();
-    let seen: Vec<Seen> = runtime.block_on(async {
+    let seen: Vec<Seen> = light.runtime.block_on(async {
         let tasks: Vec<_> = (0..rungs.len())
             .map(|i| {
                 let config = config.clone();
@@ -62,11 +54,7 @@ pub fn run(seconds: u64, server_args: &[String]) -> anyhow::Result<()> {
         }
         seen
     });
-    let wall = started.elapsed().as_secs_f64();
-    let cpu = match (cpu_before, crate::cpu_seconds(pid)) {
-        (Some(a), Some(b)) => (b - a) / wall * 100.0,
-        _ => f64::NAN,
-    };
+    let cpu = light.server_cpu_percent();
     let log = server.log();
     let source = log
         .lines()
