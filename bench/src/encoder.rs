@@ -33,7 +33,7 @@ fn variants() -> Vec<Variant> {
         ("aom default (real time, cpu-used 9 (10 from 1280x720 up), CBR, no lag, 2 tile columns, 2 threads, row-mt, cyclic-refresh AQ)", Aom, |_| {}),
         ("aom, cpu-used 7", Aom, |s| aom(s).cpu_used = 7),
         ("aom, cpu-used 8", Aom, |s| aom(s).cpu_used = 8),
-        ("aom, cpu-used 9 (the default below 1280x720)", Aom, |s| aom(s).cpu_used = 9),
+        ("aom, cpu-used 9 (as below 1280x720)", Aom, |s| aom(s).cpu_used = 9),
         ("aom, cpu-used 10", Aom, |s| aom(s).cpu_used = 10),
         ("aom, 1 thread", Aom, |s| s.threads = 1),
         ("aom, 1 tile", Aom, |s| s.tiles = 1),

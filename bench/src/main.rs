@@ -326,14 +326,10 @@ pub fn make_inputs(
     let mut convert = Histogram::<u64>::new(3)?;
     // A fixed pseudo-random texture, twice the picture, scrolled a little every frame.
     let texture: Vec<u8> = {
-        let mut state = 0x1234_5678_9abc_def1u64;
+        let mut rng: rand_chacha::ChaCha8Rng =
+            rand::SeedableRng::seed_from_u64(0x1234_5678_9abc_def1);
         (0..width * 2 * height * 2)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 56) as u8
-            })
+            .map(|_| rand::Rng::random::<u8>(&mut rng))
             .collect()
     };
     let mut out = Vec::with_capacity(frames as usize);

@@ -11,15 +11,16 @@ fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
-/// A cheap deterministic random sequence (xorshift64), so runs are repeatable.
-struct Rng(u64);
+/// A seeded random sequence, so runs are repeatable.
+struct Rng(rand_chacha::ChaCha8Rng);
 
 impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(rand::SeedableRng::seed_from_u64(seed))
+    }
+
     fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
+        rand::Rng::random_range(&mut self.0, 0..n.max(1))
     }
 }
 
@@ -39,7 +40,7 @@ pub fn run(minutes: u64, max_viewers: usize, sample_s: u64) -> anyhow::Result<()
     let (tx, rx) = std::sync::mpsc::channel::<(bool, Option<f64>)>();
     let started = Instant::now();
     let end = started + Duration::from_secs(minutes * 60);
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut rng = Rng::new(0x5eed_1234_abcd_0001);
     let mut running = 0usize;
     let mut next_sample = started + Duration::from_secs(sample_s);
     let mut interval = Interval::default();

@@ -337,7 +337,7 @@ impl CurrentConnection {
 #[derive(Debug)]
 pub struct Backoff {
     next: Duration,
-    seed: u64,
+    rng: rand_chacha::ChaCha8Rng,
 }
 
 impl Backoff {
@@ -345,27 +345,19 @@ impl Backoff {
     pub const MAX: Duration = Duration::from_secs(5);
 
     pub fn new() -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        // A random seed without a dependency: the standard library's per-process hash keys.
-        let seed = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
-        Self::with_seed(seed)
+        Self::with_seed(rand::random())
     }
 
+    /// Repeatable waits, for tests.
     pub fn with_seed(seed: u64) -> Self {
         Self {
             next: Self::FIRST,
-            seed: seed | 1,
+            rng: rand::SeedableRng::seed_from_u64(seed),
         }
     }
 
     pub fn next_wait(&mut self) -> Duration {
-        // xorshift64: enough randomness to spread viewers out.
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let spread = 0.8 + 0.4 * (self.seed % 1000) as f64 / 1000.0;
+        let spread = rand::Rng::random_range(&mut self.rng, 0.8..1.2);
         let wait = self.next.mul_f64(spread);
         self.next = (self.next * 2).min(Self::MAX);
         wait

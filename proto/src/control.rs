@@ -859,16 +859,12 @@ mod tests {
     #[test]
     fn garbage_never_panics() {
         // A deterministic pseudo-random walk over short inputs: decoding may fail, never panic.
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng =
+            <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0x9e37_79b9_7f4a_7c15u64);
         for len in 0..256usize {
             for _ in 0..64 {
                 let buf: Vec<u8> = (0..len)
-                    .map(|_| {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
-                        state as u8
-                    })
+                    .map(|_| rand::Rng::random::<u8>(&mut rng))
                     .collect();
                 let _ = ControlMessage::decode_framed(&buf);
                 let _ = ControlMessage::decode_body(&buf);
