@@ -103,20 +103,20 @@ impl VideoPattern {
         );
         // Machine-readable capture time along the top.
         let ms = (capture_us / 1000) as u32;
-        let bw = pixel_clock::block_width(w);
         for i in 0..pixel_clock::BLOCKS {
-            let x = i * bw;
-            let bw_i = if i == pixel_clock::BLOCKS - 1 {
-                w - x
-            } else {
-                bw
-            };
+            let span = pixel_clock::block_span(w, i);
             let v = if pixel_clock::block_is_white(ms, i) {
                 255
             } else {
                 0
             };
-            self.fill_rect(x, 0, bw_i, pixel_clock::ROW_HEIGHT, [v, v, v]);
+            self.fill_rect(
+                span.start,
+                0,
+                span.len(),
+                pixel_clock::ROW_HEIGHT,
+                [v, v, v],
+            );
         }
         &self.rgb
     }

@@ -55,6 +55,17 @@ fn renditions_have_their_sizes_and_a_switch_is_seamless() {
     let low = low.join().unwrap();
     assert!(low.output.status.success(), "{}", low.stderr());
     assert_eq!(sizes(low.stats()), vec!["320x180"], "{:#}", low.stats());
+    // The lower rung is a scaled copy, and its pixels still carry each picture's capture
+    // time (docs/PROTOCOL.md, "Test source").
+    let (matched, decoded) = (
+        num(low.stats(), "/video/pixel_clock/matched"),
+        num(low.stats(), "/video/frames_decoded"),
+    );
+    assert!(
+        matched >= decoded * 0.95,
+        "{matched} of {decoded} lower-rung pictures carried their timestamp:\n{:#}",
+        low.stats()
+    );
 
     let sw = switching.join().unwrap();
     assert!(sw.output.status.success(), "{}", sw.stderr());
