@@ -273,9 +273,9 @@ impl Nudger {
 /// the waveform to a point further on (or back). The splice length is chosen between half
 /// and twice `|change|` (at most [`SPLICE_SEARCH`] samples) where the two points' waveforms
 /// agree best, so a periodic sound (a tone, a voice) is spliced in phase instead of
-/// cancelling itself in the crossfade; the returned length says what was done. Too short a packet for a splice is
-/// returned as it is.
-pub fn retime(pcm: &[i16], change: i32) -> Vec<i16> {
+/// cancelling itself in the crossfade; the returned length says what was done. A packet left
+/// alone (no change asked, or too short for a splice) is returned as it is, not copied.
+pub fn retime(pcm: &[i16], change: i32) -> std::borrow::Cow<'_, [i16]> {
     let want = change.unsigned_abs() as usize;
     // Splice a quarter of the way in, crossfading over a quarter (at most 5 ms): a 10 ms
     // packet has room for it and a 1 ms nudge.
@@ -288,7 +288,7 @@ pub fn retime(pcm: &[i16], change: i32) -> Vec<i16> {
         .min(pcm.len().saturating_sub(m + l));
     // Below half a millisecond of crossfade a splice would click.
     if want == 0 || l < 24 || longest < shortest {
-        return pcm.to_vec();
+        return pcm.into();
     }
     // How alike the crossfaded stretches are at a lag of k samples (normalised correlation),
     // a little in favour of the length asked for when several agree as well (silence).
@@ -308,8 +308,10 @@ pub fn retime(pcm: &[i16], change: i32) -> Vec<i16> {
         };
         alike - 0.001 * (k as f64 - want as f64).abs() / want as f64
     };
-    let k = (shortest..=longest)
-        .max_by(|&x, &y| score(x).total_cmp(&score(y)))
+    // Each lag scored once.
+    let (k, _) = (shortest..=longest)
+        .map(|k| (k, score(k)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
         .expect("a non-empty range");
     let mix = |from: i16, to: i16, j: usize| -> i16 {
         let w = (j as f32 + 0.5) / l as f32;
@@ -327,7 +329,7 @@ pub fn retime(pcm: &[i16], change: i32) -> Vec<i16> {
         out.extend((0..l).map(|j| mix(pcm[m + k + j], pcm[m + j], j)));
         out.extend_from_slice(&pcm[m + l..]);
     }
-    out
+    out.into()
 }
 
 /// The playout delay to aim for, from what arrives.

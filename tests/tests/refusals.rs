@@ -30,7 +30,7 @@ async fn refused_after(
     let (send, recv) = conn.open_bi().await.unwrap();
     let mut writer = ControlWriter::new(send);
     let mut reader = ControlReader::new(recv);
-    writer_stream(&mut writer).write_all(&first).await.unwrap();
+    writer.stream().write_all(&first).await.unwrap();
     let mut received = Vec::new();
     if flood {
         // Past the control rate limit (100 a second after a burst of 200) at once.
@@ -56,11 +56,6 @@ async fn refused_after(
         other => panic!("expected the server to close the connection, got {other:?}"),
     };
     (received, code)
-}
-
-/// The raw send stream under a control writer, for bytes no well-behaved viewer would send.
-fn writer_stream(writer: &mut ControlWriter) -> &mut quinn::SendStream {
-    writer.stream()
 }
 
 /// The last message before the close is an Error with the close's code, and the close has
