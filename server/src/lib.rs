@@ -1,23 +1,15 @@
 //! StreamSocket server: captures (or synthesises) audio and video, encodes AV1 and Opus once
 //! per rendition, and fans the result out to every viewer over QUIC.
 //!
-//! Pipeline: `source` → `video_encoder` / `audio_encoder` (own threads, bounded channels) →
-//! `hub` (fan-out by reference) → `session` (one per viewer, async).
+//! The modules follow the pipeline: [`capture`] → [`encode`] (own threads, bounded channels)
+//! → [`fanout`] (by reference) → [`session`] (one per viewer: a sans-I/O core under a QUIC
+//! driver). [`access`] decides who may watch, [`ui`] is the broadcaster's window, and
+//! [`server`] wires them together.
 
-pub mod admission;
-pub mod audio_encoder;
-pub mod audio_loss;
-pub mod certificates;
-pub mod clock;
-pub mod controls;
-pub mod file_watch;
-pub mod frame;
-pub mod hub;
-pub mod ladder;
-pub mod preview;
-pub mod scaler;
+pub mod access;
+pub mod capture;
+pub mod encode;
+pub mod fanout;
 pub mod server;
 pub mod session;
-pub mod source;
-pub mod test_source;
-pub mod video_encoder;
+pub mod ui;

@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use streamsocket_server::admission::Admission;
-use streamsocket_server::clock::MediaClock;
-use streamsocket_server::ladder::Ladder;
+use streamsocket_server::access::admission::Admission;
+use streamsocket_server::capture::clock::MediaClock;
+use streamsocket_server::capture::v4l_camera::CameraSelector;
+use streamsocket_server::capture::{self, AudioChoice, PictureFormat, VideoChoice};
+use streamsocket_server::encode::ladder::Ladder;
+use streamsocket_server::encode::video::EncoderKind;
 use streamsocket_server::server::{EncoderTuning, Inputs, Server, ServerOptions};
 use streamsocket_server::session::JoinStrategy;
-use streamsocket_server::source::v4l_camera::CameraSelector;
-use streamsocket_server::source::{self, AudioChoice, PictureFormat, VideoChoice};
-use streamsocket_server::video_encoder::EncoderKind;
 
 /// Stream live AV1 video and Opus audio over QUIC to any number of StreamSocket viewers.
 ///
@@ -68,7 +68,7 @@ struct Args {
     #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=86400))]
     cert_check: u64,
     /// The most viewers at once; the next one is refused with "server full".
-    #[arg(long, default_value_t = streamsocket_server::admission::DEFAULT_MAX_VIEWERS, value_parser = parse_max_viewers, value_name = "N")]
+    #[arg(long, default_value_t = streamsocket_server::access::admission::DEFAULT_MAX_VIEWERS, value_parser = parse_max_viewers, value_name = "N")]
     max_viewers: usize,
     /// What to stream: "auto" (the first camera, else the test pattern), "test", "camera",
     /// or a Y4M file (8-bit 4:2:0, e.g. made with ffmpeg -i in.mp4 -pix_fmt yuv420p out.y4m).
@@ -128,7 +128,7 @@ struct Args {
     /// One audio packet's duration in ms: 20, or 10 (sound and picture about 9 ms sooner,
     /// twice the packets: about 18 kbit/s more per viewer on the wire, and one server feeds
     /// about 300 viewers on time instead of 400; docs/BENCHMARKS.md).
-    #[arg(long, default_value_t = streamsocket_server::audio_encoder::DEFAULT_FRAME_MS, value_parser = parse_audio_frame_ms, value_name = "10|20")]
+    #[arg(long, default_value_t = streamsocket_server::encode::audio::DEFAULT_FRAME_MS, value_parser = parse_audio_frame_ms, value_name = "10|20")]
     audio_frame_ms: u32,
     /// How a joining or switching viewer gets its first keyframe: "gop" sends the current
     /// group of pictures from its keyframe at once, "keyframe" asks the encoder for a new one
@@ -173,7 +173,7 @@ struct Args {
 
 fn parse_audio_frame_ms(text: &str) -> Result<u32, String> {
     match text.parse::<u32>() {
-        Ok(ms) if streamsocket_server::audio_encoder::FRAME_DURATIONS_MS.contains(&ms) => Ok(ms),
+        Ok(ms) if streamsocket_server::encode::audio::FRAME_DURATIONS_MS.contains(&ms) => Ok(ms),
         _ => Err("10 or 20 (milliseconds of sound per packet)".into()),
     }
 }
@@ -193,7 +193,7 @@ enum Subcommand {
 
 /// `streamsocket-server devices`.
 fn list_devices() -> ExitCode {
-    match source::v4l_camera::list() {
+    match capture::v4l_camera::list() {
         Ok(cameras) if cameras.is_empty() => println!("cameras: none found"),
         Ok(cameras) => {
             println!("cameras:");
@@ -212,7 +212,7 @@ fn list_devices() -> ExitCode {
         }
         Err(e) => println!("cameras: cannot list them: {e:#}"),
     }
-    let microphones = source::microphone::list();
+    let microphones = capture::microphone::list();
     if microphones.is_empty() {
         println!("microphones: none found");
     } else {
@@ -267,9 +267,9 @@ async fn main() -> ExitCode {
     };
     let looping = !args.no_loop;
     let clock = MediaClock::start();
-    let opened = source::open_video(&args.video, args.camera.as_ref(), wanted, looping, clock)
+    let opened = capture::open_video(&args.video, args.camera.as_ref(), wanted, looping, clock)
         .and_then(|video| {
-            source::open_audio(&args.audio, args.microphone.as_deref(), looping)
+            capture::open_audio(&args.audio, args.microphone.as_deref(), looping)
                 .map(|audio| (video, audio))
         });
     let ((video, video_why), (audio, audio_why)) = match opened {
@@ -421,7 +421,7 @@ async fn main() -> ExitCode {
     // Q in the preview window stops the server like Ctrl-C.
     let (quit_tx, quit_rx) = tokio::sync::oneshot::channel::<()>();
     if let Some(frames) = preview_rx {
-        streamsocket_server::preview::spawn(frames, server.hub(), move || {
+        streamsocket_server::ui::preview::spawn(frames, server.hub(), move || {
             let _ = quit_tx.send(());
         });
     }

@@ -10,14 +10,14 @@ use anyhow::Context as _;
 use streamsocket_certs::{CertPaths, Fingerprint};
 use streamsocket_proto::ErrorCode;
 
-use crate::audio_encoder::{AudioEncoder, OpusSettings};
-use crate::certificates::{self, TlsSettings};
-use crate::clock::MediaClock;
-use crate::hub::Hub;
-use crate::ladder::Ladder;
+use crate::access::certificates::{self, TlsSettings};
+use crate::capture::clock::MediaClock;
+use crate::capture::{self, AudioInput, SourceStats, VideoInput};
+use crate::encode::audio::{AudioEncoder, OpusSettings};
+use crate::encode::ladder::Ladder;
+use crate::encode::video::EncoderSettings;
+use crate::fanout::hub::Hub;
 use crate::session::JoinStrategy;
-use crate::source::{self, AudioInput, SourceStats, VideoInput};
-use crate::video_encoder::EncoderSettings;
 
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ pub struct ServerOptions {
     /// QUIC congestion controller towards viewers.
     pub congestion: streamsocket_transport::settings::Congestion,
     /// Who may watch: tokens and the most viewers at once.
-    pub admission: Arc<crate::admission::Admission>,
+    pub admission: Arc<crate::access::admission::Admission>,
     /// `Some(CA file)`: viewers must present a certificate signed by it (mutual TLS).
     pub viewer_ca: Option<PathBuf>,
     /// How often to look for new certificate files; `None`: only on SIGHUP.
@@ -43,7 +43,7 @@ pub struct ServerOptions {
     pub audio_frame_ms: u32,
 }
 
-/// Where pictures and sound come from (see [`source::open_video`], [`source::open_audio`]).
+/// Where pictures and sound come from (see [`capture::open_video`], [`capture::open_audio`]).
 pub struct Inputs {
     /// The clock the inputs stamp captures on (a camera stamps frames as they arrive); the
     /// server's clock.
@@ -52,13 +52,13 @@ pub struct Inputs {
     /// `None`: the stream has no sound (viewers get no audio packets).
     pub audio: Option<Box<dyn AudioInput>>,
     /// The preview window's feed of source pictures (`--preview`).
-    pub preview: Option<crossbeam_channel::Sender<Arc<crate::frame::RawFrame>>>,
+    pub preview: Option<crossbeam_channel::Sender<Arc<crate::capture::frame::RawFrame>>>,
 }
 
 /// Encoder choice and knobs from the command line, for tuning and benchmarks.
 #[derive(Debug, Clone)]
 pub struct EncoderTuning {
-    pub kind: crate::video_encoder::EncoderKind,
+    pub kind: crate::encode::video::EncoderKind,
     /// rav1e's speed preset or libaom's cpu-used (both 0-10); `None`: the backend's default.
     pub speed: Option<u8>,
     pub tiles: usize,
@@ -72,7 +72,7 @@ pub struct EncoderTuning {
 
 impl EncoderTuning {
     /// The settings of one rung's encoder.
-    pub fn settings(&self, spec: &crate::ladder::RenditionSpec) -> EncoderSettings {
+    pub fn settings(&self, spec: &crate::encode::ladder::RenditionSpec) -> EncoderSettings {
         let mut settings = EncoderSettings {
             tiles: self.tiles,
             threads: self.threads,
@@ -108,7 +108,7 @@ pub struct Server {
     hub: Arc<Hub>,
     clock: MediaClock,
     stop: Arc<AtomicBool>,
-    admission: Arc<crate::admission::Admission>,
+    admission: Arc<crate::access::admission::Admission>,
     tls: TlsSettings,
     served: certificates::Served,
     /// The certificate's fingerprint at start (it may change: see [`certificates::watch`]).
@@ -215,7 +215,7 @@ impl Server {
         // Video: source thread -> (per running encoder: bounded queue -> scaler + AV1 encoder
         // thread) -> hub. Encoders start and stop with their viewers (hub::Hub::watch).
         let source_stats = Arc::new(SourceStats::default());
-        source::spawn_video(
+        capture::spawn_video(
             inputs.video,
             clock,
             hub.taps(),
@@ -235,7 +235,7 @@ impl Server {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let hub_for_audio = hub.clone();
-            source::spawn_audio(
+            capture::spawn_audio(
                 audio,
                 clock,
                 encoders,
@@ -269,7 +269,7 @@ impl Server {
     }
 
     /// The broadcaster's controls: pause, mute, status.
-    pub fn controls(&self) -> Arc<crate::controls::Controls> {
+    pub fn controls(&self) -> Arc<crate::fanout::controls::Controls> {
         self.hub.controls().clone()
     }
 

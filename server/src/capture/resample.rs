@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
 
-use crate::audio_encoder::{samples_per_frame, SAMPLE_RATE};
+use crate::encode::audio::{samples_per_frame, SAMPLE_RATE};
 
 /// The resampler's output block: 10 ms, the shortest packet, so that a packet's samples are
 /// ready as soon as they were captured whichever packet duration is used.

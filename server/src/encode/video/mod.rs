@@ -21,9 +21,9 @@ use crossbeam_channel::Receiver;
 use streamsocket_proto::media::{FrameHeader, ServerTiming};
 use streamsocket_proto::RenditionId;
 
-use crate::clock::MediaClock;
-use crate::frame::RawFrame;
-use crate::scaler::Scaler;
+use crate::capture::clock::MediaClock;
+use crate::capture::frame::RawFrame;
+use crate::encode::scaler::Scaler;
 
 pub use self::aom::AomTuning;
 pub use self::rav1e::Rav1eTuning;
@@ -439,7 +439,7 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_source::VideoPattern;
+    use crate::capture::test_source::VideoPattern;
 
     #[test]
     fn keyframe_requests_are_coalesced_and_rate_limited() {

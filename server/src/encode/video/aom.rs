@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail};
 use aom_sys as sys;
 
 use super::{Av1Backend, Av1Packet, EncoderSettings, FrameTag};
-use crate::frame::RawFrame;
+use crate::capture::frame::RawFrame;
 
 /// libaom's own settings. The defaults are the real-time tuning measured in
 /// docs/BENCHMARKS.md.
@@ -232,7 +232,7 @@ impl AomEncoder {
                 (id::AV1E_SET_ENABLE_TPL_MODEL, 0, "temporal model"),
                 (id::AV1E_SET_DELTAQ_MODE, 0, "delta quantizer"),
                 (id::AV1E_SET_ENABLE_ORDER_HINT, 0, "order hints"),
-                // The source's colours: BT.601, studio range (see crate::frame::RawFrame),
+                // The source's colours: BT.601, studio range (see crate::capture::frame::RawFrame),
                 // signalled so that every decoder converts them back the same way.
                 (
                     id::AV1E_SET_COLOR_PRIMARIES,

@@ -10,8 +10,8 @@ use std::time::Instant;
 use anyhow::{bail, Context as _};
 
 use super::{Pacer, PictureFormat, SourceEnded, SourceStats, VideoInput};
-use crate::clock::MediaClock;
-use crate::frame::RawFrame;
+use crate::capture::clock::MediaClock;
+use crate::capture::frame::RawFrame;
 
 /// A Y4M (YUV4MPEG2) file of 8-bit 4:2:0 pictures.
 pub struct Y4mFile {

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
-use crate::frame::RawFrame;
+use crate::capture::frame::RawFrame;
 
 pub struct Scaler {
     width: usize,

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context as _};
 
-use crate::frame::RawFrame;
+use crate::capture::frame::RawFrame;
 
 /// The pixel formats the camera path accepts (what UVC webcams deliver).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use streamsocket_sound::Direction;
 
 use super::resample::{downmix, To48k};
 use super::{AudioInput, ChunkPacer};
-use crate::clock::MediaClock;
+use crate::capture::clock::MediaClock;
 
 /// Without samples for this long the microphone counts as lost and the stream carries
 /// silence (paced, so viewers keep playing) until it returns.
@@ -190,7 +190,7 @@ impl AudioInput for Microphone {
                 // The newest sample arrived about now; this chunk started before it by its
                 // own length and everything still buffered behind it.
                 let behind = (self.to48k.buffered_48k() + pcm.len()) as u64 * 1_000_000
-                    / crate::audio_encoder::SAMPLE_RATE as u64;
+                    / crate::encode::audio::SAMPLE_RATE as u64;
                 return Ok(clock.now_us().saturating_sub(behind));
             }
             let wait = match (self.lost, self.started) {

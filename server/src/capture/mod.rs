@@ -1,5 +1,6 @@
-//! Sources: where raw pictures and sound come from (the test pattern, files, a camera, a
-//! microphone), and the threads that hand them to the encoders.
+//! Capture: where raw pictures and sound come from (the test pattern, files, a camera, a
+//! microphone), the media clock that stamps them, and the threads that hand them to the
+//! encoders.
 //!
 //! Every input sits behind one of two small traits, [`VideoInput`] and [`AudioInput`]: a
 //! blocking call that returns the next picture or packet's worth of sound stamped on the
@@ -8,10 +9,13 @@
 //! [`Pacer`]; devices are paced by the device. The threads here only distribute.
 
 pub mod camera;
+pub mod clock;
 pub mod convert;
+pub mod frame;
 pub mod microphone;
 pub mod resample;
 pub mod test_input;
+pub mod test_source;
 pub mod v4l_camera;
 pub mod wav_file;
 pub mod y4m_file;
@@ -25,10 +29,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::TrySendError;
 
-use crate::audio_encoder::{AudioEncoder, AudioPacket};
-use crate::clock::MediaClock;
-use crate::frame::RawFrame;
-use crate::hub::Taps;
+use crate::capture::clock::MediaClock;
+use crate::capture::frame::RawFrame;
+use crate::encode::audio::{AudioEncoder, AudioPacket};
+use crate::fanout::hub::Taps;
 
 /// Counters of the video source.
 #[derive(Debug, Default)]
@@ -328,7 +332,7 @@ impl ChunkPacer {
     /// (on the media clock: chunk `n` starts at `n × len` samples) and the capture time of
     /// its first sample.
     pub fn wait(&mut self, clock: &MediaClock, len: usize) -> (u64, u64) {
-        let per_s = crate::audio_encoder::SAMPLE_RATE as u64 / len.max(1) as u64;
+        let per_s = crate::encode::audio::SAMPLE_RATE as u64 / len.max(1) as u64;
         let pacer = self
             .pacer
             .get_or_insert_with(|| Pacer::new(clock, per_s, 1));
@@ -425,8 +429,8 @@ pub fn spawn_audio(
     clock: MediaClock,
     mut encoders: Vec<AudioEncoder>,
     stop: Arc<AtomicBool>,
-    controls: Arc<crate::controls::Controls>,
-    audio_loss: Arc<crate::audio_loss::AudioLossReports>,
+    controls: Arc<crate::fanout::controls::Controls>,
+    audio_loss: Arc<crate::fanout::audio_loss::AudioLossReports>,
     mut publish: impl FnMut(usize, AudioPacket) + Send + 'static,
 ) -> thread::JoinHandle<()> {
     thread::Builder::new()

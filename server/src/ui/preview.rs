@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use minifb::{Key, KeyRepeat, Window, WindowOptions};
 
-use crate::frame::RawFrame;
-use crate::hub::Hub;
+use crate::capture::frame::RawFrame;
+use crate::fanout::hub::Hub;
 
 pub const TITLE: &str = "StreamSocket server preview";
 
@@ -199,14 +199,14 @@ mod tests {
 
     #[test]
     fn status_names_what_the_broadcaster_needs() {
-        let ladder = crate::ladder::Ladder::default_for(640, 360, 30, 800);
+        let ladder = crate::encode::ladder::Ladder::default_for(640, 360, 30, 800);
         let renditions = ladder
             .wire()
             .into_iter()
             .zip(&ladder.renditions)
             .map(|(info, spec)| {
-                let settings = crate::video_encoder::EncoderSettings::realtime(
-                    crate::video_encoder::EncoderKind::default(),
+                let settings = crate::encode::video::EncoderSettings::realtime(
+                    crate::encode::video::EncoderKind::default(),
                     spec.width,
                     spec.height,
                     spec.fps,
@@ -217,9 +217,9 @@ mod tests {
             .collect();
         let hub = Hub::new(
             renditions,
-            crate::audio_encoder::OpusSettings::default().format(),
+            crate::encode::audio::OpusSettings::default().format(),
             &[48_000],
-            crate::clock::MediaClock::start(),
+            crate::capture::clock::MediaClock::start(),
         );
         let c = hub.controls();
         c.viewer_joined();

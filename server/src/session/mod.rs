@@ -17,9 +17,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{timeout, Instant};
 
-use crate::clock::MediaClock;
-use crate::hub::{Hub, Watch};
-use crate::video_encoder::{EncodedFrame, KeyframeRequests};
+use crate::capture::clock::MediaClock;
+use crate::encode::video::{EncodedFrame, KeyframeRequests};
+use crate::fanout::hub::{Hub, Watch};
 
 /// How long a new connection has to open its control stream and say hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,7 +52,7 @@ pub struct SessionStats {
 pub async fn serve(
     conn: quinn::Connection,
     hub: Arc<Hub>,
-    admission: Arc<crate::admission::Admission>,
+    admission: Arc<crate::access::admission::Admission>,
     clock: MediaClock,
     session_id: u64,
     strategy: JoinStrategy,
@@ -86,7 +86,7 @@ type Fatal = (ErrorCode, String);
 async fn run(
     conn: &quinn::Connection,
     hub: &Arc<Hub>,
-    admission: &crate::admission::Admission,
+    admission: &crate::access::admission::Admission,
     clock: MediaClock,
     session_id: u64,
     strategy: JoinStrategy,
@@ -135,7 +135,7 @@ async fn run(
             b"access withdrawn",
         );
     };
-    let certificate = crate::certificates::viewer_certificate(conn);
+    let certificate = crate::access::certificates::viewer_certificate(conn);
     let admitted = match admission.admit(
         &hello.token,
         certificate.as_ref().map(|c| c.serial.clone()),
@@ -244,7 +244,7 @@ async fn run(
 }
 
 /// Counts a viewer as connected while it lives.
-struct ViewerCount(Arc<crate::controls::Controls>);
+struct ViewerCount(Arc<crate::fanout::controls::Controls>);
 
 impl Drop for ViewerCount {
     fn drop(&mut self) {
@@ -255,7 +255,7 @@ impl Drop for ViewerCount {
 /// The audio bitrate a viewer starts with: the default when offered, else the middle one.
 fn default_audio_bitrate(hub: &Hub) -> u32 {
     let rates = hub.audio_bitrates();
-    let wanted = crate::ladder::DEFAULT_AUDIO_KBPS * 1000;
+    let wanted = crate::encode::ladder::DEFAULT_AUDIO_KBPS * 1000;
     if rates.contains(&wanted) {
         wanted
     } else {

@@ -9,7 +9,7 @@ use rav1e::config::SpeedSettings;
 use rav1e::prelude::*;
 
 use super::{Av1Backend, Av1Packet, EncoderSettings, FrameTag};
-use crate::frame::RawFrame;
+use crate::capture::frame::RawFrame;
 
 /// rav1e's own settings. The defaults are the real-time tuning measured in
 /// docs/BENCHMARKS.md.

@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _};
 
 use super::resample::{downmix, To48k};
 use super::{AudioInput, ChunkPacer, SourceEnded};
-use crate::clock::MediaClock;
+use crate::capture::clock::MediaClock;
 
 pub struct WavFile {
     path: PathBuf,
@@ -139,7 +139,7 @@ impl AudioInput for WavFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio_encoder::samples_per_frame;
+    use crate::encode::audio::samples_per_frame;
 
     #[test]
     fn reads_any_format_as_48k_mono_and_loops() {

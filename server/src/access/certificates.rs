@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use streamsocket_certs::{CertInfo, CertPaths, Fingerprint, Validity};
 
-use crate::admission::Admission;
-use crate::file_watch::FileWatch;
-pub use crate::file_watch::FilesSeen;
+use crate::access::admission::Admission;
+use crate::access::file_watch::FileWatch;
+pub use crate::access::file_watch::FilesSeen;
 
 /// How often a certificate close to its end is warned about.
 const EXPIRY_WARNING_EVERY: Duration = Duration::from_secs(6 * 3600);

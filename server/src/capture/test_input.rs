@@ -1,14 +1,14 @@
-//! The embedded test source as inputs: the pattern and the tone of [`crate::test_source`],
+//! The embedded test source as inputs: the pattern and the tone of [`crate::capture::test_source`],
 //! paced by the media clock.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{AudioInput, ChunkPacer, Pacer, PictureFormat, SourceStats, VideoInput};
-use crate::audio_encoder::SAMPLE_RATE;
-use crate::clock::MediaClock;
-use crate::frame::RawFrame;
-use crate::test_source::{is_flash_frame, AudioTone, VideoPattern};
+use crate::capture::clock::MediaClock;
+use crate::capture::frame::RawFrame;
+use crate::capture::test_source::{is_flash_frame, AudioTone, VideoPattern};
+use crate::encode::audio::SAMPLE_RATE;
 
 /// The moving test pattern at a fixed size and frame rate.
 pub struct TestPattern {

@@ -17,7 +17,7 @@ use streamsocket_proto::control::MAX_TOKEN;
 use streamsocket_proto::ErrorCode;
 use subtle::ConstantTimeEq;
 
-use crate::file_watch::{FileWatch, FilesSeen};
+use crate::access::file_watch::{FileWatch, FilesSeen};
 
 /// Viewers admitted at once when not told otherwise.
 pub const DEFAULT_MAX_VIEWERS: usize = 1000;

@@ -15,8 +15,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TrySendError};
 
 use super::convert::{self, PixelFormat};
 use super::{PictureFormat, SourceStats, VideoInput};
-use crate::clock::MediaClock;
-use crate::frame::RawFrame;
+use crate::capture::clock::MediaClock;
+use crate::capture::frame::RawFrame;
 
 /// A frame as the device delivers it.
 pub struct CameraFrame {

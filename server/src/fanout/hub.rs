@@ -13,13 +13,13 @@ use streamsocket_proto::control::{AudioFormat, Rendition};
 use streamsocket_proto::RenditionId;
 use tokio::sync::broadcast;
 
-use crate::audio_encoder::AudioPacket;
-use crate::clock::MediaClock;
-use crate::controls::Controls;
-use crate::frame::RawFrame;
-use crate::video_encoder::{
-    self, EncodedFrame, EncoderSettings, EncoderStats, KeyframeRequests, VideoEncoder,
+use crate::capture::clock::MediaClock;
+use crate::capture::frame::RawFrame;
+use crate::encode::audio::AudioPacket;
+use crate::encode::video::{
+    EncodedFrame, EncoderSettings, EncoderStats, KeyframeRequests, VideoEncoder,
 };
+use crate::fanout::controls::Controls;
 
 /// Frames a session may fall behind before it loses some: about half a second at 30 fps.
 pub const VIDEO_QUEUE: usize = 16;
@@ -79,7 +79,7 @@ pub struct Hub {
     taps: Taps,
     clock: MediaClock,
     controls: Arc<Controls>,
-    audio_loss: Arc<crate::audio_loss::AudioLossReports>,
+    audio_loss: Arc<crate::fanout::audio_loss::AudioLossReports>,
 }
 
 /// A viewer watching a rendition; dropping it may stop the encoder.
@@ -107,7 +107,7 @@ impl Hub {
     }
 
     /// Viewers' audio loss reports, which size the Opus encoders' FEC.
-    pub fn audio_loss(&self) -> &Arc<crate::audio_loss::AudioLossReports> {
+    pub fn audio_loss(&self) -> &Arc<crate::fanout::audio_loss::AudioLossReports> {
         &self.audio_loss
     }
 
@@ -232,7 +232,7 @@ impl Hub {
         let gop = r.gop.clone();
         // A new encoder starts a new group: what the last one left is not decodable after it.
         gop.lock().expect("not poisoned").clear();
-        video_encoder::spawn(
+        crate::encode::video::spawn(
             encoder,
             rx,
             r.keyframes.clone(),
