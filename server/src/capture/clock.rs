@@ -20,6 +20,11 @@ impl MediaClock {
         self.epoch.elapsed().as_micros() as u64
     }
 
+    /// The clock's reading at `at` (0 before the clock started).
+    pub fn us_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
     /// The system's monotonic clock (`CLOCK_MONOTONIC`, which `Instant` reads on Linux) at this
     /// clock's zero, in microseconds: another process on the same machine can put media
     /// times on its own clock with it (the glass-to-glass benchmark compares capture times
