@@ -5,11 +5,10 @@
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use streamsocket_server::capture::convert::{to_i420, PixelFormat};
-use streamsocket_server::capture::frame::RawFrame;
-use streamsocket_server::capture::test_source::{is_flash_frame, VideoPattern};
-use streamsocket_server::capture::y4m_file::Y4mFile;
-use streamsocket_server::encode::scaler::Scaler;
+use streamsocket_server::capture::{
+    is_flash_frame, to_i420, PixelFormat, RawFrame, VideoPattern, Y4mFile,
+};
+use streamsocket_server::encode::Scaler;
 
 const ROUNDS: usize = 200;
 

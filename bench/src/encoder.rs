@@ -9,9 +9,8 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use streamsocket_server::capture::clock::MediaClock;
-use streamsocket_server::capture::frame::RawFrame;
-use streamsocket_server::encode::video::{EncoderKind, EncoderSettings, VideoEncoder};
+use streamsocket_server::capture::{MediaClock, RawFrame};
+use streamsocket_server::encode::{EncoderKind, EncoderSettings, VideoEncoder};
 
 use crate::quality::{mse, psnr_of, ssim};
 use crate::{cpu_seconds, make_inputs, Content};
@@ -19,11 +18,11 @@ use crate::{cpu_seconds, make_inputs, Content};
 /// One configuration: a label, the backend, and a change to its defaults.
 type Variant = (&'static str, EncoderKind, fn(&mut EncoderSettings));
 
-fn rav1e(s: &mut EncoderSettings) -> &mut streamsocket_server::encode::video::Rav1eTuning {
+fn rav1e(s: &mut EncoderSettings) -> &mut streamsocket_server::encode::Rav1eTuning {
     s.rav1e_mut().expect("a rav1e variant")
 }
 
-fn aom(s: &mut EncoderSettings) -> &mut streamsocket_server::encode::video::AomTuning {
+fn aom(s: &mut EncoderSettings) -> &mut streamsocket_server::encode::AomTuning {
     s.aom_mut().expect("an aom variant")
 }
 

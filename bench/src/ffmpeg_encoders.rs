@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use streamsocket_server::capture::frame::RawFrame;
+use streamsocket_server::capture::RawFrame;
 
 use crate::encoder::decoded_quality;
 use crate::{cpu_seconds, make_inputs, Content};

@@ -20,9 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
-use streamsocket_server::capture::frame::RawFrame;
-use streamsocket_server::capture::test_source::{is_flash_frame, VideoPattern};
-use streamsocket_server::encode::video::EncoderKind;
+use streamsocket_server::capture::{is_flash_frame, RawFrame, VideoPattern};
+use streamsocket_server::encode::EncoderKind;
 use streamsocket_tests::{num, run_viewer, ServerProcess};
 
 #[derive(Parser)]

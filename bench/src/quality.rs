@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use streamsocket_server::capture::frame::RawFrame;
-use streamsocket_server::encode::scaler::Scaler;
+use streamsocket_server::capture::RawFrame;
+use streamsocket_server::encode::Scaler;
 use streamsocket_tests::{num, run_viewer, ServerProcess};
 
 use crate::{make_inputs, Content};
@@ -162,7 +162,7 @@ fn measure_rung(
 
 /// The frames of a Y4M clip (at most `max`).
 fn read_clip(path: &Path, max: usize) -> anyhow::Result<(Vec<RawFrame>, u32)> {
-    let mut file = streamsocket_server::capture::y4m_file::Y4mFile::open(path, false)?;
+    let mut file = streamsocket_server::capture::Y4mFile::open(path, false)?;
     let fps = streamsocket_server::capture::VideoInput::format(&file).fps;
     let mut frames = Vec::new();
     while frames.len() < max {

@@ -8,14 +8,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use streamsocket_server::access::admission::Admission;
-use streamsocket_server::capture::clock::MediaClock;
-use streamsocket_server::capture::v4l_camera::CameraSelector;
-use streamsocket_server::capture::{self, AudioChoice, PictureFormat, VideoChoice};
-use streamsocket_server::encode::ladder::Ladder;
-use streamsocket_server::encode::video::EncoderKind;
-use streamsocket_server::server::{EncoderTuning, Inputs, Server, ServerOptions};
+use streamsocket_server::access::Admission;
+use streamsocket_server::capture::{
+    self, AudioChoice, CameraSelector, MediaClock, PictureFormat, VideoChoice,
+};
+use streamsocket_server::encode::{EncoderKind, Ladder};
 use streamsocket_server::session::JoinStrategy;
+use streamsocket_server::{EncoderTuning, Inputs, Server, ServerOptions};
 
 /// Stream live AV1 video and Opus audio over QUIC to any number of StreamSocket viewers.
 ///
@@ -68,7 +67,7 @@ struct Args {
     #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=86400))]
     cert_check: u64,
     /// The most viewers at once; the next one is refused with "server full".
-    #[arg(long, default_value_t = streamsocket_server::access::admission::DEFAULT_MAX_VIEWERS, value_parser = parse_max_viewers, value_name = "N")]
+    #[arg(long, default_value_t = streamsocket_server::access::DEFAULT_MAX_VIEWERS, value_parser = parse_max_viewers, value_name = "N")]
     max_viewers: usize,
     /// What to stream: "auto" (the first camera, else the test pattern), "test", "camera",
     /// or a Y4M file (8-bit 4:2:0, e.g. made with ffmpeg -i in.mp4 -pix_fmt yuv420p out.y4m).
@@ -128,7 +127,7 @@ struct Args {
     /// One audio packet's duration in ms: 20, or 10 (sound and picture about 9 ms sooner,
     /// twice the packets: about 18 kbit/s more per viewer on the wire, and one server feeds
     /// about 300 viewers on time instead of 400; docs/BENCHMARKS.md).
-    #[arg(long, default_value_t = streamsocket_server::encode::audio::DEFAULT_FRAME_MS, value_parser = parse_audio_frame_ms, value_name = "10|20")]
+    #[arg(long, default_value_t = streamsocket_server::encode::DEFAULT_AUDIO_FRAME_MS, value_parser = parse_audio_frame_ms, value_name = "10|20")]
     audio_frame_ms: u32,
     /// How a joining or switching viewer gets its first keyframe: "gop" sends the current
     /// group of pictures from its keyframe at once, "keyframe" asks the encoder for a new one
@@ -173,7 +172,7 @@ struct Args {
 
 fn parse_audio_frame_ms(text: &str) -> Result<u32, String> {
     match text.parse::<u32>() {
-        Ok(ms) if streamsocket_server::encode::audio::FRAME_DURATIONS_MS.contains(&ms) => Ok(ms),
+        Ok(ms) if streamsocket_server::encode::AUDIO_FRAME_DURATIONS_MS.contains(&ms) => Ok(ms),
         _ => Err("10 or 20 (milliseconds of sound per packet)".into()),
     }
 }
@@ -193,7 +192,7 @@ enum Subcommand {
 
 /// `streamsocket-server devices`.
 fn list_devices() -> ExitCode {
-    match capture::v4l_camera::list() {
+    match capture::list_cameras() {
         Ok(cameras) if cameras.is_empty() => println!("cameras: none found"),
         Ok(cameras) => {
             println!("cameras:");
@@ -212,7 +211,7 @@ fn list_devices() -> ExitCode {
         }
         Err(e) => println!("cameras: cannot list them: {e:#}"),
     }
-    let microphones = capture::microphone::list();
+    let microphones = capture::list_microphones();
     if microphones.is_empty() {
         println!("microphones: none found");
     } else {
@@ -421,7 +420,7 @@ async fn main() -> ExitCode {
     // Q in the preview window stops the server like Ctrl-C.
     let (quit_tx, quit_rx) = tokio::sync::oneshot::channel::<()>();
     if let Some(frames) = preview_rx {
-        streamsocket_server::ui::preview::spawn(frames, server.hub(), move || {
+        streamsocket_server::ui::spawn_preview(frames, server.hub(), move || {
             let _ = quit_tx.send(());
         });
     }

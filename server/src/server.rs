@@ -111,7 +111,7 @@ pub struct Server {
     admission: Arc<crate::access::admission::Admission>,
     tls: TlsSettings,
     served: certificates::Served,
-    /// The certificate's fingerprint at start (it may change: see [`certificates::watch`]).
+    /// The certificate's fingerprint at start (it may change: see `certificates::watch`).
     pub fingerprint: Fingerprint,
     pub source_stats: Arc<SourceStats>,
 }

@@ -6,9 +6,6 @@ use std::time::{Duration, SystemTime};
 
 use sha2::Digest as _;
 
-/// How often watched files are checked for changes, by default.
-pub const DEFAULT_CHECK: Duration = Duration::from_secs(2);
-
 /// The state of some files at one moment: a change of any (a rewrite, a rename over it, its
 /// removal) means "reload". The files are small (certificates, keys, token lists), so their
 /// contents count too: a same-length rewrite within the file system's time resolution is

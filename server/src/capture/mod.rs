@@ -8,17 +8,25 @@
 //! Inputs with no clock of their own (the test pattern, files) pace themselves with
 //! [`Pacer`]; devices are paced by the device. The threads here only distribute.
 
-pub mod camera;
-pub mod clock;
-pub mod convert;
-pub mod frame;
-pub mod microphone;
-pub mod resample;
-pub mod test_input;
-pub mod test_source;
-pub mod v4l_camera;
-pub mod wav_file;
-pub mod y4m_file;
+pub(crate) mod camera;
+pub(crate) mod clock;
+pub(crate) mod convert;
+pub(crate) mod frame;
+pub(crate) mod microphone;
+pub(crate) mod resample;
+pub(crate) mod test_input;
+pub(crate) mod test_source;
+pub(crate) mod v4l_camera;
+pub(crate) mod wav_file;
+pub(crate) mod y4m_file;
+
+pub use clock::MediaClock;
+pub use convert::{to_i420, PixelFormat};
+pub use frame::RawFrame;
+pub use microphone::list as list_microphones;
+pub use test_source::{is_flash_frame, VideoPattern};
+pub use v4l_camera::{list as list_cameras, CameraSelector};
+pub use y4m_file::Y4mFile;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -29,8 +37,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::TrySendError;
 
-use crate::capture::clock::MediaClock;
-use crate::capture::frame::RawFrame;
 use crate::encode::audio::{AudioEncoder, AudioPacket};
 use crate::fanout::hub::Taps;
 

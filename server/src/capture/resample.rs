@@ -56,10 +56,6 @@ impl To48k {
         })
     }
 
-    pub fn rate_in(&self) -> u32 {
-        self.rate_in
-    }
-
     /// Input samples still needed before a chunk of `len` is ready (0 when it is).
     pub fn needed(&self, len: usize) -> usize {
         if self.output.len() >= len {

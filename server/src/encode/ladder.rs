@@ -45,7 +45,7 @@ impl Ladder {
 
     /// The default ladder for a source of `width`x`height` at `fps`: the source size at
     /// `bitrate_kbps`, then two thirds and half of it at lower bitrates; from 1280x720 up
-    /// ([`crate::encode::video::is_hd`]), half and a quarter of it. Sized to what a 2-core machine encodes in real time all at
+    /// (`is_hd`), half and a quarter of it. Sized to what a 2-core machine encodes in real time all at
     /// once (docs/BENCHMARKS.md, "The ladder, every rung encoded at once": with a 1280x720
     /// top, a two-thirds second rung does not hold 30 fps, halving does).
     pub fn default_for(width: usize, height: usize, fps: u32, bitrate_kbps: u32) -> Self {

@@ -4,17 +4,22 @@
 //! own connection.
 //!
 //! Split as quinn splits quinn-proto from quinn: [`core::Session`] decides everything about
-//! a viewer without I/O (with [`video::VideoForwarder`] and [`audio::AudioForwarder`] for
-//! its media), and [`quic`] drives it over a QUIC connection. Another transport is another
+//! a viewer without I/O (with [`VideoForwarder`] and [`AudioForwarder`] for
+//! its media), and `quic` ([`serve`]) drives it over a QUIC connection. Another transport is another
 //! driver of the same core.
 
-pub mod audio;
-pub mod core;
-pub mod quic;
-pub mod video;
+pub(crate) mod audio;
+pub(crate) mod core;
+pub(crate) mod quic;
+pub(crate) mod video;
 
-pub use self::core::{Action, Ending, Offer, Session, DEFAULT_LATENCY_TARGET_MS, HELLO_TIMEOUT};
-pub use quic::{serve, RESET_DEADLINE};
+pub use self::core::{Action, Ending, Offer, Session};
+pub use audio::{AudioAction, AudioCounters, AudioForwarder, Verdict};
+pub use quic::serve;
+pub use video::{
+    KeyframeAsker, VideoAction, VideoCounters, VideoEvent, VideoForwarder, MIN_SWITCH_INTERVAL,
+    YOUNG_GOP,
+};
 
 /// How a viewer gets its first decodable frame when it joins or switches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,7 +30,7 @@ pub enum JoinStrategy {
     Gop,
     /// Ask the encoder for a new keyframe (coalesced, rate-limited) and wait for it.
     Keyframe,
-    /// The group when it is young (at most [`video::YOUNG_GOP`] frames, so catching up is
+    /// The group when it is young (at most [`YOUNG_GOP`] frames, so catching up is
     /// quick), otherwise a new keyframe.
     #[default]
     Hybrid,

@@ -151,6 +151,7 @@ impl VideoForwarder {
     }
 
     /// The renditions being received (the driver's subscriptions).
+    #[cfg(test)]
     pub fn watched(&self) -> impl Iterator<Item = RenditionId> {
         self.current
             .into_iter()

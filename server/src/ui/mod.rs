@@ -1,3 +1,5 @@
 //! The broadcaster's user interface: the preview window with its keys and status.
 
-pub mod preview;
+pub(crate) mod preview;
+
+pub use preview::spawn as spawn_preview;
