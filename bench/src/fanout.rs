@@ -68,7 +68,7 @@ pub async fn light_viewer(
         rendition,
         latency_target_ms: 300,
         client_name: "bench light viewer".into(),
-        token: String::new(),
+        token: Default::default(),
     });
     if writer.send(&hello).await.is_err() {
         return seen;

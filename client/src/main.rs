@@ -205,7 +205,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             |n| WishedRendition::Fixed(n - 1),
         ),
         latency_target_ms: args.latency_target,
-        token: args.token.clone().unwrap_or_default(),
+        token: args.token.clone().unwrap_or_default().into(),
         identity: args
             .cert
             .clone()

@@ -49,7 +49,7 @@ pub enum ConnectError {
 }
 
 /// Where to connect and how to trust the server.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ConnectOptions {
     /// `host:port` as given on the command line.
     pub server: String,
@@ -59,26 +59,9 @@ pub struct ConnectOptions {
     pub rendition: WishedRendition,
     pub latency_target_ms: u16,
     /// The access token for servers that require one (empty: none).
-    pub token: String,
+    pub token: streamsocket_proto::control::AccessToken,
     /// The viewer's certificate, for servers that require one.
     pub identity: Option<ViewerIdentity>,
-}
-
-impl std::fmt::Debug for ConnectOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnectOptions")
-            .field("server", &self.server)
-            .field("server_name", &self.server_name)
-            .field("trust", &self.trust)
-            .field("rendition", &self.rendition)
-            .field("latency_target_ms", &self.latency_target_ms)
-            .field("identity", &self.identity)
-            .field(
-                "token",
-                &streamsocket_proto::control::token_for_logs(&self.token),
-            )
-            .finish()
-    }
 }
 
 /// A connected, welcomed session.

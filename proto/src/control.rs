@@ -147,7 +147,7 @@ impl WishedRendition {
 }
 
 /// The first message on the control stream, from the viewer.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
     pub version: u16,
     pub rendition: WishedRendition,
@@ -156,28 +156,48 @@ pub struct Hello {
     /// Free text naming the viewer, for the server's logs.
     pub client_name: String,
     /// The access token, empty for none (a server may require one).
-    pub token: String,
+    pub token: AccessToken,
 }
 
-/// What debug output shows of an access token: whether there is one, never the token (debug
-/// output ends up in logs).
-pub fn token_for_logs(token: &str) -> &'static str {
-    if token.is_empty() {
-        "none"
-    } else {
-        "(hidden)"
+/// An access token. Its debug output says whether there is one, never the token (debug
+/// output ends up in logs), so anything holding one can derive `Debug`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AccessToken(String);
+
+impl AccessToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The token itself, for the wire and for checking it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
-impl std::fmt::Debug for Hello {
+impl From<String> for AccessToken {
+    fn from(token: String) -> Self {
+        Self(token)
+    }
+}
+
+impl From<&str> for AccessToken {
+    fn from(token: &str) -> Self {
+        Self(token.into())
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hello")
-            .field("version", &self.version)
-            .field("rendition", &self.rendition)
-            .field("latency_target_ms", &self.latency_target_ms)
-            .field("client_name", &self.client_name)
-            .field("token", &token_for_logs(&self.token))
-            .finish()
+        f.write_str(if self.0.is_empty() {
+            "none"
+        } else {
+            "(hidden)"
+        })
     }
 }
 
@@ -354,7 +374,7 @@ impl ControlMessage {
                 out.put_u8(h.rendition.to_u8());
                 out.put_u16(h.latency_target_ms);
                 put_string(out, &h.client_name, MAX_NAME);
-                put_string(out, &h.token, MAX_TOKEN);
+                put_string(out, h.token.expose(), MAX_TOKEN);
             }
             ControlMessage::Welcome(w) => {
                 out.put_u8(tag::WELCOME);
@@ -515,7 +535,7 @@ impl ControlMessage {
                     rendition: WishedRendition::from_u8(r.u8("hello rendition")?),
                     latency_target_ms: r.u16("hello latency target")?,
                     client_name: r.string(MAX_NAME, "hello client name")?,
-                    token: r.string(MAX_TOKEN, "hello token")?,
+                    token: r.string(MAX_TOKEN, "hello token")?.into(),
                 })
             }
             tag::WELCOME => {
@@ -669,7 +689,7 @@ mod tests {
                 rendition: WishedRendition::Fixed(2),
                 latency_target_ms: 0,
                 client_name: String::new(),
-                token: String::new(),
+                token: AccessToken::default(),
             }),
             ControlMessage::Welcome(Welcome {
                 version: PROTOCOL_VERSION,
@@ -879,7 +899,7 @@ mod tests {
             rendition: WishedRendition::Auto,
             latency_target_ms: 1,
             client_name: "é".repeat(100),
-            token: String::new(),
+            token: AccessToken::default(),
         });
         let (decoded, _) = ControlMessage::decode_framed(&msg.to_bytes())
             .unwrap()

@@ -87,7 +87,7 @@ fn message() -> impl Strategy<Value = ControlMessage> {
                     rendition,
                     latency_target_ms,
                     client_name,
-                    token,
+                    token: token.into(),
                 })
             }
         ),

@@ -96,7 +96,7 @@ async fn joined_raw(
         rendition: streamsocket_proto::control::WishedRendition::Fixed(0),
         latency_target_ms: 0,
         client_name: "hostile".into(),
-        token: String::new(),
+        token: Default::default(),
     });
     writer.send(&hello).await.unwrap();
     match reader.next().await {

@@ -135,7 +135,7 @@ async fn flooder(
         rendition: WishedRendition::Fixed(0),
         latency_target_ms: 300,
         client_name: "flooder".into(),
-        token: String::new(),
+        token: Default::default(),
     });
     send.write_all(&hello.to_bytes()).await.unwrap();
     // Read (and drop) the server's answers so that its replies never stall.

@@ -58,7 +58,7 @@ fn every_message() -> Vec<ControlMessage> {
             rendition: WishedRendition::Auto,
             latency_target_ms: 0,
             client_name: String::new(),
-            token: String::new(),
+            token: Default::default(),
         }),
         ControlMessage::Welcome(Welcome {
             version: PROTOCOL_VERSION,

@@ -326,38 +326,61 @@ impl Pacer {
 
 /// Paces an audio input that has no device clock: one chunk (a packet's worth) per period,
 /// handed over when its last sample would have been captured, as a microphone would.
+///
+/// A thread that wakes late hands over the chunks it missed at once, each with its own
+/// capture time, as a microphone's buffer would: the sound stays whole and each packet's
+/// `capture_us` stays `seq × duration` apart from the others'. Only a thread more than
+/// [`MAX_CATCH_UP`] behind skips to the present (counted): that sound is missing.
 #[derive(Debug, Default)]
 pub struct ChunkPacer {
-    pacer: Option<Pacer>,
-    /// Chunk slots skipped because the thread ran late.
+    /// The next chunk's number; chunk `n` covers samples `n × len ..`.
+    next: Option<u64>,
+    /// Chunk slots skipped because the thread ran too late.
     pub skipped: AtomicU64,
 }
+
+/// How far behind a paced audio input catches up rather than skipping.
+pub const MAX_CATCH_UP: Duration = Duration::from_millis(500);
 
 impl ChunkPacer {
     /// Waits until the next chunk of `len` samples is complete; returns the chunk's number
     /// (on the media clock: chunk `n` starts at `n × len` samples) and the capture time of
     /// its first sample.
     pub fn wait(&mut self, clock: &MediaClock, len: usize) -> (u64, u64) {
-        let per_s = crate::encode::audio::SAMPLE_RATE as u64 / len.max(1) as u64;
-        let pacer = self
-            .pacer
-            .get_or_insert_with(|| Pacer::new(clock, per_s, 1));
-        let (end_slot, end_us) = pacer.wait(clock, &self.skipped);
-        (
-            end_slot.saturating_sub(1),
-            end_us.saturating_sub(pacer.slot_us(1)),
-        )
+        let rate = crate::encode::audio::SAMPLE_RATE as u64;
+        let len = len.max(1) as u64;
+        let start_us = |n: u64| n * len * 1_000_000 / rate;
+        // The first chunk is the one that starts next.
+        let mut n = *self
+            .next
+            .get_or_insert_with(|| (clock.now_us() * rate / 1_000_000).div_ceil(len));
+        loop {
+            let late = sleep_until(clock.instant_at(start_us(n + 1)));
+            if late <= MAX_CATCH_UP {
+                break;
+            }
+            let behind = late.as_micros() as u64 * rate / 1_000_000 / len;
+            self.skipped.fetch_add(behind, Ordering::Relaxed);
+            n += behind;
+        }
+        self.next = Some(n + 1);
+        (n, start_us(n))
     }
 
     /// Starts again from the clock's present (after a pause in pacing).
     pub fn reset(&mut self) {
-        self.pacer = None;
+        self.next = None;
     }
 
     /// For [`AudioInput::counters`].
     pub fn counters(&self) -> Option<String> {
         let skipped = self.skipped.load(Ordering::Relaxed);
-        (skipped > 0).then(|| format!("{skipped} sound slots skipped (the thread ran late)"))
+        (skipped > 0).then(|| {
+            format!(
+                "{skipped} sound slots skipped (the thread ran more than {} ms late)",
+                MAX_CATCH_UP.as_millis()
+            )
+        })
     }
 }
 
@@ -504,6 +527,24 @@ mod tests {
             Ok(AudioChoice::File("a.wav".into()))
         );
         assert!("a.mp3".parse::<AudioChoice>().is_err());
+    }
+
+    #[test]
+    fn a_late_audio_thread_gets_the_chunks_it_missed_each_with_its_own_capture_time() {
+        let clock = MediaClock::default();
+        let mut pacer = ChunkPacer::default();
+        let (first, first_us) = pacer.wait(&clock, 480);
+        // Three chunks' worth of oversleeping (10 ms each), well inside MAX_CATCH_UP.
+        std::thread::sleep(Duration::from_millis(30));
+        let chunks: Vec<_> = (0..3).map(|_| pacer.wait(&clock, 480)).collect();
+        let expected: Vec<_> = (1..=3)
+            .map(|i| (first + i, first_us + i * 10_000))
+            .collect();
+        assert_eq!(
+            chunks, expected,
+            "consecutive, each one packet duration after the last"
+        );
+        assert_eq!(pacer.skipped.load(Ordering::Relaxed), 0);
     }
 
     #[test]

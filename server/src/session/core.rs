@@ -551,7 +551,7 @@ mod tests {
             rendition,
             latency_target_ms: 200,
             client_name: "test".into(),
-            token: String::new(),
+            token: Default::default(),
         }
     }
 

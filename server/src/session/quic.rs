@@ -238,7 +238,7 @@ impl Driver<'_> {
         };
         let certificate = crate::access::certificates::viewer_certificate(&self.conn);
         let serial = certificate.as_ref().map(|c| c.serial.clone());
-        match self.admission.admit(&hello.token, serial, withdraw) {
+        match self.admission.admit(hello.token.expose(), serial, withdraw) {
             Ok(admitted) => {
                 tracing::info!(
                     session_id,
