@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use crate::clock::ViewerClock;
-use crate::playout::{AvSync, PICTURE_LEAD_US};
-use crate::stats::Stats;
+use crate::audio::playout::{AvSync, PICTURE_LEAD_US};
+use crate::control::clock::ViewerClock;
+use crate::metrics::Stats;
 
 /// How late after its time a picture may still be shown: audio may lead video by at most
 /// 15 ms (ATSC IS-191).
@@ -83,6 +83,7 @@ impl PictureQueue {
         self.closed.load(Ordering::Relaxed)
     }
 
+    #[cfg(test)]
     pub fn is_finished(&self) -> bool {
         self.is_closed() && self.pictures.lock().expect("not poisoned").is_empty()
     }
@@ -130,7 +131,7 @@ pub fn take_and_account(
     stats: &Mutex<Stats>,
 ) -> Option<Presentable> {
     let offset = stats.lock().expect("not poisoned").clock_offset_us;
-    let now_server = crate::clock::to_server_us(clock.now_us(), offset);
+    let now_server = crate::control::clock::to_server_us(clock.now_us(), offset);
     let due = queue.take_due(now_server, sync.audio_delay_us(), sync.audio_can_wait());
     if due.picture.is_none() && due.replaced == 0 && due.too_late == 0 {
         return None;
@@ -176,7 +177,7 @@ pub fn shown(p: ShownPicture, clock: ViewerClock, stats: &Mutex<Stats>) {
         .present
         .record_us(now.saturating_sub(p.decoded_us));
     if offset.is_some() {
-        let now_server = crate::clock::to_server_us(now, offset);
+        let now_server = crate::control::clock::to_server_us(now, offset);
         s.video
             .latency_presented
             .record_us(now_server.saturating_sub(p.capture_us));

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use minifb::{Window, WindowOptions};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::clock::ViewerClock;
-use crate::commands::{self, Command, HELP};
-use crate::playout::AvSync;
-use crate::presenter::{self, PictureQueue};
-use crate::stats::Stats;
+use crate::audio::playout::AvSync;
+use crate::control::clock::ViewerClock;
+use crate::control::commands::{self, Command, HELP};
+use crate::metrics::Stats;
+use crate::video::presenter::{self, PictureQueue};
 use streamsocket_overlay::draw_panel;
 
 /// Why the window loop returned.
@@ -311,7 +311,7 @@ pub fn stats_lines(s: &Stats, rates: Rates, server: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Reconnecting;
+    use crate::metrics::Reconnecting;
 
     #[test]
     fn the_banner_says_what_is_wrong() {

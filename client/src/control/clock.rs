@@ -18,6 +18,11 @@ impl ViewerClock {
     pub fn now_us(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
+
+    /// The instant a reading of this clock stands for.
+    pub fn instant_at(&self, us: u64) -> Instant {
+        self.epoch + std::time::Duration::from_micros(us)
+    }
 }
 
 /// A viewer-clock time on the server's clock, given the estimated offset (server − viewer;

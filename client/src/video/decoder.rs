@@ -2,7 +2,6 @@
 //! thread, converts pictures for the window, and measures latency.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,11 +13,13 @@ use streamsocket_proto::media::FrameHeader;
 use streamsocket_proto::pixel_clock;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::clock::ViewerClock;
-use crate::playout::AvSync;
-use crate::presenter::{PictureQueue, Presentable};
-use crate::reorder::{Ready, Reorder, Sequenced};
-use crate::stats::Stats;
+use crate::audio::playout::AvSync;
+use crate::control::clock::ViewerClock;
+use crate::control::latency_budget::LatencyBudget;
+use crate::control::viewer_control::DecoderEvent;
+use crate::metrics::Stats;
+use crate::video::presenter::{PictureQueue, Presentable};
+use crate::video::reorder::{Ready, Reorder, Sequenced};
 
 /// A frame as it came off the network, with the viewer's arrival times.
 #[derive(Debug)]
@@ -40,6 +41,13 @@ impl Sequenced for NetFrame {
     }
 }
 
+/// What the decoder's queue carries: frames, and the control's events in order with them.
+#[derive(Debug)]
+pub enum DecoderInput {
+    Frame(NetFrame),
+    Event(DecoderEvent),
+}
+
 /// How long a missing frame is waited for before a keyframe is asked for (the frames after it
 /// are kept until the missing frame or a keyframe comes: `reorder`).
 pub const GAP_TIMEOUT: Duration = Duration::from_millis(150);
@@ -59,21 +67,16 @@ pub struct DecoderContext {
     pub connect_start_us: u64,
     /// dav1d worker threads (0: one per core).
     pub decoder_threads: u32,
-    /// The rendition the server last confirmed for this viewer.
-    pub target_rendition: Arc<AtomicU8>,
-    /// A frame decoded within this long of its capture counts as live (the latency target).
-    pub live_within_us: u64,
-    /// Set by the session when the broadcaster pauses: the frames after the pause start again
-    /// from a keyframe, and the numbers skipped meanwhile are not losses.
-    pub resync: Arc<std::sync::atomic::AtomicBool>,
+    /// A frame decoded within the latency budget of its capture counts as live.
+    pub budget: LatencyBudget,
     /// `--record`: every frame given to the decoder also goes to the recording.
     pub recorder: Option<crate::record::Recorder>,
     /// `--dump-y4m`: every decoded picture also goes to a file.
-    pub dump: Option<Mutex<crate::y4m_dump::Y4mDump>>,
+    pub dump: Option<Mutex<crate::record::y4m_dump::Y4mDump>>,
 }
 
 pub fn spawn(
-    input: Receiver<NetFrame>,
+    input: Receiver<DecoderInput>,
     ctx: DecoderContext,
 ) -> anyhow::Result<thread::JoinHandle<()>> {
     let mut settings = dav1d::Settings::new();
@@ -124,7 +127,12 @@ impl Tracks {
     }
 
     /// Takes a frame; returns the frames to decode and whether the picture switched rendition.
-    fn push(&mut self, frame: NetFrame, target: u8, now: Instant) -> (Ready<NetFrame>, bool) {
+    fn push(
+        &mut self,
+        frame: NetFrame,
+        target: Option<u8>,
+        now: Instant,
+    ) -> (Ready<NetFrame>, bool) {
         let r = frame.header.rendition;
         if self.current.is_none() {
             self.current = Some(r);
@@ -132,7 +140,7 @@ impl Tracks {
         if Some(r) == self.current {
             return (self.current_track.push(frame, now), false);
         }
-        if r != target {
+        if Some(r) != target {
             self.stale += 1;
             return (Ready::default(), false);
         }
@@ -172,8 +180,10 @@ impl Tracks {
     }
 }
 
-fn run(mut decoder: dav1d::Decoder, input: Receiver<NetFrame>, ctx: &DecoderContext) {
+fn run(mut decoder: dav1d::Decoder, input: Receiver<DecoderInput>, ctx: &DecoderContext) {
     let mut tracks = Tracks::new();
+    // The rendition the server last confirmed for this viewer.
+    let mut target = None;
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     loop {
         let wait = tracks
@@ -181,15 +191,18 @@ fn run(mut decoder: dav1d::Decoder, input: Receiver<NetFrame>, ctx: &DecoderCont
             .gap_deadline()
             .map(|d| d.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_millis(500));
-        let target = ctx.target_rendition.load(Ordering::Relaxed);
-        let received = input.recv_timeout(wait);
-        // After the wait: a pause told of meanwhile must reset the tracks before the frame
-        // that may follow it is pushed.
-        if ctx.resync.swap(false, Ordering::Relaxed) {
-            tracks.resync();
-        }
-        let (ready, switched) = match received {
-            Ok(frame) => {
+        let (ready, switched) = match input.recv_timeout(wait) {
+            Ok(DecoderInput::Event(DecoderEvent::Target(r))) => {
+                target = Some(r);
+                continue;
+            }
+            // The broadcaster paused (or the viewer reconnected): the frames after it start
+            // again from a keyframe, and the numbers skipped meanwhile are not losses.
+            Ok(DecoderInput::Event(DecoderEvent::Resync)) => {
+                tracks.resync();
+                continue;
+            }
+            Ok(DecoderInput::Frame(frame)) => {
                 let (seq, late_before) = (frame.header.seq, tracks.late());
                 let pushed = tracks.push(frame, target, Instant::now());
                 if tracks.late() > late_before {
@@ -322,7 +335,7 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
 
     if let Some(dump) = &ctx.dump {
         let planes = (picture.plane(Component::U), picture.plane(Component::V));
-        let p = crate::y4m_dump::Planes {
+        let p = crate::record::y4m_dump::Planes {
             width: w,
             height: h,
             y: &y,
@@ -392,7 +405,7 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
         .decode
         .record_us(decoded_us.saturating_sub(info.decode_start_us));
     if let Some(offset) = offset {
-        let to_server = |us: u64| crate::clock::to_server_us(us, Some(offset));
+        let to_server = |us: u64| crate::control::clock::to_server_us(us, Some(offset));
         let encoded_us = info.header.capture_us
             + t.queue_us as u64
             + t.encoder_wait_us as u64
@@ -406,7 +419,7 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
         ctx.sync
             .on_video_ready(to_server(ctx.clock.now_us()).saturating_sub(info.header.capture_us));
         v.latency_last_second.record_us(latency_us);
-        if v.live_ms.is_none() && latency_us <= ctx.live_within_us {
+        if v.live_ms.is_none() && latency_us <= ctx.budget.as_us() {
             v.live_ms = Some(decoded_us.saturating_sub(ctx.connect_start_us) as f64 / 1000.0);
         }
         v.stages

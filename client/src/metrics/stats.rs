@@ -542,4 +542,150 @@ mod tests {
         assert!((j["video"]["latency_ms"]["p50"].as_f64().unwrap() - 12.35).abs() < 0.05);
         assert_eq!(j["duration_s"], 3.0);
     }
+
+    /// Every section with something in it, as a viewer would end with.
+    pub(crate) fn sample() -> Stats {
+        let mut s = Stats {
+            rendition: Some(1),
+            auto: true,
+            auto_reason: Some("down to 360p: 4 frames missed their deadline".into()),
+            ..Stats::default()
+        };
+        s.rendition_timeline.push(RenditionChange {
+            at_us: 1_234_567,
+            rendition: 0,
+            reason: "the server's first choice".into(),
+        });
+        s.rendition_timeline.push(RenditionChange {
+            at_us: 5_000_999,
+            rendition: 1,
+            reason: "down to 360p".into(),
+        });
+        s.transport = Some(TransportStats {
+            udp_rx_bytes: 1_000_000,
+            udp_rx_datagrams: 900,
+            udp_tx_bytes: 20_000,
+            lost_packets: 3,
+            rtt_us: 1_234,
+        });
+        s.clock_offset_us = Some(-42_000);
+        s.rtt_us = Some(900);
+        let v = &mut s.video;
+        (
+            v.frames_received,
+            v.frames_decoded,
+            v.frames_skipped,
+            v.frames_late,
+        ) = (300, 290, 5, 2);
+        (
+            v.frames_dropped_decoder_busy,
+            v.frames_reset,
+            v.frames_malformed,
+        ) = (1, 4, 0);
+        (
+            v.decode_errors,
+            v.frames_presented,
+            v.frames_dumped,
+            v.dump_errors,
+        ) = (0, 280, 0, 0);
+        v.longest_freeze_us = 123_456;
+        v.last_decoded_us = Some(9_000_000);
+        v.frames_by_size.insert((1280, 720), 100);
+        v.frames_by_size.insert((640, 360), 190);
+        v.rendition_switches = 1;
+        v.switch_requested_us = Some(1);
+        v.switch_time.record_us(45_000);
+        (
+            v.frames_not_presented,
+            v.frames_too_late,
+            v.frames_shown_late,
+        ) = (3, 2, 1);
+        (
+            v.frames_dropped_queue_full,
+            v.keyframes,
+            v.keyframe_requests,
+        ) = (0, 3, 1);
+        (v.bytes, v.width, v.height) = (2_000_000, 640, 360);
+        (v.first_frame_ms, v.live_ms) = (Some(123.456), Some(234.567));
+        v.latency_decoded.record_us(150_000);
+        v.latency_decoded.record_us(180_000);
+        v.latency_last_second.record_us(1);
+        v.latency_presented.record_us(190_000);
+        let st = &mut v.stages;
+        for (l, us) in [
+            (&mut st.encoder_queue, 1_000),
+            (&mut st.encoder_wait, 2_000),
+            (&mut st.encode, 30_000),
+            (&mut st.transport, 5_000),
+            (&mut st.reassembly, 700),
+            (&mut st.reorder, 300),
+            (&mut st.decode, 4_000),
+            (&mut st.present, 8_000),
+            (&mut st.outside_encoder, 12_000),
+        ] {
+            l.record_us(us);
+        }
+        (
+            v.pixel_clock_read,
+            v.pixel_clock_matched,
+            v.pixel_clock_unreadable,
+        ) = (10, 9, 1);
+        let a = &mut s.audio;
+        (
+            a.packets_received,
+            a.dump_errors,
+            a.bytes,
+            a.packets_decoded,
+        ) = (500, 0, 40_000, 480);
+        (a.packets_concealed, a.packets_recovered_fec, a.packets_late) = (20, 5, 2);
+        (a.packets_dropped_overflow, a.packets_dropped_catch_up) = (1, 2);
+        (a.packets_stretched, a.playout_nudged_us) = (3, 2_500);
+        (a.target_delay_ms, a.jitter_ms) = (61.234, 12.345);
+        a.playout_delay.record_us(80_000);
+        (a.packets_dropped_busy, a.packets_malformed, a.decode_errors) = (0, 1, 0);
+        a.latency.record_us(95_000);
+        a.output_device = Some("default".into());
+        (a.output_underruns, a.bitrate_bps, a.muted) = (2, 32_000, true);
+        let r = &mut s.recording;
+        (
+            r.video_frames,
+            r.audio_packets,
+            r.bytes,
+            r.waiting_for_keyframe,
+        ) = (290, 480, 9_999, 3);
+        (r.video_span_ms, r.span_ms, r.dropped, r.errors) = (9_600, 9_620, 0, 0);
+        s.broadcast.on_message(true);
+        s.broadcast.on_frame(false);
+        s.broadcast.on_message(false);
+        s.broadcast.on_frame(true);
+        s.av_skew.on_flash(1, 1_000_000);
+        s.av_skew.on_click(1, 990_000);
+        s.av_skew.on_click(2, 2_000_000);
+        s.av_skew.on_flash(2, 2_030_000);
+        s.connection.lost = 1;
+        s.connection.reconnects = 1;
+        s.connection.reconnect_time.record_us(750_000);
+        s
+    }
+
+    /// The `--stats-json` names are read by the end-to-end tests, the benchmarks and the
+    /// documentation: they must not drift. Regenerate the sample on purpose with
+    /// `STREAMSOCKET_WRITE_SAMPLE=1`.
+    #[test]
+    fn stats_json_matches_the_checked_in_sample() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/metrics/testdata/stats.json"
+        );
+        let got = sample().to_json(Duration::from_millis(12_345));
+        if std::env::var_os("STREAMSOCKET_WRITE_SAMPLE").is_some() {
+            std::fs::write(path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
+        }
+        let want: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(got, want, "{}", serde_json::to_string_pretty(&got).unwrap());
+        let empty = Stats::default().to_json(Duration::ZERO);
+        assert!(empty["video"]["latency_ms"]["p50"].is_null());
+        assert!(empty["video"]["latency_ms"].get("mean").is_none());
+        assert!(empty["transport"].is_null());
+    }
 }
