@@ -7,9 +7,6 @@
 //! `metrics` counts. The public API is what the binary, the end-to-end tests and the
 //! benchmarks use.
 
-// The stats JSON is one large `json!` literal (until metrics derive it).
-#![recursion_limit = "256"]
-
 mod audio;
 mod control;
 mod metrics;

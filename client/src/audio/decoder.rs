@@ -118,7 +118,7 @@ fn run(
                         ctx.sync.set_packet_us(us);
                     }
                 }
-                let offset = ctx.stats.lock().expect("not poisoned").clock_offset_us;
+                let offset = ctx.stats.lock().expect("not poisoned").clock.offset_us;
                 target.on_audio(
                     p.header.capture_us,
                     to_server_us(ctx.clock.now_us(), offset),
@@ -144,7 +144,7 @@ fn run(
             ticks += 1;
             // How long this tick's samples last: a packet, unless it was nudged.
             let mut tick_us = jitter.packet_us();
-            let offset = ctx.stats.lock().expect("not poisoned").clock_offset_us;
+            let offset = ctx.stats.lock().expect("not poisoned").clock.offset_us;
             // When this tick's samples will be heard, on the server's clock.
             // A sound card takes what waits for it in bursts (its own buffer is not visible),
             // so the queue reads low right after a burst: the most it held lately is what a

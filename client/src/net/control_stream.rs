@@ -234,9 +234,9 @@ fn note(s: &mut Stats, n: Note, clock: ViewerClock) {
             offset_us,
             min_rtt_us,
         } => {
-            s.clock_offset_us = offset_us;
+            s.clock.offset_us = offset_us;
             if min_rtt_us.is_some() {
-                s.rtt_us = min_rtt_us;
+                s.clock.rtt_us = min_rtt_us;
             }
         }
         Note::AudioBitrate(b) => s.audio.bitrate_bps = b,

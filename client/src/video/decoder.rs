@@ -368,7 +368,7 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
     };
 
     let mut s = ctx.stats.lock().expect("not poisoned");
-    let offset = s.clock_offset_us;
+    let offset = s.clock.offset_us;
     let v = &mut s.video;
     v.frames_decoded += 1;
     if let Some(last) = v.last_decoded_us.replace(decoded_us) {
@@ -384,12 +384,12 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
     *v.frames_by_size.entry((w as u32, h as u32)).or_insert(0) += 1;
     match read_ms {
         Some(ms) => {
-            v.pixel_clock_read += 1;
+            v.pixel_clock.read += 1;
             if ms == (info.header.capture_us / 1000) as u32 {
-                v.pixel_clock_matched += 1;
+                v.pixel_clock.matched += 1;
             }
         }
-        None => v.pixel_clock_unreadable += 1,
+        None => v.pixel_clock.unreadable += 1,
     }
     let t = info.header.timing;
     v.stages.encoder_queue.record_us(t.queue_us as u64);

@@ -130,7 +130,7 @@ pub fn take_and_account(
     clock: ViewerClock,
     stats: &Mutex<Stats>,
 ) -> Option<Presentable> {
-    let offset = stats.lock().expect("not poisoned").clock_offset_us;
+    let offset = stats.lock().expect("not poisoned").clock.offset_us;
     let now_server = crate::control::clock::to_server_us(clock.now_us(), offset);
     let due = queue.take_due(now_server, sync.audio_delay_us(), sync.audio_can_wait());
     if due.picture.is_none() && due.replaced == 0 && due.too_late == 0 {
@@ -171,7 +171,7 @@ impl From<&Presentable> for ShownPicture {
 pub fn shown(p: ShownPicture, clock: ViewerClock, stats: &Mutex<Stats>) {
     let now = clock.now_us();
     let mut s = stats.lock().expect("not poisoned");
-    let offset = s.clock_offset_us;
+    let offset = s.clock.offset_us;
     s.video
         .stages
         .present
