@@ -10,7 +10,7 @@ use streamsocket_proto::ErrorCode;
 
 use crate::audio::playout::AvSync;
 use crate::audio::{self, AudioContext};
-use crate::control::clock::ViewerClock;
+use crate::control::clock::{ServerClock, ViewerClock};
 use crate::control::commands::{Command, QualityWish};
 use crate::control::latency_budget::LatencyBudget;
 use crate::control::viewer_control::{ControlOptions, Ended, ViewerControl};
@@ -139,10 +139,13 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
         }
         None => (None, None),
     };
+    // The control core publishes its estimate here before any media is received.
+    let server_clock = ServerClock::new(clock);
     let decoder = video::decoder::spawn(
         frame_rx,
         DecoderContext {
             clock,
+            server_clock: server_clock.clone(),
             stats: stats.clone(),
             keyframe_requests: keyframe_tx,
             pictures: pictures.clone(),
@@ -164,6 +167,7 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
         audio_rx,
         AudioContext {
             clock,
+            server_clock: server_clock.clone(),
             stats: stats.clone(),
             speakers: !args.headless,
             muted: muted.clone(),
@@ -178,7 +182,7 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
         Some(presenter::spawn_headless(
             pictures.clone(),
             av_sync.clone(),
-            clock,
+            server_clock.clone(),
             stats.clone(),
         )?)
     } else {
@@ -191,6 +195,7 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
         audio: audio_tx,
         keyframe_requests: keyframe_rx,
         commands: command_rx,
+        server_clock: server_clock.clone(),
     };
     // Local commands from scripts: quit ends the run, mute acts here; the rest go to the server.
     let (quit_tx, mut quit_rx) = tokio::sync::watch::channel(false);
@@ -261,7 +266,7 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
             let links = WindowLinks {
                 pictures: &pictures,
                 sync: &av_sync,
-                clock,
+                clock: &server_clock,
                 stats: &stats,
                 commands: command_tx.clone(),
                 muted: muted.clone(),

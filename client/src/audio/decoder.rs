@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::audio::output::{AudioOutput, NullOutput, WavTee, SAMPLE_RATE};
 use crate::audio::playout::{self, AvSync, JitterBuffer, NetAudio, Playout, PlayoutTarget};
-use crate::control::clock::{to_server_us, ViewerClock};
+use crate::control::clock::{ServerClock, ViewerClock};
 use crate::control::latency_budget::LatencyBudget;
 use crate::metrics::Stats;
 
@@ -23,6 +23,8 @@ const MAX_PACKET_SAMPLES: usize = 5760 + 256;
 
 pub struct AudioContext {
     pub clock: ViewerClock,
+    /// The server's clock, which capture times are on.
+    pub server_clock: ServerClock,
     pub stats: Arc<Mutex<Stats>>,
     /// Try to open the default speakers (false: headless).
     pub speakers: bool,
@@ -118,10 +120,9 @@ fn run(
                         ctx.sync.set_packet_us(us);
                     }
                 }
-                let offset = ctx.stats.lock().expect("not poisoned").clock.offset_us;
                 target.on_audio(
                     p.header.capture_us,
-                    to_server_us(ctx.clock.now_us(), offset),
+                    ctx.server_clock.to_server_us(ctx.clock.now_us()),
                 );
                 let overflowed = jitter.dropped_overflow;
                 jitter.insert(p);
@@ -144,7 +145,6 @@ fn run(
             ticks += 1;
             // How long this tick's samples last: a packet, unless it was nudged.
             let mut tick_us = jitter.packet_us();
-            let offset = ctx.stats.lock().expect("not poisoned").clock.offset_us;
             // When this tick's samples will be heard, on the server's clock.
             // A sound card takes what waits for it in bursts (its own buffer is not visible),
             // so the queue reads low right after a burst: the most it held lately is what a
@@ -153,7 +153,7 @@ fn run(
             let queued_us = recent_queued_us.max();
             let heard_at = ctx.clock.now_us() + queued_us;
             let dropped_before = jitter.dropped_catch_up;
-            let playout = jitter.tick(to_server_us(heard_at, offset), target_us);
+            let playout = jitter.tick(ctx.server_clock.to_server_us(heard_at), target_us);
             if jitter.dropped_catch_up != dropped_before {
                 // A whole packet's jump: the smoothed error no longer applies.
                 nudger.reset();
@@ -168,7 +168,10 @@ fn run(
             let muted = ctx.muted.load(Ordering::Relaxed);
             match playout {
                 Playout::Packet(header, payload) => {
-                    let delay = to_server_us(heard_at, offset).saturating_sub(header.capture_us);
+                    let delay = ctx
+                        .server_clock
+                        .to_server_us(heard_at)
+                        .saturating_sub(header.capture_us);
                     ctx.sync.set_audio_delay(Some(delay.max(1)));
                     match decoder.decode(&payload, &mut pcm, false) {
                         Ok(n) => {

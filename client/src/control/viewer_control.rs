@@ -95,6 +95,11 @@ pub enum DecoderEvent {
     /// Start over at the next keyframe without counting the gap as loss (the broadcaster
     /// paused, or a reconnection: the numbering may start over).
     Resync,
+    /// Another rendition was asked for at this time (viewer clock): the switch time runs
+    /// until its first decoded frame.
+    SwitchAsked { at_us: u64 },
+    /// The server refused it: no switch is coming.
+    SwitchAbandoned,
 }
 
 /// What the viewer shows and reports of the decisions (the drivers write it to the stats).
@@ -109,8 +114,6 @@ pub enum Note {
     SwitchRequested {
         reason: String,
     },
-    /// The server refused the rendition asked for.
-    SwitchAbandoned,
     /// The server confirmed a rendition (the timeline).
     RenditionConfirmed {
         rendition: u8,
@@ -505,6 +508,7 @@ impl ViewerControl {
             // Asked for by the hello when the viewer is connected again.
             return;
         }
+        out.push(Action::Decoder(DecoderEvent::SwitchAsked { at_us: now_us }));
         match self.last_select_us {
             Some(t) if now_us < t + SELECT_SPACING_US => self.held_select = Some(rendition),
             _ => {
@@ -670,7 +674,7 @@ impl ViewerControl {
                         self.index = i;
                     }
                     self.held_select = None;
-                    out.push(Action::Note(Note::SwitchAbandoned));
+                    out.push(Action::Decoder(DecoderEvent::SwitchAbandoned));
                 }
             }
             ControlMessage::Goodbye { code, message } => {

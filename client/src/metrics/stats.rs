@@ -149,9 +149,6 @@ pub struct VideoStats {
     pub frames_by_size: std::collections::BTreeMap<(u32, u32), u64>,
     /// Times the picture moved to another rendition.
     pub rendition_switches: u64,
-    /// When the viewer last asked for another rendition (viewer clock), until the switch.
-    #[serde(skip)]
-    pub switch_requested_us: Option<u64>,
     /// Request to first decoded frame of the new rendition.
     #[serde(rename = "switch_ms")]
     pub switch_time: Latency,
@@ -605,7 +602,6 @@ mod tests {
         v.frames_by_size.insert((1280, 720), 100);
         v.frames_by_size.insert((640, 360), 190);
         v.rendition_switches = 1;
-        v.switch_requested_us = Some(1);
         v.switch_time.record_us(45_000);
         (
             v.frames_not_presented,

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::audio::NetAudio;
 use crate::control::auto_quality::Observation;
-use crate::control::clock::ViewerClock;
+use crate::control::clock::{ServerClock, ViewerClock};
 use crate::control::commands::Command;
 use crate::control::viewer_control::{
     Action, DecoderEvent, Ended, Event, Note, Readings, ViewerControl,
@@ -32,19 +32,23 @@ pub struct Pipes {
     pub keyframe_requests: UnboundedReceiver<u8>,
     /// Requests from the keyboard or a script (those the server must hear of).
     pub commands: UnboundedReceiver<Command>,
+    /// Where the clock offset the core estimates is published for the pipeline.
+    pub server_clock: ServerClock,
 }
 
-/// One connection in use: its control stream and its receive tasks.
+/// One connection in use: its control stream and its receive tasks (started once the core
+/// has taken the welcome: the pipeline knows the clock offset and the rendition before any
+/// media reaches it).
 struct Live {
     conn: quinn::Connection,
     writer: ControlWriter,
     reader: ControlReader,
-    receivers: [JoinHandle<()>; 2],
+    receivers: Option<[JoinHandle<()>; 2]>,
 }
 
 impl Drop for Live {
     fn drop(&mut self) {
-        for r in &self.receivers {
+        for r in self.receivers.iter().flatten() {
             r.abort();
         }
     }
@@ -69,7 +73,7 @@ pub async fn run(
     stats: Arc<Mutex<Stats>>,
 ) -> Ended {
     let mut queue = VecDeque::new();
-    let mut live = Some(start(first, &pipes, &current, clock, &stats, &mut queue));
+    let mut live = Some(start(first, &current, &mut queue));
     loop {
         while let Some(event) = queue.pop_front() {
             for action in control.handle(clock.now_us(), event) {
@@ -88,9 +92,7 @@ pub async fn run(
                     }
                     Action::Connect { rendition } => {
                         match reconnect::attempt(&opts, rendition).await {
-                            Ok(s) => {
-                                live = Some(start(s, &pipes, &current, clock, &stats, &mut queue))
-                            }
+                            Ok(s) => live = Some(start(s, &current, &mut queue)),
                             Err(failed) => queue.push_back(failed),
                         }
                     }
@@ -100,10 +102,18 @@ pub async fn run(
                         let readings = read(&mut stats.lock().expect("not poisoned"), rtt, auto);
                         queue.push_back(Event::Sampled(readings));
                     }
-                    Action::Note(n) => note(&mut stats.lock().expect("not poisoned"), n, clock),
+                    Action::Note(n) => {
+                        if let Note::Clock { offset_us, .. } = n {
+                            pipes.server_clock.set_offset_us(offset_us);
+                        }
+                        note(&mut stats.lock().expect("not poisoned"), n, clock)
+                    }
                     Action::End(ended) => return ended,
                 }
             }
+        }
+        if let Some(l) = live.as_mut().filter(|l| l.receivers.is_none()) {
+            l.receivers = Some(receive(&l.conn, &pipes, clock, &stats));
         }
         let deadline = control.next_timer_us().map(|t| clock.instant_at(t));
         let wake = tokio::select! {
@@ -132,18 +142,26 @@ pub async fn run(
     }
 }
 
-/// Starts receiving on a welcomed connection; the welcome goes to the core.
-fn start(
-    session: Session,
+/// A welcomed connection: the welcome goes to the core.
+fn start(session: Session, current: &CurrentConnection, queue: &mut VecDeque<Event>) -> Live {
+    current.set(&session);
+    queue.push_back(Event::Connected(session.welcome));
+    Live {
+        conn: session.conn,
+        writer: session.writer,
+        reader: session.reader,
+        receivers: None,
+    }
+}
+
+/// Receives the connection's frame streams and audio datagrams.
+fn receive(
+    conn: &quinn::Connection,
     pipes: &Pipes,
-    current: &CurrentConnection,
     clock: ViewerClock,
     stats: &Arc<Mutex<Stats>>,
-    queue: &mut VecDeque<Event>,
-) -> Live {
-    current.set(&session);
-    let conn = session.conn;
-    let receivers = [
+) -> [JoinHandle<()>; 2] {
+    [
         tokio::spawn(receive_frames(
             conn.clone(),
             pipes.decoder.clone(),
@@ -155,14 +173,7 @@ fn start(
             pipes.audio.clone(),
             stats.clone(),
         )),
-    ];
-    queue.push_back(Event::Connected(session.welcome));
-    Live {
-        conn,
-        writer: session.writer,
-        reader: session.reader,
-        receivers,
-    }
+    ]
 }
 
 async fn next_message(live: Option<&mut Live>) -> Result<Option<ControlMessage>, ReadError> {
@@ -217,11 +228,7 @@ fn note(s: &mut Stats, n: Note, clock: ViewerClock) {
     let now_us = clock.now_us();
     match n {
         Note::Choices { auto, paused } => (s.auto, s.paused) = (auto, paused),
-        Note::SwitchRequested { reason } => {
-            s.video.switch_requested_us = Some(now_us);
-            s.auto_reason = Some(reason);
-        }
-        Note::SwitchAbandoned => s.video.switch_requested_us = None,
+        Note::SwitchRequested { reason } => s.auto_reason = Some(reason),
         Note::RenditionConfirmed { rendition, reason } => {
             s.rendition = Some(rendition);
             s.rendition_timeline.push(RenditionChange {

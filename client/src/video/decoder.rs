@@ -14,7 +14,7 @@ use streamsocket_proto::pixel_clock;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::audio::playout::AvSync;
-use crate::control::clock::ViewerClock;
+use crate::control::clock::{ServerClock, ViewerClock};
 use crate::control::latency_budget::LatencyBudget;
 use crate::control::viewer_control::DecoderEvent;
 use crate::metrics::Stats;
@@ -54,6 +54,8 @@ pub const GAP_TIMEOUT: Duration = Duration::from_millis(150);
 
 pub struct DecoderContext {
     pub clock: ViewerClock,
+    /// The server's clock, which capture times are on.
+    pub server_clock: ServerClock,
     pub stats: Arc<Mutex<Stats>>,
     /// Keyframe requests to the control task (rendition id).
     pub keyframe_requests: UnboundedSender<u8>,
@@ -184,6 +186,8 @@ fn run(mut decoder: dav1d::Decoder, input: Receiver<DecoderInput>, ctx: &Decoder
     let mut tracks = Tracks::new();
     // The rendition the server last confirmed for this viewer.
     let mut target = None;
+    // When the viewer last asked for another rendition (viewer clock), until the switch.
+    let mut switch_asked = None;
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     loop {
         let wait = tracks
@@ -200,6 +204,14 @@ fn run(mut decoder: dav1d::Decoder, input: Receiver<DecoderInput>, ctx: &Decoder
             // again from a keyframe, and the numbers skipped meanwhile are not losses.
             Ok(DecoderInput::Event(DecoderEvent::Resync)) => {
                 tracks.resync();
+                continue;
+            }
+            Ok(DecoderInput::Event(DecoderEvent::SwitchAsked { at_us })) => {
+                switch_asked = Some(at_us);
+                continue;
+            }
+            Ok(DecoderInput::Event(DecoderEvent::SwitchAbandoned)) => {
+                switch_asked = None;
                 continue;
             }
             Ok(DecoderInput::Frame(frame)) => {
@@ -233,7 +245,7 @@ fn run(mut decoder: dav1d::Decoder, input: Receiver<DecoderInput>, ctx: &Decoder
         if switched {
             let mut s = ctx.stats.lock().expect("not poisoned");
             s.video.rendition_switches += 1;
-            if let Some(asked) = s.video.switch_requested_us.take() {
+            if let Some(asked) = switch_asked.take() {
                 s.video
                     .switch_time
                     .record_us(ctx.clock.now_us().saturating_sub(asked));
@@ -368,7 +380,7 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
     };
 
     let mut s = ctx.stats.lock().expect("not poisoned");
-    let offset = s.clock.offset_us;
+    let offset = ctx.server_clock.offset_us();
     let v = &mut s.video;
     v.frames_decoded += 1;
     if let Some(last) = v.last_decoded_us.replace(decoded_us) {

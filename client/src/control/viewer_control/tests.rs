@@ -214,7 +214,7 @@ fn switching_asks_once_and_follows_the_confirmation() {
             message: "no such rendition".into(),
         }),
     );
-    assert_eq!(a, [Action::Note(Note::SwitchAbandoned)]);
+    assert_eq!(a, [Action::Decoder(DecoderEvent::SwitchAbandoned)]);
     assert_eq!(c.index(), 0);
 }
 
