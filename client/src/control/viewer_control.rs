@@ -440,7 +440,9 @@ impl ViewerControl {
             );
         }
         if self.auto {
-            self.reason = Some("automatic: starting from the top".into());
+            let reason = "automatic: starting from the top".to_string();
+            self.reason = Some(reason.clone());
+            out.push(Action::Note(Note::SwitchRequested { reason }));
             self.restart_auto(now_us);
         }
         if self.paused {
