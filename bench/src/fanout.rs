@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use streamsocket_client::clock::ViewerClock;
-use streamsocket_client::clock_sync::{ClockSync, Exchange};
-use streamsocket_client::tls::{client_config, Trust};
+use streamsocket_client::ViewerClock;
+use streamsocket_client::{client_config, Trust};
+use streamsocket_client::{ClockSync, Exchange};
 use streamsocket_proto::control::{ControlMessage, Hello, Ping, Rendition, WishedRendition};
 use streamsocket_proto::PROTOCOL_VERSION;
 use streamsocket_tests::ServerProcess;

@@ -1,26 +1,24 @@
 //! StreamSocket viewer: receives AV1 frames and Opus packets over QUIC, reorders and decodes
 //! them on their own threads, shows the newest picture and plays the sound.
 //!
-//! Pipeline: `session` (QUIC receive, control, clock pings) → `reorder` + `video_decoder`
-//! (dav1d thread) → `window` (minifb) or headless; `session` → `audio` (jitter buffer, Opus,
-//! `speakers`).
+//! Stages: `net` (connect, control stream, receive, reconnect, TLS) → `video` (reorder, dav1d
+//! thread, presenter, minifb window) and `audio` (jitter buffer, Opus, speakers); `control`
+//! decides, without I/O, what to ask of the server and when; `record` writes what arrives;
+//! `metrics` counts. The public API is what the binary, the end-to-end tests and the
+//! benchmarks use.
 
-// The stats JSON is one large `json!` literal.
-#![recursion_limit = "256"]
+mod audio;
+mod control;
+mod metrics;
+mod net;
+mod record;
+mod video;
+mod viewer;
 
-pub mod audio;
-pub mod auto_quality;
-pub mod clock;
-pub mod clock_sync;
-pub mod commands;
-pub mod playout;
-pub mod presenter;
-pub mod record;
-pub mod reorder;
-pub mod session;
-pub mod speakers;
-pub mod stats;
-pub mod tls;
-pub mod video_decoder;
-pub mod window;
-pub mod y4m_dump;
+pub use audio::speakers::list as list_speakers;
+pub use control::clock::ViewerClock;
+pub use control::clock_sync::{ClockSync, Exchange};
+pub use control::commands::{parse_script, Command, QualityWish};
+pub use control::latency_budget::LatencyBudget;
+pub use net::tls::{client_config, client_config_with_alpn, default_ca, Trust, ViewerIdentity};
+pub use viewer::{run, ViewerOptions};

@@ -504,11 +504,9 @@ pub fn require_tools(tools: &[&str]) {
 /// A raw QUIC connection to `server` that trusts its CA, for tests that speak the protocol
 /// by hand (hostile or scripted viewers). Keep the endpoint alive as long as the connection.
 pub async fn connect_raw(server: &ServerProcess) -> (quinn::Endpoint, quinn::Connection) {
-    let (config, _) = streamsocket_client::tls::client_config(
-        streamsocket_client::tls::Trust::Ca(server.ca()),
-        None,
-    )
-    .expect("client config");
+    let (config, _) =
+        streamsocket_client::client_config(streamsocket_client::Trust::Ca(server.ca()), None)
+            .expect("client config");
     let endpoint =
         streamsocket_transport::endpoint::client("127.0.0.1:0".parse().expect("address"))
             .expect("bind");

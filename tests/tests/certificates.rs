@@ -341,7 +341,7 @@ fn a_server_that_requires_viewer_certificates_explains_every_refusal() {
         "{err}"
     );
     // Presented anyway, the server refuses it: certificate_expired (45), explained.
-    let mut expired = streamsocket_client::tls::ViewerIdentity::new(old.cert.clone(), None);
+    let mut expired = streamsocket_client::ViewerIdentity::new(old.cert.clone(), None);
     expired.check_dates = false;
     let closed = presented_and_refused(&server, &expired);
     assert_eq!(closed, 0x100 + 45, "a TLS certificate_expired alert");
@@ -392,10 +392,10 @@ fn a_server_that_requires_viewer_certificates_explains_every_refusal() {
 /// server's refusal.
 fn presented_and_refused(
     server: &ServerProcess,
-    identity: &streamsocket_client::tls::ViewerIdentity,
+    identity: &streamsocket_client::ViewerIdentity,
 ) -> u64 {
-    let (config, _) = streamsocket_client::tls::client_config(
-        streamsocket_client::tls::Trust::Ca(server.ca()),
+    let (config, _) = streamsocket_client::client_config(
+        streamsocket_client::Trust::Ca(server.ca()),
         Some(identity),
     )
     .unwrap();

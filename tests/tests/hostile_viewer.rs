@@ -194,11 +194,9 @@ fn floods_deaf_viewers_and_abandoned_handshakes_do_not_reach_a_good_viewer() {
         // Handshakes started and abandoned, many more than the server admits viewers: each
         // from its own port, the client's first flight and then silence (a viewer that
         // vanished mid-handshake, or a forged address).
-        let (config, _) = streamsocket_client::tls::client_config(
-            streamsocket_client::tls::Trust::Ca(server.ca()),
-            None,
-        )
-        .unwrap();
+        let (config, _) =
+            streamsocket_client::client_config(streamsocket_client::Trust::Ca(server.ca()), None)
+                .unwrap();
         let _silent: Vec<std::net::UdpSocket> = (0..150)
             .map(|_| abandoned_handshake(server.addr, config.clone()))
             .collect();
@@ -244,8 +242,8 @@ fn a_handshake_offering_another_protocol_is_refused() {
     let server = ServerProcess::start(&[]).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let (config, _) = streamsocket_client::tls::client_config_with_alpn(
-            streamsocket_client::tls::Trust::Ca(server.ca()),
+        let (config, _) = streamsocket_client::client_config_with_alpn(
+            streamsocket_client::Trust::Ca(server.ca()),
             None,
             b"h3",
         )

@@ -10,6 +10,7 @@
 
 pub mod av1;
 pub mod webm;
+pub mod y4m_dump;
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -21,7 +22,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::stats::Stats;
+use crate::metrics::Stats;
 use webm::{WebmWriter, AUDIO_TRACK, VIDEO_TRACK};
 
 /// The server's Opus encoder runs in low-delay mode: 2.5 ms (120 samples) of lookahead.

@@ -85,6 +85,17 @@ fn master(b: &mut Vec<u8>, id: u32, body: impl FnOnce(&mut Vec<u8>)) {
     bin(b, id, &inner);
 }
 
+/// The start of a track entry: its number (also its UID), type (1 video, 2 audio), codec and
+/// the codec's private data; no lacing.
+fn track_head(b: &mut Vec<u8>, number: u8, kind: u64, codec: &str, private: &[u8]) {
+    uint(b, TRACK_NUMBER, number as u64);
+    uint(b, TRACK_UID, number as u64);
+    uint(b, TRACK_TYPE, kind);
+    uint(b, FLAG_LACING, 0);
+    text(b, CODEC_ID, codec);
+    bin(b, CODEC_PRIVATE, private);
+}
+
 /// What the tracks hold.
 pub struct Tracks<'a> {
     pub width: u32,
@@ -192,24 +203,14 @@ impl<W: Write + Seek> WebmWriter<W> {
         let head = opus_head(tracks.opus_channels, tracks.opus_pre_skip);
         master(&mut b, TRACKS, |b| {
             master(b, TRACK_ENTRY, |b| {
-                uint(b, TRACK_NUMBER, VIDEO_TRACK as u64);
-                uint(b, TRACK_UID, 1);
-                uint(b, TRACK_TYPE, 1);
-                uint(b, FLAG_LACING, 0);
-                text(b, CODEC_ID, "V_AV1");
-                bin(b, CODEC_PRIVATE, tracks.av1c);
+                track_head(b, VIDEO_TRACK, 1, "V_AV1", tracks.av1c);
                 master(b, VIDEO, |b| {
                     uint(b, PIXEL_WIDTH, tracks.width as u64);
                     uint(b, PIXEL_HEIGHT, tracks.height as u64);
                 });
             });
             master(b, TRACK_ENTRY, |b| {
-                uint(b, TRACK_NUMBER, AUDIO_TRACK as u64);
-                uint(b, TRACK_UID, 2);
-                uint(b, TRACK_TYPE, 2);
-                uint(b, FLAG_LACING, 0);
-                text(b, CODEC_ID, "A_OPUS");
-                bin(b, CODEC_PRIVATE, &head);
+                track_head(b, AUDIO_TRACK, 2, "A_OPUS", &head);
                 uint(
                     b,
                     CODEC_DELAY,

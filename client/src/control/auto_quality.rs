@@ -12,6 +12,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 
+use super::latency_budget::LatencyBudget;
+
 /// Seconds without trouble before trying the next rung up.
 pub const FIRST_PROBE_WAIT_S: u32 = 5;
 /// The longest wait between tries of a rung that failed.
@@ -101,7 +103,7 @@ pub struct AutoQuality {
     /// The highest rung allowed (the user's cap).
     top: usize,
     /// The viewer's latency target: frames later than this miss the server's deadline.
-    target_us: u64,
+    target: LatencyBudget,
     last: Option<Observation>,
     latency_p50s: VecDeque<u64>,
     rtts: VecDeque<u64>,
@@ -117,13 +119,13 @@ pub struct AutoQuality {
 
 impl AutoQuality {
     /// `ladder_kbps`: the rungs' bitrates, highest first; `cap`: the highest rung allowed;
-    /// `target_us`: the viewer's latency target.
-    pub fn new(ladder_kbps: Vec<u32>, cap: usize, target_us: u64) -> Self {
+    /// `target`: the viewer's latency budget.
+    pub fn new(ladder_kbps: Vec<u32>, cap: usize, target: LatencyBudget) -> Self {
         let top = cap.min(ladder_kbps.len().saturating_sub(1));
         Self {
             ladder_kbps,
             top,
-            target_us,
+            target,
             last: None,
             latency_p50s: VecDeque::new(),
             rtts: VecDeque::new(),
@@ -133,11 +135,6 @@ impl AutoQuality {
             lossy_seconds: 0,
             grace_s: 0,
         }
-    }
-
-    /// The highest rung automatic quality may choose.
-    pub fn top(&self) -> usize {
-        self.top
     }
 
     /// Forgets the counters' last values (after a pause or a reconnection, whose gaps are
@@ -195,13 +192,13 @@ impl AutoQuality {
         };
         let over_target = obs
             .latency_p90_us
-            .filter(|l| !in_grace && *l > self.target_us);
+            .filter(|l| !in_grace && *l > self.target.as_us());
         let trouble = if reset >= 2 {
             Some((Reason::FramesReset(reset), true))
         } else if let Some(now) = over_target {
             let reason = Reason::LatencyOverTarget {
                 now_ms: now / 1000,
-                target_ms: self.target_us / 1000,
+                target_ms: u64::from(self.target.as_ms()),
             };
             Some((reason, true))
         } else if let Some((now, usual, _)) =
@@ -323,7 +320,7 @@ mod tests {
     impl Run {
         fn new(index: usize) -> Self {
             let mut run = Self {
-                auto: AutoQuality::new(LADDER.to_vec(), 0, 300_000),
+                auto: AutoQuality::new(LADDER.to_vec(), 0, LatencyBudget::DEFAULT),
                 obs: Observation {
                     latency_p50_us: Some(100_000),
                     latency_p90_us: Some(110_000),
@@ -392,7 +389,7 @@ mod tests {
 
     #[test]
     fn latency_over_the_target_steps_down_even_without_a_baseline() {
-        let mut auto = AutoQuality::new(LADDER.to_vec(), 0, 300_000);
+        let mut auto = AutoQuality::new(LADDER.to_vec(), 0, LatencyBudget::DEFAULT);
         let mut obs = Observation {
             latency_p50_us: Some(400_000),
             latency_p90_us: Some(450_000),
@@ -476,7 +473,7 @@ mod tests {
 
     #[test]
     fn the_users_cap_is_honoured() {
-        let mut auto = AutoQuality::new(LADDER.to_vec(), 1, 300_000);
+        let mut auto = AutoQuality::new(LADDER.to_vec(), 1, LatencyBudget::DEFAULT);
         let obs = Observation {
             latency_p50_us: Some(100_000),
             latency_p90_us: Some(100_000),

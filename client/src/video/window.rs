@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use minifb::{Window, WindowOptions};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::clock::ViewerClock;
-use crate::commands::{self, Command, HELP};
-use crate::playout::AvSync;
-use crate::presenter::{self, PictureQueue};
-use crate::stats::Stats;
+use crate::audio::playout::AvSync;
+use crate::control::clock::ServerClock;
+use crate::control::commands::{self, Command, HELP};
+use crate::metrics::Stats;
+use crate::video::presenter::{self, PictureQueue};
 use streamsocket_overlay::draw_panel;
 
 /// Why the window loop returned.
@@ -74,7 +74,8 @@ pub struct Rates {
 pub struct WindowLinks<'a> {
     pub pictures: &'a PictureQueue,
     pub sync: &'a AvSync,
-    pub clock: ViewerClock,
+    /// The server's clock as estimated (its viewer clock for the overlays).
+    pub clock: &'a ServerClock,
     pub stats: &'a Arc<Mutex<Stats>>,
     /// Requests for the server (quality, audio bitrate, pause).
     pub commands: UnboundedSender<Command>,
@@ -140,7 +141,7 @@ impl Presenter {
                 banner_checked = Instant::now();
                 let now = banner(
                     &links.stats.lock().expect("not poisoned"),
-                    links.clock.now_us(),
+                    links.clock.viewer().now_us(),
                 );
                 if now != shown_banner {
                     shown_banner = now;
@@ -218,7 +219,7 @@ impl Presenter {
         } else {
             banner(
                 &links.stats.lock().expect("not poisoned"),
-                links.clock.now_us(),
+                links.clock.viewer().now_us(),
             )
         };
         let buffer = match overlay {
@@ -311,7 +312,7 @@ pub fn stats_lines(s: &Stats, rates: Rates, server: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Reconnecting;
+    use crate::metrics::Reconnecting;
 
     #[test]
     fn the_banner_says_what_is_wrong() {

@@ -109,6 +109,51 @@ impl FromStr for Command {
     }
 }
 
+/// The rendition to start with (`--quality`): automatic, a position in the server's ladder,
+/// or a rendition's name as the server announces it (`180p`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum QualityWish {
+    #[default]
+    Auto,
+    /// Position in the ladder, 0 = first (highest); `--quality 1` is position 0.
+    Position(u8),
+    /// A rendition's name, matched without regard to case once the ladder is known.
+    Name(String),
+}
+
+impl QualityWish {
+    /// The most renditions a ladder has (positions 1-16 on the command line).
+    pub const MAX_POSITION: u8 = 16;
+}
+
+impl FromStr for QualityWish {
+    type Err = String;
+
+    /// `auto`, a 1-based position (`1` = highest, as the keys 1-9), or a rendition's name.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("auto") {
+            return Ok(QualityWish::Auto);
+        }
+        if t.is_empty() {
+            return Err("give auto, a position (1 = highest) or a rendition's name".into());
+        }
+        if t.bytes().all(|b| b.is_ascii_digit()) {
+            return match t.parse::<u8>() {
+                Ok(n @ 1..=Self::MAX_POSITION) => Ok(QualityWish::Position(n - 1)),
+                _ => Err(format!(
+                    "rendition positions are 1 to {}, not {t}",
+                    Self::MAX_POSITION
+                )),
+            };
+        }
+        if t.len() > 64 || t.chars().any(char::is_control) {
+            return Err(format!("{t:?} is not a rendition's name"));
+        }
+        Ok(QualityWish::Name(t.to_string()))
+    }
+}
+
 /// Parses `--script`: comma-separated `SECONDS:COMMAND` pairs, e.g. `2:quality=3,4.5:up`.
 pub fn parse_script(text: &str) -> Result<Vec<(Duration, Command)>, String> {
     let mut steps = Vec::new();
@@ -183,5 +228,17 @@ mod tests {
         assert!(parse_script("1:fly")
             .unwrap_err()
             .contains("unknown command"));
+    }
+
+    #[test]
+    fn quality_takes_a_position_a_name_or_auto() {
+        assert_eq!("auto".parse(), Ok(QualityWish::Auto));
+        assert_eq!("AUTO".parse(), Ok(QualityWish::Auto));
+        assert_eq!("1".parse(), Ok(QualityWish::Position(0)));
+        assert_eq!("16".parse(), Ok(QualityWish::Position(15)));
+        assert_eq!("180p".parse(), Ok(QualityWish::Name("180p".into())));
+        assert!("0".parse::<QualityWish>().is_err());
+        assert!("17".parse::<QualityWish>().is_err());
+        assert!("".parse::<QualityWish>().is_err());
     }
 }

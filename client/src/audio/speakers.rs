@@ -10,7 +10,7 @@ use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
 use streamsocket_sound::Direction;
 
-use crate::audio::{AudioOutput, SAMPLE_RATE};
+use crate::audio::output::{AudioOutput, SAMPLE_RATE};
 
 /// Most audio queued for the device: 200 ms; beyond it the newest samples are dropped so
 /// the output stays close to live.

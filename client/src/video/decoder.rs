@@ -2,7 +2,6 @@
 //! thread, converts pictures for the window, and measures latency.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,11 +13,13 @@ use streamsocket_proto::media::FrameHeader;
 use streamsocket_proto::pixel_clock;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::clock::ViewerClock;
-use crate::playout::AvSync;
-use crate::presenter::{PictureQueue, Presentable};
-use crate::reorder::{Ready, Reorder, Sequenced};
-use crate::stats::Stats;
+use crate::audio::playout::AvSync;
+use crate::control::clock::{ServerClock, ViewerClock};
+use crate::control::latency_budget::LatencyBudget;
+use crate::control::viewer_control::DecoderEvent;
+use crate::metrics::Stats;
+use crate::video::presenter::{PictureQueue, Presentable};
+use crate::video::reorder::{Ready, Reorder, Sequenced};
 
 /// A frame as it came off the network, with the viewer's arrival times.
 #[derive(Debug)]
@@ -40,12 +41,21 @@ impl Sequenced for NetFrame {
     }
 }
 
+/// What the decoder's queue carries: frames, and the control's events in order with them.
+#[derive(Debug)]
+pub enum DecoderInput {
+    Frame(NetFrame),
+    Event(DecoderEvent),
+}
+
 /// How long a missing frame is waited for before a keyframe is asked for (the frames after it
 /// are kept until the missing frame or a keyframe comes: `reorder`).
 pub const GAP_TIMEOUT: Duration = Duration::from_millis(150);
 
 pub struct DecoderContext {
     pub clock: ViewerClock,
+    /// The server's clock, which capture times are on.
+    pub server_clock: ServerClock,
     pub stats: Arc<Mutex<Stats>>,
     /// Keyframe requests to the control task (rendition id).
     pub keyframe_requests: UnboundedSender<u8>,
@@ -59,21 +69,16 @@ pub struct DecoderContext {
     pub connect_start_us: u64,
     /// dav1d worker threads (0: one per core).
     pub decoder_threads: u32,
-    /// The rendition the server last confirmed for this viewer.
-    pub target_rendition: Arc<AtomicU8>,
-    /// A frame decoded within this long of its capture counts as live (the latency target).
-    pub live_within_us: u64,
-    /// Set by the session when the broadcaster pauses: the frames after the pause start again
-    /// from a keyframe, and the numbers skipped meanwhile are not losses.
-    pub resync: Arc<std::sync::atomic::AtomicBool>,
+    /// A frame decoded within the latency budget of its capture counts as live.
+    pub budget: LatencyBudget,
     /// `--record`: every frame given to the decoder also goes to the recording.
     pub recorder: Option<crate::record::Recorder>,
     /// `--dump-y4m`: every decoded picture also goes to a file.
-    pub dump: Option<Mutex<crate::y4m_dump::Y4mDump>>,
+    pub dump: Option<Mutex<crate::record::y4m_dump::Y4mDump>>,
 }
 
 pub fn spawn(
-    input: Receiver<NetFrame>,
+    input: Receiver<DecoderInput>,
     ctx: DecoderContext,
 ) -> anyhow::Result<thread::JoinHandle<()>> {
     let mut settings = dav1d::Settings::new();
@@ -124,7 +129,12 @@ impl Tracks {
     }
 
     /// Takes a frame; returns the frames to decode and whether the picture switched rendition.
-    fn push(&mut self, frame: NetFrame, target: u8, now: Instant) -> (Ready<NetFrame>, bool) {
+    fn push(
+        &mut self,
+        frame: NetFrame,
+        target: Option<u8>,
+        now: Instant,
+    ) -> (Ready<NetFrame>, bool) {
         let r = frame.header.rendition;
         if self.current.is_none() {
             self.current = Some(r);
@@ -132,7 +142,7 @@ impl Tracks {
         if Some(r) == self.current {
             return (self.current_track.push(frame, now), false);
         }
-        if r != target {
+        if Some(r) != target {
             self.stale += 1;
             return (Ready::default(), false);
         }
@@ -172,8 +182,12 @@ impl Tracks {
     }
 }
 
-fn run(mut decoder: dav1d::Decoder, input: Receiver<NetFrame>, ctx: &DecoderContext) {
+fn run(mut decoder: dav1d::Decoder, input: Receiver<DecoderInput>, ctx: &DecoderContext) {
     let mut tracks = Tracks::new();
+    // The rendition the server last confirmed for this viewer.
+    let mut target = None;
+    // When the viewer last asked for another rendition (viewer clock), until the switch.
+    let mut switch_asked = None;
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     loop {
         let wait = tracks
@@ -181,15 +195,26 @@ fn run(mut decoder: dav1d::Decoder, input: Receiver<NetFrame>, ctx: &DecoderCont
             .gap_deadline()
             .map(|d| d.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_millis(500));
-        let target = ctx.target_rendition.load(Ordering::Relaxed);
-        let received = input.recv_timeout(wait);
-        // After the wait: a pause told of meanwhile must reset the tracks before the frame
-        // that may follow it is pushed.
-        if ctx.resync.swap(false, Ordering::Relaxed) {
-            tracks.resync();
-        }
-        let (ready, switched) = match received {
-            Ok(frame) => {
+        let (ready, switched) = match input.recv_timeout(wait) {
+            Ok(DecoderInput::Event(DecoderEvent::Target(r))) => {
+                target = Some(r);
+                continue;
+            }
+            // The broadcaster paused (or the viewer reconnected): the frames after it start
+            // again from a keyframe, and the numbers skipped meanwhile are not losses.
+            Ok(DecoderInput::Event(DecoderEvent::Resync)) => {
+                tracks.resync();
+                continue;
+            }
+            Ok(DecoderInput::Event(DecoderEvent::SwitchAsked { at_us })) => {
+                switch_asked = Some(at_us);
+                continue;
+            }
+            Ok(DecoderInput::Event(DecoderEvent::SwitchAbandoned)) => {
+                switch_asked = None;
+                continue;
+            }
+            Ok(DecoderInput::Frame(frame)) => {
                 let (seq, late_before) = (frame.header.seq, tracks.late());
                 let pushed = tracks.push(frame, target, Instant::now());
                 if tracks.late() > late_before {
@@ -220,7 +245,7 @@ fn run(mut decoder: dav1d::Decoder, input: Receiver<NetFrame>, ctx: &DecoderCont
         if switched {
             let mut s = ctx.stats.lock().expect("not poisoned");
             s.video.rendition_switches += 1;
-            if let Some(asked) = s.video.switch_requested_us.take() {
+            if let Some(asked) = switch_asked.take() {
                 s.video
                     .switch_time
                     .record_us(ctx.clock.now_us().saturating_sub(asked));
@@ -322,7 +347,7 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
 
     if let Some(dump) = &ctx.dump {
         let planes = (picture.plane(Component::U), picture.plane(Component::V));
-        let p = crate::y4m_dump::Planes {
+        let p = crate::record::y4m_dump::Planes {
             width: w,
             height: h,
             y: &y,
@@ -355,7 +380,7 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
     };
 
     let mut s = ctx.stats.lock().expect("not poisoned");
-    let offset = s.clock_offset_us;
+    let offset = ctx.server_clock.offset_us();
     let v = &mut s.video;
     v.frames_decoded += 1;
     if let Some(last) = v.last_decoded_us.replace(decoded_us) {
@@ -371,12 +396,12 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
     *v.frames_by_size.entry((w as u32, h as u32)).or_insert(0) += 1;
     match read_ms {
         Some(ms) => {
-            v.pixel_clock_read += 1;
+            v.pixel_clock.read += 1;
             if ms == (info.header.capture_us / 1000) as u32 {
-                v.pixel_clock_matched += 1;
+                v.pixel_clock.matched += 1;
             }
         }
-        None => v.pixel_clock_unreadable += 1,
+        None => v.pixel_clock.unreadable += 1,
     }
     let t = info.header.timing;
     v.stages.encoder_queue.record_us(t.queue_us as u64);
@@ -392,7 +417,7 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
         .decode
         .record_us(decoded_us.saturating_sub(info.decode_start_us));
     if let Some(offset) = offset {
-        let to_server = |us: u64| crate::clock::to_server_us(us, Some(offset));
+        let to_server = |us: u64| crate::control::clock::to_server_us(us, Some(offset));
         let encoded_us = info.header.capture_us
             + t.queue_us as u64
             + t.encoder_wait_us as u64
@@ -406,7 +431,7 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
         ctx.sync
             .on_video_ready(to_server(ctx.clock.now_us()).saturating_sub(info.header.capture_us));
         v.latency_last_second.record_us(latency_us);
-        if v.live_ms.is_none() && latency_us <= ctx.live_within_us {
+        if v.live_ms.is_none() && latency_us <= ctx.budget.as_us() {
             v.live_ms = Some(decoded_us.saturating_sub(ctx.connect_start_us) as f64 / 1000.0);
         }
         v.stages

@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use crate::clock::ViewerClock;
-use crate::playout::{AvSync, PICTURE_LEAD_US};
-use crate::stats::Stats;
+use crate::audio::playout::{AvSync, PICTURE_LEAD_US};
+use crate::control::clock::ServerClock;
+use crate::metrics::Stats;
 
 /// How late after its time a picture may still be shown: audio may lead video by at most
 /// 15 ms (ATSC IS-191).
@@ -83,6 +83,7 @@ impl PictureQueue {
         self.closed.load(Ordering::Relaxed)
     }
 
+    #[cfg(test)]
     pub fn is_finished(&self) -> bool {
         self.is_closed() && self.pictures.lock().expect("not poisoned").is_empty()
     }
@@ -126,11 +127,10 @@ impl PictureQueue {
 pub fn take_and_account(
     queue: &PictureQueue,
     sync: &AvSync,
-    clock: ViewerClock,
+    clock: &ServerClock,
     stats: &Mutex<Stats>,
 ) -> Option<Presentable> {
-    let offset = stats.lock().expect("not poisoned").clock_offset_us;
-    let now_server = crate::clock::to_server_us(clock.now_us(), offset);
+    let now_server = clock.to_server_us(clock.viewer().now_us());
     let due = queue.take_due(now_server, sync.audio_delay_us(), sync.audio_can_wait());
     if due.picture.is_none() && due.replaced == 0 && due.too_late == 0 {
         return None;
@@ -167,16 +167,16 @@ impl From<&Presentable> for ShownPicture {
 /// A picture has reached the screen (the window's update returned, or at once without a
 /// window): its capture-to-presented latency, the present stage, and the A/V skew when it
 /// is the test source's flash, all measured now.
-pub fn shown(p: ShownPicture, clock: ViewerClock, stats: &Mutex<Stats>) {
-    let now = clock.now_us();
+pub fn shown(p: ShownPicture, clock: &ServerClock, stats: &Mutex<Stats>) {
+    let now = clock.viewer().now_us();
+    let offset = clock.offset_us();
     let mut s = stats.lock().expect("not poisoned");
-    let offset = s.clock_offset_us;
     s.video
         .stages
         .present
         .record_us(now.saturating_sub(p.decoded_us));
     if offset.is_some() {
-        let now_server = crate::clock::to_server_us(now, offset);
+        let now_server = clock.to_server_us(now);
         s.video
             .latency_presented
             .record_us(now_server.saturating_sub(p.capture_us));
@@ -190,7 +190,7 @@ pub fn shown(p: ShownPicture, clock: ViewerClock, stats: &Mutex<Stats>) {
 pub fn spawn_headless(
     queue: Arc<PictureQueue>,
     sync: Arc<AvSync>,
-    clock: ViewerClock,
+    clock: ServerClock,
     stats: Arc<Mutex<Stats>>,
 ) -> anyhow::Result<thread::JoinHandle<()>> {
     Ok(thread::Builder::new()
@@ -200,8 +200,8 @@ pub fn spawn_headless(
             // time is still ahead, at the end of the run) is left.
             loop {
                 let closed = queue.is_closed();
-                while let Some(p) = take_and_account(&queue, &sync, clock, &stats) {
-                    shown(ShownPicture::from(&p), clock, &stats);
+                while let Some(p) = take_and_account(&queue, &sync, &clock, &stats) {
+                    shown(ShownPicture::from(&p), &clock, &stats);
                 }
                 if closed {
                     return;

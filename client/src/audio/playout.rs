@@ -154,6 +154,7 @@ impl JitterBuffer {
         self.pending.len()
     }
 
+    #[cfg(test)]
     pub fn playing(&self) -> bool {
         self.next_seq.is_some()
     }

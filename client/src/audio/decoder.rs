@@ -11,97 +11,20 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::clock::{to_server_us, ViewerClock};
-pub use crate::playout::NetAudio;
-use crate::playout::{self, AvSync, JitterBuffer, Playout, PlayoutTarget};
-use crate::stats::Stats;
+use crate::audio::output::{AudioOutput, NullOutput, WavTee, SAMPLE_RATE};
+use crate::audio::playout::{self, AvSync, JitterBuffer, NetAudio, Playout, PlayoutTarget};
+use crate::control::clock::{ServerClock, ViewerClock};
+use crate::control::latency_budget::LatencyBudget;
+use crate::metrics::Stats;
 
-pub const SAMPLE_RATE: u32 = 48_000;
 /// The longest packet the viewer decodes: 120 ms, Opus's longest (a StreamSocket server sends
 /// 10 or 20 ms), with room to lengthen it (see `playout::retime`).
 const MAX_PACKET_SAMPLES: usize = 5760 + 256;
 
-/// Where decoded samples go.
-pub trait AudioOutput {
-    fn play(&mut self, samples: &[i16]);
-
-    /// How long the samples already handed over take to be heard.
-    fn queued_us(&self) -> u64 {
-        0
-    }
-}
-
-/// Discards samples (headless).
-pub struct NullOutput;
-
-impl AudioOutput for NullOutput {
-    fn play(&mut self, _samples: &[i16]) {}
-}
-
-/// Plays to another output and writes the same samples to a WAV file (`--dump-wav`): 48 kHz
-/// mono 16-bit, exactly what was played, concealment and silence included.
-pub struct WavTee {
-    inner: Box<dyn AudioOutput>,
-    writer: Option<hound::WavWriter<std::io::BufWriter<std::fs::File>>>,
-    stats: Arc<Mutex<Stats>>,
-}
-
-impl WavTee {
-    pub fn create(
-        path: &std::path::Path,
-        inner: Box<dyn AudioOutput>,
-        stats: Arc<Mutex<Stats>>,
-    ) -> anyhow::Result<Self> {
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: SAMPLE_RATE,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let writer = hound::WavWriter::create(path, spec)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
-        Ok(Self {
-            inner,
-            writer: Some(writer),
-            stats,
-        })
-    }
-}
-
-impl AudioOutput for WavTee {
-    fn queued_us(&self) -> u64 {
-        self.inner.queued_us()
-    }
-
-    fn play(&mut self, samples: &[i16]) {
-        self.inner.play(samples);
-        let Some(w) = self.writer.as_mut() else {
-            return;
-        };
-        let mut i16_writer = w.get_i16_writer(samples.len() as u32);
-        for &s in samples {
-            i16_writer.write_sample(s);
-        }
-        if let Err(e) = i16_writer.flush() {
-            tracing::error!("--dump-wav: {e}; no more samples are written");
-            self.stats.lock().expect("not poisoned").audio.dump_errors += 1;
-            self.writer = None;
-        }
-    }
-}
-
-impl Drop for WavTee {
-    fn drop(&mut self) {
-        if let Some(w) = self.writer.take() {
-            if let Err(e) = w.finalize() {
-                tracing::error!("--dump-wav: finishing the file failed: {e}");
-            }
-        }
-    }
-}
-
 pub struct AudioContext {
     pub clock: ViewerClock,
+    /// The server's clock, which capture times are on.
+    pub server_clock: ServerClock,
     pub stats: Arc<Mutex<Stats>>,
     /// Try to open the default speakers (false: headless).
     pub speakers: bool,
@@ -115,8 +38,8 @@ pub struct AudioContext {
     pub recorder: Option<crate::record::Recorder>,
     /// The clock video follows: audio publishes its playout delay here.
     pub sync: Arc<AvSync>,
-    /// The most playout delay to aim for (the viewer's latency target), µs.
-    pub ceiling_us: u64,
+    /// The most playout delay to aim for: the viewer's latency budget.
+    pub budget: LatencyBudget,
 }
 
 pub fn spawn(
@@ -128,7 +51,7 @@ pub fn spawn(
     Ok(thread::Builder::new().name("audio".into()).spawn(move || {
         // The cpal stream must live on the thread that made it.
         let output: Box<dyn AudioOutput> = if ctx.speakers {
-            match crate::speakers::Speakers::open(ctx.speaker.as_deref()) {
+            match crate::audio::speakers::Speakers::open(ctx.speaker.as_deref()) {
                 Ok(s) => {
                     ctx.stats.lock().expect("not poisoned").audio.output_device =
                         Some(s.name().to_string());
@@ -163,11 +86,12 @@ fn run(
     ctx: AudioContext,
     mut output: Box<dyn AudioOutput>,
 ) {
-    ctx.sync.set_ceiling(ctx.ceiling_us);
-    let mut jitter = JitterBuffer::new(ctx.ceiling_us);
+    let ceiling_us = ctx.budget.as_us();
+    ctx.sync.set_ceiling(ceiling_us);
+    let mut jitter = JitterBuffer::new(ceiling_us);
     let mut nudger = playout::Nudger::default();
     let mut recent_queued_us = RecentMax::default();
-    let mut target = PlayoutTarget::new(ctx.ceiling_us);
+    let mut target = PlayoutTarget::new(ceiling_us);
     let mut pcm = vec![0i16; MAX_PACKET_SAMPLES];
     let silence = vec![0i16; MAX_PACKET_SAMPLES];
     // Samples per packet, as the packets say (10 or 20 ms from a StreamSocket server); what
@@ -196,10 +120,9 @@ fn run(
                         ctx.sync.set_packet_us(us);
                     }
                 }
-                let offset = ctx.stats.lock().expect("not poisoned").clock_offset_us;
                 target.on_audio(
                     p.header.capture_us,
-                    to_server_us(ctx.clock.now_us(), offset),
+                    ctx.server_clock.to_server_us(ctx.clock.now_us()),
                 );
                 let overflowed = jitter.dropped_overflow;
                 jitter.insert(p);
@@ -222,7 +145,6 @@ fn run(
             ticks += 1;
             // How long this tick's samples last: a packet, unless it was nudged.
             let mut tick_us = jitter.packet_us();
-            let offset = ctx.stats.lock().expect("not poisoned").clock_offset_us;
             // When this tick's samples will be heard, on the server's clock.
             // A sound card takes what waits for it in bursts (its own buffer is not visible),
             // so the queue reads low right after a burst: the most it held lately is what a
@@ -231,7 +153,7 @@ fn run(
             let queued_us = recent_queued_us.max();
             let heard_at = ctx.clock.now_us() + queued_us;
             let dropped_before = jitter.dropped_catch_up;
-            let playout = jitter.tick(to_server_us(heard_at, offset), target_us);
+            let playout = jitter.tick(ctx.server_clock.to_server_us(heard_at), target_us);
             if jitter.dropped_catch_up != dropped_before {
                 // A whole packet's jump: the smoothed error no longer applies.
                 nudger.reset();
@@ -246,7 +168,10 @@ fn run(
             let muted = ctx.muted.load(Ordering::Relaxed);
             match playout {
                 Playout::Packet(header, payload) => {
-                    let delay = to_server_us(heard_at, offset).saturating_sub(header.capture_us);
+                    let delay = ctx
+                        .server_clock
+                        .to_server_us(heard_at)
+                        .saturating_sub(header.capture_us);
                     ctx.sync.set_audio_delay(Some(delay.max(1)));
                     match decoder.decode(&payload, &mut pcm, false) {
                         Ok(n) => {
