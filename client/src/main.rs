@@ -170,7 +170,7 @@ fn parse_token(text: &str) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
-    init_logging();
+    streamsocket_transport::init_logging();
     let args = Args::parse();
     if let Some(Subcommand::Devices) = args.command {
         let outputs = list_speakers();
@@ -191,17 +191,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("STREAMSOCKET_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 #[cfg(test)]

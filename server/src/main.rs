@@ -254,7 +254,7 @@ fn admission(args: &Args) -> anyhow::Result<Admission> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_logging();
+    streamsocket_transport::init_logging();
     let args = Args::parse();
     if let Some(Subcommand::Devices) = args.command {
         return list_devices();
@@ -470,15 +470,4 @@ fn viewer_address(listen: &SocketAddr) -> String {
     } else {
         listen.to_string()
     }
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("STREAMSOCKET_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
 }

@@ -170,3 +170,20 @@ pub fn output_stream(
         _ => Err(cpal::BuildStreamError::StreamConfigNotSupported),
     }
 }
+
+/// An FFT resampler of one channel from `from` Hz to `to` Hz in blocks of `block` frames
+/// (fixed on the side `fixed` says), or `None` when the rates are the same.
+pub fn mono_resampler(
+    from: u32,
+    to: u32,
+    block: usize,
+    fixed: rubato::FixedSync,
+) -> anyhow::Result<Option<rubato::Fft<f32>>> {
+    anyhow::ensure!(from > 0 && to > 0, "a sample rate of 0 Hz");
+    if from == to {
+        return Ok(None);
+    }
+    rubato::Fft::<f32>::new(from as usize, to as usize, block, 1, fixed)
+        .map(Some)
+        .with_context(|| format!("cannot resample {from} Hz to {to} Hz"))
+}

@@ -161,6 +161,20 @@ pub fn close(conn: &quinn::Connection, code: ErrorCode, reason: &str) {
 /// (10 MB send window, 1 MiB datagram buffer), which turns a slow link into growing delay.
 /// Each value below is justified by `streamsocket-bench network --transport ...` runs,
 /// recorded in docs/BENCHMARKS.md, section 5, "Transport settings".
+/// Logging for the project's programs: to stderr, coloured on a terminal, filtered by
+/// `STREAMSOCKET_LOG` (tracing's `EnvFilter` syntax, e.g. `debug` or
+/// `streamsocket_server=debug`), `info` when unset.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("STREAMSOCKET_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 pub mod settings {
     use super::*;
 

@@ -78,21 +78,10 @@ impl Speakers {
         stream
             .play()
             .with_context(|| format!("cannot start {name}"))?;
-        let resampler = if rate == SAMPLE_RATE {
-            None
-        } else {
-            Some(
-                Fft::<f32>::new(
-                    SAMPLE_RATE as usize,
-                    rate as usize,
-                    // 10 ms blocks: the shortest packet, so that none waits for the next.
-                    480,
-                    1,
-                    FixedSync::Input,
-                )
-                .with_context(|| format!("cannot resample to {rate} Hz for {name}"))?,
-            )
-        };
+        // 10 ms blocks: the shortest packet, so that none waits for the next.
+        let resampler =
+            streamsocket_sound::mono_resampler(SAMPLE_RATE, rate, 480, FixedSync::Input)
+                .with_context(|| format!("for {name}"))?;
         tracing::info!("playing audio on {name} ({rate} Hz, {channels} channel(s), {format})");
         Ok(Self {
             _stream: stream,

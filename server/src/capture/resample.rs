@@ -33,21 +33,8 @@ pub struct To48k {
 
 impl To48k {
     pub fn new(rate_in: u32) -> anyhow::Result<Self> {
-        anyhow::ensure!(rate_in > 0, "a sample rate of 0 Hz");
-        let resampler = if rate_in == SAMPLE_RATE {
-            None
-        } else {
-            Some(
-                Fft::<f32>::new(
-                    rate_in as usize,
-                    SAMPLE_RATE as usize,
-                    BLOCK,
-                    1,
-                    FixedSync::Output,
-                )
-                .with_context(|| format!("cannot resample {rate_in} Hz to {SAMPLE_RATE} Hz"))?,
-            )
-        };
+        let resampler =
+            streamsocket_sound::mono_resampler(rate_in, SAMPLE_RATE, BLOCK, FixedSync::Output)?;
         Ok(Self {
             resampler,
             input: Vec::new(),
