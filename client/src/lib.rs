@@ -4,8 +4,8 @@
 //! Stages: `net` (connect, control stream, receive, reconnect, TLS) → `video` (reorder, dav1d
 //! thread, presenter, minifb window) and `audio` (jitter buffer, Opus, speakers); `control`
 //! decides, without I/O, what to ask of the server and when; `record` writes what arrives;
-//! `metrics` counts. The public API is what the binary, the end-to-end tests and the
-//! benchmarks use.
+//! `metrics` assembles the stats from the counters each stage keeps. The public API is what
+//! the binary, the end-to-end tests and the benchmarks use.
 
 mod audio;
 mod control;
