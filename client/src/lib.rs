@@ -18,7 +18,7 @@ mod viewer;
 pub use audio::speakers::list as list_speakers;
 pub use control::clock::ViewerClock;
 pub use control::clock_sync::{ClockSync, Exchange};
-pub use control::commands::{parse_script, Command, QualityWish};
+pub use control::commands::{parse_script, Command, CoreCommand, LocalCommand, QualityWish};
 pub use control::latency_budget::LatencyBudget;
 pub use net::tls::{client_config, client_config_with_alpn, default_ca, Trust, ViewerIdentity};
 pub use viewer::{run, ViewerOptions};

@@ -11,7 +11,7 @@ use streamsocket_proto::ErrorCode;
 use crate::audio::playout::AvSync;
 use crate::audio::{self, AudioContext};
 use crate::control::clock::{ServerClock, ViewerClock};
-use crate::control::commands::{Command, QualityWish};
+use crate::control::commands::{Command, LocalCommand, QualityWish};
 use crate::control::latency_budget::LatencyBudget;
 use crate::control::viewer_control::{ControlOptions, Ended, ViewerControl};
 use crate::metrics::{Metrics, TransportStats};
@@ -205,15 +205,17 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
     let local = {
         let (quit, muted, tx) = (quit_tx.clone(), muted.clone(), command_tx.clone());
         move |cmd: Command| match cmd {
-            Command::Quit => {
+            Command::Local(LocalCommand::Quit) => {
                 let _ = quit.send(true);
             }
-            Command::ToggleMute => {
+            Command::Local(LocalCommand::ToggleMute) => {
                 let m = !muted.load(Ordering::Relaxed);
                 muted.store(m, Ordering::Relaxed);
             }
-            other => {
-                let _ = tx.send(other);
+            // Scripts have no overlays to show (the window's keys do).
+            Command::Local(LocalCommand::ToggleStats | LocalCommand::ToggleHelp) => {}
+            Command::Core(c) => {
+                let _ = tx.send(c);
             }
         }
     };

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use crate::audio::NetAudio;
 use crate::control::auto_quality::Observation;
 use crate::control::clock::{ServerClock, ViewerClock};
-use crate::control::commands::Command;
+use crate::control::commands::CoreCommand;
 use crate::control::viewer_control::{
     Action, DecoderEvent, Ended, Event, Note, Readings, ViewerControl,
 };
@@ -31,7 +31,7 @@ pub struct Pipes {
     pub audio: Sender<NetAudio>,
     pub keyframe_requests: UnboundedReceiver<u8>,
     /// Requests from the keyboard or a script (those the server must hear of).
-    pub commands: UnboundedReceiver<Command>,
+    pub commands: UnboundedReceiver<CoreCommand>,
     /// Where the clock offset the core estimates is published for the pipeline.
     pub server_clock: ServerClock,
 }
@@ -71,7 +71,7 @@ impl Drop for Live {
 
 /// What woke the driver.
 enum Wake {
-    Command(Command),
+    Command(CoreCommand),
     Keyframe(u8),
     Message(Result<Option<ControlMessage>, ReadError>),
     Timer,

@@ -10,7 +10,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::audio::playout::AvSync;
 use crate::control::clock::ServerClock;
-use crate::control::commands::{self, Command, HELP};
+use crate::control::commands::{self, Command, CoreCommand, LocalCommand, HELP};
 use crate::metrics::{Metrics, Stats};
 use crate::video::presenter::{self, PictureQueue};
 use streamsocket_overlay::draw_panel;
@@ -89,7 +89,7 @@ pub struct WindowLinks<'a> {
     /// Every stage's counters: the presenter writes its own, the overlays read a snapshot.
     pub metrics: &'a Metrics,
     /// Requests for the server (quality, audio bitrate, pause).
-    pub commands: UnboundedSender<Command>,
+    pub commands: UnboundedSender<CoreCommand>,
     pub muted: Arc<AtomicBool>,
     pub server: &'a str,
 }
@@ -185,23 +185,23 @@ impl Presenter {
                 // Key events arrive when the window updates: take every press since the last.
                 for key in self.presses.take() {
                     match commands::for_key(key) {
-                        Some(Command::Quit) => return WindowExit::Closed,
-                        Some(Command::ToggleStats) => {
+                        Some(Command::Local(LocalCommand::Quit)) => return WindowExit::Closed,
+                        Some(Command::Local(LocalCommand::ToggleStats)) => {
                             self.show_stats = !self.show_stats;
                             self.overlay = None;
                             redraw = true;
                         }
-                        Some(Command::ToggleHelp) => {
+                        Some(Command::Local(LocalCommand::ToggleHelp)) => {
                             self.show_help = !self.show_help;
                             redraw = true;
                         }
-                        Some(Command::ToggleMute) => {
+                        Some(Command::Local(LocalCommand::ToggleMute)) => {
                             let muted = !links.muted.load(Ordering::Relaxed);
                             links.muted.store(muted, Ordering::Relaxed);
                             self.overlay = None;
                             redraw = true;
                         }
-                        Some(cmd) => {
+                        Some(Command::Core(cmd)) => {
                             tracing::info!("key {key:?}: {cmd:?}");
                             let _ = links.commands.send(cmd);
                         }
