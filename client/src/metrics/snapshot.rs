@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::stats::{
-    AudioStats, AvSkew, Latency, RecordingStats, Stats, TransportStats, VideoStats,
+    AudioStats, AvSkew, Condition, Latency, RecordingStats, Stats, TransportStats, VideoStats,
 };
 use crate::net::control_stream::SessionStats;
 use crate::net::receive::ReceiveCounters;
@@ -84,6 +84,18 @@ impl Metrics {
             auto_reason: session.auto_reason,
             rendition_timeline: session.rendition_timeline,
             paused: session.paused,
+        }
+    }
+
+    /// The few readings the window's banner depends on, without copying every histogram as
+    /// [`Metrics::snapshot`] does (the window looks ten times a second).
+    pub fn condition(&self) -> Condition {
+        let session = self.session.lock().expect("not poisoned");
+        Condition {
+            reconnecting: session.connection.reconnecting.clone(),
+            paused: session.paused,
+            broadcast_paused: self.receive.broadcast.lock().expect("not poisoned").paused,
+            last_decoded_us: self.decoder.lock().expect("not poisoned").last_decoded_us,
         }
     }
 
@@ -171,5 +183,6 @@ mod tests {
         assert_eq!(got.to_json(d), want.to_json(d));
         assert_eq!(got.audio.muted, a.muted);
         assert_eq!(got.video.last_decoded_us, v.last_decoded_us);
+        assert_eq!(m.condition(), want.condition());
     }
 }

@@ -421,7 +421,7 @@ pub struct ConnectionStats {
     pub reconnect_time: Latency,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reconnecting {
     pub reason: String,
     pub attempt: u32,
@@ -471,6 +471,18 @@ pub struct Stats {
     pub paused: bool,
 }
 
+/// What the window's banner depends on: the connection, the pauses, the last picture.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub reconnecting: Option<Reconnecting>,
+    /// The broadcaster paused.
+    pub broadcast_paused: bool,
+    /// The viewer paused.
+    pub paused: bool,
+    /// Viewer clock when the last picture was decoded.
+    pub last_decoded_us: Option<u64>,
+}
+
 /// The JSON of `--stats-json`: the run's length, then the stats.
 #[derive(Serialize)]
 struct Report<'a> {
@@ -480,6 +492,17 @@ struct Report<'a> {
 }
 
 impl Stats {
+    /// What [`Metrics::condition`](super::Metrics::condition) reads, from a snapshot.
+    #[cfg(test)]
+    pub fn condition(&self) -> Condition {
+        Condition {
+            reconnecting: self.connection.reconnecting.clone(),
+            broadcast_paused: self.broadcast.paused,
+            paused: self.paused,
+            last_decoded_us: self.video.last_decoded_us,
+        }
+    }
+
     fn report(&self, duration: Duration) -> Report<'_> {
         Report {
             duration_s: round(duration.as_secs_f64(), 3),

@@ -11,7 +11,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::audio::playout::AvSync;
 use crate::control::clock::ServerClock;
 use crate::control::commands::{self, Command, CoreCommand, LocalCommand, HELP};
-use crate::metrics::{Metrics, Stats};
+use crate::metrics::{Condition, Metrics, Stats};
 use crate::video::presenter::{self, PictureQueue};
 use streamsocket_overlay::draw_panel;
 
@@ -49,7 +49,7 @@ pub struct Presenter {
 /// How often the window looks whether its banner must change.
 const BANNER_CHECK: Duration = Duration::from_millis(100);
 /// How often the stats overlay is refreshed while pictures come.
-const OVERLAY_REFRESH: Duration = Duration::from_millis(100);
+const OVERLAY_REFRESH: Duration = Duration::from_millis(250);
 
 /// Key presses as the window's events report them. Polling the key state once per update
 /// misses a key pressed and released between two updates (a quick tap, or `xdotool key`);
@@ -151,7 +151,7 @@ impl Presenter {
             // picture) is drawn even when no new picture comes.
             if banner_checked.elapsed() >= BANNER_CHECK {
                 banner_checked = Instant::now();
-                let now = banner(&links.metrics.snapshot(), links.clock.viewer().now_us());
+                let now = banner(&links.metrics.condition(), links.clock.viewer().now_us());
                 if now != self.banner {
                     self.banner = now;
                     redraw = true;
@@ -259,8 +259,8 @@ impl Presenter {
 
 /// What the window must say over the picture, if anything: the connection is lost and the
 /// viewer reconnects, the broadcaster paused, or pictures stopped coming.
-pub fn banner(s: &Stats, now_us: u64) -> Option<Vec<String>> {
-    if let Some(r) = &s.connection.reconnecting {
+pub fn banner(s: &Condition, now_us: u64) -> Option<Vec<String>> {
+    if let Some(r) = &s.reconnecting {
         let seconds = now_us.saturating_sub(r.since_us) / 1_000_000;
         return Some(vec![
             "CONNECTION LOST".to_string(),
@@ -268,13 +268,10 @@ pub fn banner(s: &Stats, now_us: u64) -> Option<Vec<String>> {
             format!("reconnecting: attempt {} ({seconds} s)", r.attempt + 1),
         ]);
     }
-    if s.broadcast.paused {
+    if s.broadcast_paused {
         return Some(vec!["PAUSED BY THE BROADCASTER".to_string()]);
     }
-    let stalled_us = s
-        .video
-        .last_decoded_us
-        .map_or(0, |t| now_us.saturating_sub(t));
+    let stalled_us = s.last_decoded_us.map_or(0, |t| now_us.saturating_sub(t));
     if stalled_us >= 1_000_000 && !s.paused {
         return Some(vec![format!(
             "NO PICTURE FOR {} S: WAITING FOR THE NETWORK",
@@ -334,13 +331,13 @@ mod tests {
 
     #[test]
     fn the_banner_says_what_is_wrong() {
-        let mut s = Stats::default();
+        let mut s = Condition::default();
         assert_eq!(banner(&s, 0), None);
-        s.video.last_decoded_us = Some(1_000_000);
+        s.last_decoded_us = Some(1_000_000);
         assert_eq!(banner(&s, 1_500_000), None);
         let stalled = banner(&s, 3_200_000).unwrap().join(" ");
         assert!(stalled.contains("NO PICTURE FOR 2 S"), "{stalled}");
-        s.connection.reconnecting = Some(Reconnecting {
+        s.reconnecting = Some(Reconnecting {
             reason: "timed out".into(),
             attempt: 2,
             since_us: 1_000_000,
