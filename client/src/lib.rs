@@ -4,8 +4,8 @@
 //! Stages: `net` (connect, control stream, receive, reconnect, TLS) → `video` (reorder, dav1d
 //! thread, presenter, minifb window) and `audio` (jitter buffer, Opus, speakers); `control`
 //! decides, without I/O, what to ask of the server and when; `record` writes what arrives;
-//! `metrics` counts. The public API is what the binary, the end-to-end tests and the
-//! benchmarks use.
+//! `metrics` assembles the stats from the counters each stage keeps. The public API is what
+//! the binary, the end-to-end tests and the benchmarks use.
 
 mod audio;
 mod control;
@@ -18,7 +18,7 @@ mod viewer;
 pub use audio::speakers::list as list_speakers;
 pub use control::clock::ViewerClock;
 pub use control::clock_sync::{ClockSync, Exchange};
-pub use control::commands::{parse_script, Command, QualityWish};
+pub use control::commands::{parse_script, Command, CoreCommand, LocalCommand, QualityWish};
 pub use control::latency_budget::LatencyBudget;
 pub use net::tls::{client_config, client_config_with_alpn, default_ca, Trust, ViewerIdentity};
 pub use viewer::{run, ViewerOptions};

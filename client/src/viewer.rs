@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streamsocket_proto::ErrorCode;
@@ -11,10 +11,10 @@ use streamsocket_proto::ErrorCode;
 use crate::audio::playout::AvSync;
 use crate::audio::{self, AudioContext};
 use crate::control::clock::{ServerClock, ViewerClock};
-use crate::control::commands::{Command, QualityWish};
+use crate::control::commands::{Command, LocalCommand, QualityWish};
 use crate::control::latency_budget::LatencyBudget;
 use crate::control::viewer_control::{ControlOptions, Ended, ViewerControl};
-use crate::metrics::{Stats, TransportStats};
+use crate::metrics::{Metrics, TransportStats};
 use crate::net::connect::{connect, ConnectOptions};
 use crate::net::control_stream::{self, Pipes};
 use crate::net::receive::decoder_queue;
@@ -73,7 +73,7 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let stats = Arc::new(Mutex::new(Stats::default()));
+    let metrics = Arc::new(Metrics::default());
     let control = ViewerControl::new(ControlOptions {
         quality: args.quality.clone(),
         auto_cap: args.max_quality.saturating_sub(1) as usize,
@@ -115,7 +115,7 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
         w.audio.sample_rate,
         w.audio.bitrate_bps / 1000
     );
-    let muted = Arc::new(AtomicBool::new(false));
+    let muted = metrics.muted.clone();
     let (command_tx, command_rx) = tokio::sync::mpsc::unbounded_channel();
 
     let (frame_tx, frame_rx) = decoder_queue();
@@ -134,7 +134,7 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
     };
     let (recorder, recorder_thread) = match &args.record {
         Some(path) => {
-            let (r, t) = Recorder::start(path, stats.clone())?;
+            let (r, t) = Recorder::start(path, metrics.recording.clone())?;
             (Some(r), Some(t))
         }
         None => (None, None),
@@ -146,7 +146,7 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
         DecoderContext {
             clock,
             server_clock: server_clock.clone(),
-            stats: stats.clone(),
+            counters: metrics.decoder.clone(),
             keyframe_requests: keyframe_tx,
             pictures: pictures.clone(),
             convert: !args.headless,
@@ -168,7 +168,8 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
         AudioContext {
             clock,
             server_clock: server_clock.clone(),
-            stats: stats.clone(),
+            counters: metrics.audio.clone(),
+            av_skew: metrics.av_skew.clone(),
             speakers: !args.headless,
             muted: muted.clone(),
             dump_wav: args.dump_wav.clone(),
@@ -183,7 +184,8 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
             pictures.clone(),
             av_sync.clone(),
             server_clock.clone(),
-            stats.clone(),
+            metrics.presenter.clone(),
+            metrics.av_skew.clone(),
         )?)
     } else {
         None
@@ -201,23 +203,19 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
     let (quit_tx, mut quit_rx) = tokio::sync::watch::channel(false);
     let quit_tx = Arc::new(quit_tx);
     let local = {
-        let (quit, muted, tx, stats) = (
-            quit_tx.clone(),
-            muted.clone(),
-            command_tx.clone(),
-            stats.clone(),
-        );
+        let (quit, muted, tx) = (quit_tx.clone(), muted.clone(), command_tx.clone());
         move |cmd: Command| match cmd {
-            Command::Quit => {
+            Command::Local(LocalCommand::Quit) => {
                 let _ = quit.send(true);
             }
-            Command::ToggleMute => {
+            Command::Local(LocalCommand::ToggleMute) => {
                 let m = !muted.load(Ordering::Relaxed);
                 muted.store(m, Ordering::Relaxed);
-                stats.lock().expect("not poisoned").audio.muted = m;
             }
-            other => {
-                let _ = tx.send(other);
+            // Scripts have no overlays to show (the window's keys do).
+            Command::Local(LocalCommand::ToggleStats | LocalCommand::ToggleHelp) => {}
+            Command::Core(c) => {
+                let _ = tx.send(c);
             }
         }
     };
@@ -254,7 +252,7 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
         pipes,
         current.clone(),
         clock,
-        stats.clone(),
+        metrics.clone(),
     ));
     let deadline = args.duration.map(|d| started + d);
 
@@ -267,7 +265,7 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
                 pictures: &pictures,
                 sync: &av_sync,
                 clock: &server_clock,
-                stats: &stats,
+                metrics: &metrics,
                 commands: command_tx.clone(),
                 muted: muted.clone(),
                 server: &args.server,
@@ -313,7 +311,7 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
     // The last connection (the viewer may have reconnected meanwhile).
     if let Some((endpoint, conn)) = current.get() {
         let quic = conn.stats();
-        stats.lock().expect("not poisoned").transport = Some(TransportStats {
+        *metrics.transport.lock().expect("not poisoned") = Some(TransportStats {
             udp_rx_bytes: quic.udp_rx.bytes,
             udp_rx_datagrams: quic.udp_rx.datagrams,
             udp_tx_bytes: quic.udp_tx.bytes,
@@ -339,7 +337,7 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
         let _ = t.join();
     }
 
-    let s = stats.lock().expect("not poisoned");
+    let s = metrics.snapshot();
     if let Some(path) = &args.stats_json {
         s.write_json(path, elapsed)?;
     }

@@ -15,7 +15,7 @@ use crate::audio::output::{AudioOutput, NullOutput, WavTee, SAMPLE_RATE};
 use crate::audio::playout::{self, AvSync, JitterBuffer, NetAudio, Playout, PlayoutTarget};
 use crate::control::clock::{ServerClock, ViewerClock};
 use crate::control::latency_budget::LatencyBudget;
-use crate::metrics::Stats;
+use crate::metrics::{AudioStats, AvSkew};
 
 /// The longest packet the viewer decodes: 120 ms, Opus's longest (a StreamSocket server sends
 /// 10 or 20 ms), with room to lengthen it (see `playout::retime`).
@@ -25,7 +25,10 @@ pub struct AudioContext {
     pub clock: ViewerClock,
     /// The server's clock, which capture times are on.
     pub server_clock: ServerClock,
-    pub stats: Arc<Mutex<Stats>>,
+    /// The audio thread's counters (its share of the audio stats), written by it only.
+    pub counters: Arc<Mutex<AudioStats>>,
+    /// Where the test source's clicks pair with the presenter's flashes (once a second).
+    pub av_skew: Arc<Mutex<AvSkew>>,
     /// Try to open the default speakers (false: headless).
     pub speakers: bool,
     /// Play silence instead of the stream (the M key).
@@ -53,7 +56,7 @@ pub fn spawn(
         let output: Box<dyn AudioOutput> = if ctx.speakers {
             match crate::audio::speakers::Speakers::open(ctx.speaker.as_deref()) {
                 Ok(s) => {
-                    ctx.stats.lock().expect("not poisoned").audio.output_device =
+                    ctx.counters.lock().expect("not poisoned").output_device =
                         Some(s.name().to_string());
                     Box::new(s)
                 }
@@ -66,11 +69,11 @@ pub fn spawn(
             Box::new(NullOutput)
         };
         let output = match &ctx.dump_wav {
-            Some(path) => match WavTee::create(path, output, ctx.stats.clone()) {
+            Some(path) => match WavTee::create(path, output, ctx.counters.clone()) {
                 Ok(tee) => Box::new(tee),
                 Err(e) => {
                     tracing::error!("--dump-wav: {e:#}");
-                    ctx.stats.lock().expect("not poisoned").audio.dump_errors += 1;
+                    ctx.counters.lock().expect("not poisoned").dump_errors += 1;
                     return;
                 }
             },
@@ -162,9 +165,9 @@ fn run(
             if let (Playout::Packet(header, payload), Some(r)) = (&playout, &ctx.recorder) {
                 r.audio(payload, header.capture_us);
             }
-            let mut s = ctx.stats.lock().expect("not poisoned");
-            s.audio.target_delay_ms = target_us as f64 / 1000.0;
-            s.audio.jitter_ms = jitter_us as f64 / 1000.0;
+            let mut s = ctx.counters.lock().expect("not poisoned");
+            s.target_delay_ms = target_us as f64 / 1000.0;
+            s.jitter_ms = jitter_us as f64 / 1000.0;
             let muted = ctx.muted.load(Ordering::Relaxed);
             match playout {
                 Playout::Packet(header, payload) => {
@@ -176,9 +179,9 @@ fn run(
                     match decoder.decode(&payload, &mut pcm, false) {
                         Ok(n) => {
                             let pcm = &pcm[..n];
-                            s.audio.packets_decoded += 1;
-                            s.audio.latency.record_us(delay);
-                            s.audio.playout_delay.record_us(delay);
+                            s.packets_decoded += 1;
+                            s.latency.record_us(delay);
+                            s.playout_delay.record_us(delay);
                             // Hold the delay within a millisecond or so of its target: this
                             // packet plays a little shorter (or longer), and the next tick
                             // comes as much sooner (or later).
@@ -188,7 +191,7 @@ fn run(
                             let played = playout::retime(pcm, change);
                             let done = played.len() as i32 - pcm.len() as i32;
                             nudger.applied(done, SAMPLE_RATE);
-                            s.audio.playout_nudged_us +=
+                            s.playout_nudged_us +=
                                 done.unsigned_abs() as u64 * 1_000_000 / SAMPLE_RATE as u64;
                             tick_us = played.len() as u64 * 1_000_000 / SAMPLE_RATE as u64;
                             // The test source's click, for the A/V skew.
@@ -199,7 +202,10 @@ fn run(
                                 if last_click_second.replace(second) != Some(second) {
                                     let heard =
                                         heard_at + i as u64 * 1_000_000 / SAMPLE_RATE as u64;
-                                    s.av_skew.on_click(second, heard);
+                                    ctx.av_skew
+                                        .lock()
+                                        .expect("not poisoned")
+                                        .on_click(second, heard);
                                 }
                             }
                             drop(s);
@@ -210,7 +216,7 @@ fn run(
                             }
                         }
                         Err(e) => {
-                            s.audio.decode_errors += 1;
+                            s.decode_errors += 1;
                             drop(s);
                             tracing::debug!("Opus packet {} undecodable: {e}", header.seq);
                             output.play(&silence[..packet_samples]);
@@ -218,7 +224,7 @@ fn run(
                     }
                 }
                 Playout::Missing { seq, next } => {
-                    s.audio.packets_concealed += 1;
+                    s.packets_concealed += 1;
                     // FEC: the next packet carries a coarse copy of this one.
                     // Concealment and FEC rebuild exactly the missing packet's duration.
                     let pcm = &mut pcm[..packet_samples];
@@ -227,7 +233,7 @@ fn run(
                         None => decoder.decode(&[], pcm, false),
                     };
                     if next.is_some() && result.is_ok() {
-                        s.audio.packets_recovered_fec += 1;
+                        s.packets_recovered_fec += 1;
                     }
                     drop(s);
                     tracing::trace!("audio packet {seq} concealed");
@@ -260,11 +266,11 @@ fn run(
             }
             next_tick = Some(t + Duration::from_micros(tick_us));
         }
-        let mut s = ctx.stats.lock().expect("not poisoned");
-        s.audio.packets_late = jitter.late;
-        s.audio.packets_dropped_overflow = jitter.dropped_overflow;
-        s.audio.packets_dropped_catch_up = jitter.dropped_catch_up;
-        s.audio.packets_stretched = jitter.stretched;
+        let mut s = ctx.counters.lock().expect("not poisoned");
+        s.packets_late = jitter.late;
+        s.packets_dropped_overflow = jitter.dropped_overflow;
+        s.packets_dropped_catch_up = jitter.dropped_catch_up;
+        s.packets_stretched = jitter.stretched;
     }
 }
 

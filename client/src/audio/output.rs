@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::metrics::Stats;
+use crate::metrics::AudioStats;
 
 pub const SAMPLE_RATE: u32 = 48_000;
 
@@ -29,14 +29,14 @@ impl AudioOutput for NullOutput {
 pub struct WavTee {
     inner: Box<dyn AudioOutput>,
     writer: Option<hound::WavWriter<std::io::BufWriter<std::fs::File>>>,
-    stats: Arc<Mutex<Stats>>,
+    stats: Arc<Mutex<AudioStats>>,
 }
 
 impl WavTee {
     pub fn create(
         path: &std::path::Path,
         inner: Box<dyn AudioOutput>,
-        stats: Arc<Mutex<Stats>>,
+        stats: Arc<Mutex<AudioStats>>,
     ) -> anyhow::Result<Self> {
         let spec = hound::WavSpec {
             channels: 1,
@@ -70,7 +70,7 @@ impl AudioOutput for WavTee {
         }
         if let Err(e) = i16_writer.flush() {
             tracing::error!("--dump-wav: {e}; no more samples are written");
-            self.stats.lock().expect("not poisoned").audio.dump_errors += 1;
+            self.stats.lock().expect("not poisoned").dump_errors += 1;
             self.writer = None;
         }
     }

@@ -6,9 +6,17 @@ use std::time::Duration;
 
 use minifb::Key;
 
-/// A request from the keyboard or a script.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A request from the keyboard or a script: for the control core, or for the viewer's side
+/// (the window, the speakers, the run itself).
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Command {
+    Core(CoreCommand),
+    Local(LocalCommand),
+}
+
+/// What the control core acts on (and tells the server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoreCommand {
     /// Rendition by position in the server's ladder, 0 = first (highest).
     Quality(u8),
     /// Next higher rendition.
@@ -19,15 +27,42 @@ pub enum Command {
     Auto,
     AudioBitrateUp,
     AudioBitrateDown,
-    /// Mute or unmute the speakers (local only).
-    ToggleMute,
     /// Pause or resume the stream (the server stops sending).
     TogglePause,
     Pause,
     Resume,
+}
+
+/// What the viewer's side handles without the core: the window, the speakers, the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalCommand {
+    /// Mute or unmute the speakers.
+    ToggleMute,
     ToggleStats,
     ToggleHelp,
     Quit,
+}
+
+impl From<CoreCommand> for Command {
+    fn from(c: CoreCommand) -> Self {
+        Command::Core(c)
+    }
+}
+
+impl From<LocalCommand> for Command {
+    fn from(c: LocalCommand) -> Self {
+        Command::Local(c)
+    }
+}
+
+/// As the command itself (`Quality(2)`, `Quit`): logs name commands the same either way.
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Core(c) => c.fmt(f),
+            Command::Local(c) => c.fmt(f),
+        }
+    }
 }
 
 /// The key bindings, as shown by the help overlay.
@@ -46,27 +81,28 @@ pub const HELP: &[(&str, &str)] = &[
 
 /// The command a key stands for.
 pub fn for_key(key: Key) -> Option<Command> {
-    use Command::*;
+    use CoreCommand::*;
+    use LocalCommand::*;
     Some(match key {
-        Key::Key1 | Key::NumPad1 => Quality(0),
-        Key::Key2 | Key::NumPad2 => Quality(1),
-        Key::Key3 | Key::NumPad3 => Quality(2),
-        Key::Key4 | Key::NumPad4 => Quality(3),
-        Key::Key5 | Key::NumPad5 => Quality(4),
-        Key::Key6 | Key::NumPad6 => Quality(5),
-        Key::Key7 | Key::NumPad7 => Quality(6),
-        Key::Key8 | Key::NumPad8 => Quality(7),
-        Key::Key9 | Key::NumPad9 => Quality(8),
-        Key::Up | Key::Equal | Key::NumPadPlus => QualityUp,
-        Key::Down | Key::Minus | Key::NumPadMinus => QualityDown,
-        Key::A => Auto,
-        Key::LeftBracket => AudioBitrateDown,
-        Key::RightBracket => AudioBitrateUp,
-        Key::M => ToggleMute,
-        Key::Space => TogglePause,
-        Key::S => ToggleStats,
-        Key::H | Key::F1 => ToggleHelp,
-        Key::Q | Key::Escape => Quit,
+        Key::Key1 | Key::NumPad1 => Quality(0).into(),
+        Key::Key2 | Key::NumPad2 => Quality(1).into(),
+        Key::Key3 | Key::NumPad3 => Quality(2).into(),
+        Key::Key4 | Key::NumPad4 => Quality(3).into(),
+        Key::Key5 | Key::NumPad5 => Quality(4).into(),
+        Key::Key6 | Key::NumPad6 => Quality(5).into(),
+        Key::Key7 | Key::NumPad7 => Quality(6).into(),
+        Key::Key8 | Key::NumPad8 => Quality(7).into(),
+        Key::Key9 | Key::NumPad9 => Quality(8).into(),
+        Key::Up | Key::Equal | Key::NumPadPlus => QualityUp.into(),
+        Key::Down | Key::Minus | Key::NumPadMinus => QualityDown.into(),
+        Key::A => Auto.into(),
+        Key::LeftBracket => AudioBitrateDown.into(),
+        Key::RightBracket => AudioBitrateUp.into(),
+        Key::M => ToggleMute.into(),
+        Key::Space => TogglePause.into(),
+        Key::S => ToggleStats.into(),
+        Key::H | Key::F1 => ToggleHelp.into(),
+        Key::Q | Key::Escape => Quit.into(),
         _ => return None,
     })
 }
@@ -85,15 +121,15 @@ impl FromStr for Command {
         let t = s.trim().to_ascii_lowercase();
         let err = || UnknownCommand(s.trim().to_string());
         Ok(match t.as_str() {
-            "up" => Command::QualityUp,
-            "down" => Command::QualityDown,
-            "auto" => Command::Auto,
-            "audio-up" => Command::AudioBitrateUp,
-            "audio-down" => Command::AudioBitrateDown,
-            "mute" => Command::ToggleMute,
-            "pause" => Command::Pause,
-            "resume" => Command::Resume,
-            "quit" => Command::Quit,
+            "up" => CoreCommand::QualityUp.into(),
+            "down" => CoreCommand::QualityDown.into(),
+            "auto" => CoreCommand::Auto.into(),
+            "audio-up" => CoreCommand::AudioBitrateUp.into(),
+            "audio-down" => CoreCommand::AudioBitrateDown.into(),
+            "mute" => LocalCommand::ToggleMute.into(),
+            "pause" => CoreCommand::Pause.into(),
+            "resume" => CoreCommand::Resume.into(),
+            "quit" => LocalCommand::Quit.into(),
             _ => {
                 let n = t
                     .strip_prefix("quality")
@@ -103,7 +139,7 @@ impl FromStr for Command {
                 if n == 0 {
                     return Err(err());
                 }
-                Command::Quality(n - 1)
+                CoreCommand::Quality(n - 1).into()
             }
         })
     }
@@ -181,24 +217,37 @@ mod tests {
 
     #[test]
     fn keys_map_to_their_commands() {
-        assert_eq!(for_key(Key::Key1), Some(Command::Quality(0)));
-        assert_eq!(for_key(Key::Key9), Some(Command::Quality(8)));
-        assert_eq!(for_key(Key::NumPad3), Some(Command::Quality(2)));
-        assert_eq!(for_key(Key::Up), Some(Command::QualityUp));
-        assert_eq!(for_key(Key::Equal), Some(Command::QualityUp));
-        assert_eq!(for_key(Key::Down), Some(Command::QualityDown));
-        assert_eq!(for_key(Key::Minus), Some(Command::QualityDown));
-        assert_eq!(for_key(Key::A), Some(Command::Auto));
-        assert_eq!(for_key(Key::LeftBracket), Some(Command::AudioBitrateDown));
-        assert_eq!(for_key(Key::RightBracket), Some(Command::AudioBitrateUp));
-        assert_eq!(for_key(Key::M), Some(Command::ToggleMute));
-        assert_eq!(for_key(Key::Space), Some(Command::TogglePause));
-        assert_eq!(for_key(Key::S), Some(Command::ToggleStats));
-        assert_eq!(for_key(Key::H), Some(Command::ToggleHelp));
-        assert_eq!(for_key(Key::F1), Some(Command::ToggleHelp));
-        assert_eq!(for_key(Key::Q), Some(Command::Quit));
-        assert_eq!(for_key(Key::Escape), Some(Command::Quit));
+        assert_eq!(for_key(Key::Key1), Some(CoreCommand::Quality(0).into()));
+        assert_eq!(for_key(Key::Key9), Some(CoreCommand::Quality(8).into()));
+        assert_eq!(for_key(Key::NumPad3), Some(CoreCommand::Quality(2).into()));
+        assert_eq!(for_key(Key::Up), Some(CoreCommand::QualityUp.into()));
+        assert_eq!(for_key(Key::Equal), Some(CoreCommand::QualityUp.into()));
+        assert_eq!(for_key(Key::Down), Some(CoreCommand::QualityDown.into()));
+        assert_eq!(for_key(Key::Minus), Some(CoreCommand::QualityDown.into()));
+        assert_eq!(for_key(Key::A), Some(CoreCommand::Auto.into()));
+        assert_eq!(
+            for_key(Key::LeftBracket),
+            Some(CoreCommand::AudioBitrateDown.into())
+        );
+        assert_eq!(
+            for_key(Key::RightBracket),
+            Some(CoreCommand::AudioBitrateUp.into())
+        );
+        assert_eq!(for_key(Key::M), Some(LocalCommand::ToggleMute.into()));
+        assert_eq!(for_key(Key::Space), Some(CoreCommand::TogglePause.into()));
+        assert_eq!(for_key(Key::S), Some(LocalCommand::ToggleStats.into()));
+        assert_eq!(for_key(Key::H), Some(LocalCommand::ToggleHelp.into()));
+        assert_eq!(for_key(Key::F1), Some(LocalCommand::ToggleHelp.into()));
+        assert_eq!(for_key(Key::Q), Some(LocalCommand::Quit.into()));
+        assert_eq!(for_key(Key::Escape), Some(LocalCommand::Quit.into()));
         assert_eq!(for_key(Key::Z), None);
+    }
+
+    /// The window logs `key Key3: Quality(2)` (the end-to-end key test reads it).
+    #[test]
+    fn commands_debug_as_themselves() {
+        assert_eq!(format!("{:?}", for_key(Key::Key3).unwrap()), "Quality(2)");
+        assert_eq!(format!("{:?}", Command::from(LocalCommand::Quit)), "Quit");
     }
 
     #[test]
@@ -210,18 +259,27 @@ mod tests {
 
     #[test]
     fn script_commands_parse() {
-        assert_eq!("quality=2".parse(), Ok(Command::Quality(1)));
-        assert_eq!("Quality 3".parse(), Ok(Command::Quality(2)));
-        assert_eq!(" up ".parse(), Ok(Command::QualityUp));
-        assert_eq!("audio-down".parse(), Ok(Command::AudioBitrateDown));
+        assert_eq!(
+            "quality=2".parse::<Command>(),
+            Ok(CoreCommand::Quality(1).into())
+        );
+        assert_eq!(
+            "Quality 3".parse::<Command>(),
+            Ok(CoreCommand::Quality(2).into())
+        );
+        assert_eq!(" up ".parse::<Command>(), Ok(CoreCommand::QualityUp.into()));
+        assert_eq!(
+            "audio-down".parse::<Command>(),
+            Ok(CoreCommand::AudioBitrateDown.into())
+        );
         assert!("quality=0".parse::<Command>().is_err());
         assert!("jump".parse::<Command>().is_err());
         let steps = parse_script("3:down, 1.5:quality=2").unwrap();
         assert_eq!(
             steps,
             vec![
-                (Duration::from_millis(1500), Command::Quality(1)),
-                (Duration::from_secs(3), Command::QualityDown)
+                (Duration::from_millis(1500), CoreCommand::Quality(1).into()),
+                (Duration::from_secs(3), CoreCommand::QualityDown.into())
             ]
         );
         assert!(parse_script("soon:up").is_err());

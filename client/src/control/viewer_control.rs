@@ -13,7 +13,7 @@ use streamsocket_proto::ErrorCode;
 use super::auto_quality::{AutoQuality, Observation};
 use super::backoff::Backoff;
 use super::clock_sync::{ClockSync, Exchange};
-use super::commands::{Command, QualityWish};
+use super::commands::{CoreCommand, QualityWish};
 use super::latency_budget::LatencyBudget;
 
 /// Pings 0 to 4 go this far apart (a first good clock estimate) ...
@@ -61,8 +61,8 @@ pub struct ControlOptions {
 pub enum Event {
     /// A (re)connection was welcomed.
     Connected(Welcome),
-    /// A request from the keyboard, a script or standard input.
-    Command(Command),
+    /// A request from the keyboard, a script or standard input (those the core acts on).
+    Command(CoreCommand),
     /// A message on the control stream (after the welcome).
     Server(ControlMessage),
     /// The decoder needs a keyframe of this rendition.
@@ -521,10 +521,10 @@ impl ViewerControl {
         }
     }
 
-    fn command(&mut self, now_us: u64, cmd: Command, out: &mut Vec<Action>) {
+    fn command(&mut self, now_us: u64, cmd: CoreCommand, out: &mut Vec<Action>) {
         let up = matches!(self.link, Link::Up);
         match cmd {
-            Command::Quality(i) => {
+            CoreCommand::Quality(i) => {
                 if (i as usize) >= self.ladder.len() {
                     tracing::warn!(
                         "no rendition {}: the server offers {}",
@@ -535,15 +535,15 @@ impl ViewerControl {
                 }
                 self.manual(now_us, Some(i as usize), out);
             }
-            Command::QualityUp => {
+            CoreCommand::QualityUp => {
                 let to = self.index.checked_sub(1);
                 self.manual(now_us, to, out);
             }
-            Command::QualityDown => {
+            CoreCommand::QualityDown => {
                 let to = (self.index + 1 < self.ladder.len()).then_some(self.index + 1);
                 self.manual(now_us, to, out);
             }
-            Command::Auto => {
+            CoreCommand::Auto => {
                 self.auto = true;
                 self.reason = Some("automatic: starting from the top".into());
                 self.restart_auto(now_us);
@@ -559,7 +559,7 @@ impl ViewerControl {
                 }
                 out.push(self.choices());
             }
-            Command::AudioBitrateUp | Command::AudioBitrateDown => {
+            CoreCommand::AudioBitrateUp | CoreCommand::AudioBitrateDown => {
                 let Some(at) = self
                     .audio_bitrates
                     .iter()
@@ -567,7 +567,7 @@ impl ViewerControl {
                 else {
                     return;
                 };
-                let to = if cmd == Command::AudioBitrateUp {
+                let to = if cmd == CoreCommand::AudioBitrateUp {
                     Some(at + 1)
                 } else {
                     at.checked_sub(1)
@@ -580,10 +580,10 @@ impl ViewerControl {
                     }));
                 }
             }
-            Command::TogglePause | Command::Pause | Command::Resume => {
+            CoreCommand::TogglePause | CoreCommand::Pause | CoreCommand::Resume => {
                 let paused = match cmd {
-                    Command::Pause => true,
-                    Command::Resume => false,
+                    CoreCommand::Pause => true,
+                    CoreCommand::Resume => false,
                     _ => !self.paused,
                 };
                 if paused == self.paused {
@@ -595,8 +595,6 @@ impl ViewerControl {
                 }
                 out.push(self.choices());
             }
-            // Local commands: the window and the speakers handle them.
-            Command::ToggleMute | Command::ToggleStats | Command::ToggleHelp | Command::Quit => {}
         }
     }
 

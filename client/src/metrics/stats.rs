@@ -122,7 +122,7 @@ pub struct Stages {
     pub outside_encoder: Latency,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct VideoStats {
     pub frames_received: u64,
     pub frames_decoded: u64,
@@ -184,7 +184,7 @@ pub struct VideoStats {
 }
 
 /// Timestamps read back from the decoded pixels.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct PixelClockStats {
     pub read: u64,
     pub matched: u64,
@@ -192,7 +192,7 @@ pub struct PixelClockStats {
 }
 
 /// The broadcaster's pauses (BroadcastPaused messages) and what arrived around them.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct BroadcastStats {
     pub paused: bool,
     pub pauses: u64,
@@ -235,7 +235,7 @@ impl BroadcastStats {
 }
 
 /// `--record`: what went into the file, and what did not.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct RecordingStats {
     pub video_frames: u64,
     pub audio_packets: u64,
@@ -251,7 +251,7 @@ pub struct RecordingStats {
     pub errors: u64,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct AudioStats {
     pub packets_received: u64,
     /// Failed writes of --dump-wav.
@@ -337,7 +337,7 @@ pub struct TransportStats {
 /// A/V sync as seen and heard: the test source flashes and clicks at every whole second of
 /// its clock; the skew is when the flash was shown minus when the click was heard (viewer
 /// clock), so positive means the audio is ahead.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct AvSkew {
     flashes: std::collections::BTreeMap<u64, u64>,
     clicks: std::collections::BTreeMap<u64, u64>,
@@ -408,7 +408,7 @@ impl Serialize for AvSkew {
 }
 
 /// The connection's losses and the viewer's reconnections.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct ConnectionStats {
     /// Connections lost (not closed by either side on purpose).
     pub lost: u64,
@@ -421,7 +421,7 @@ pub struct ConnectionStats {
     pub reconnect_time: Latency,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reconnecting {
     pub reason: String,
     pub attempt: u32,
@@ -471,6 +471,18 @@ pub struct Stats {
     pub paused: bool,
 }
 
+/// What the window's banner depends on: the connection, the pauses, the last picture.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub reconnecting: Option<Reconnecting>,
+    /// The broadcaster paused.
+    pub broadcast_paused: bool,
+    /// The viewer paused.
+    pub paused: bool,
+    /// Viewer clock when the last picture was decoded.
+    pub last_decoded_us: Option<u64>,
+}
+
 /// The JSON of `--stats-json`: the run's length, then the stats.
 #[derive(Serialize)]
 struct Report<'a> {
@@ -480,6 +492,17 @@ struct Report<'a> {
 }
 
 impl Stats {
+    /// What [`Metrics::condition`](super::Metrics::condition) reads, from a snapshot.
+    #[cfg(test)]
+    pub fn condition(&self) -> Condition {
+        Condition {
+            reconnecting: self.connection.reconnecting.clone(),
+            broadcast_paused: self.broadcast.paused,
+            paused: self.paused,
+            last_decoded_us: self.video.last_decoded_us,
+        }
+    }
+
     fn report(&self, duration: Duration) -> Report<'_> {
         Report {
             duration_s: round(duration.as_secs_f64(), 3),
@@ -500,7 +523,7 @@ impl Stats {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]

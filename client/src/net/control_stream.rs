@@ -15,13 +15,13 @@ use tokio::task::JoinHandle;
 use crate::audio::NetAudio;
 use crate::control::auto_quality::Observation;
 use crate::control::clock::{ServerClock, ViewerClock};
-use crate::control::commands::Command;
+use crate::control::commands::CoreCommand;
 use crate::control::viewer_control::{
     Action, DecoderEvent, Ended, Event, Note, Readings, ViewerControl,
 };
-use crate::metrics::{Reconnecting, RenditionChange, Stats};
+use crate::metrics::{ClockStats, ConnectionStats, Metrics, Reconnecting, RenditionChange};
 use crate::net::connect::{ConnectOptions, Session};
-use crate::net::receive::{receive_audio, receive_frames};
+use crate::net::receive::{receive_audio, receive_frames, ReceiveCounters};
 use crate::net::reconnect::{self, CurrentConnection};
 use crate::video::decoder::DecoderInput;
 
@@ -31,9 +31,24 @@ pub struct Pipes {
     pub audio: Sender<NetAudio>,
     pub keyframe_requests: UnboundedReceiver<u8>,
     /// Requests from the keyboard or a script (those the server must hear of).
-    pub commands: UnboundedReceiver<Command>,
+    pub commands: UnboundedReceiver<CoreCommand>,
     /// Where the clock offset the core estimates is published for the pipeline.
     pub server_clock: ServerClock,
+}
+
+/// What the control core noted, kept by its driver: the session's part of the stats.
+#[derive(Debug, Default, Clone)]
+pub struct SessionStats {
+    /// The rendition the server last confirmed.
+    pub rendition: Option<u8>,
+    pub auto: bool,
+    pub auto_reason: Option<String>,
+    pub rendition_timeline: Vec<RenditionChange>,
+    pub paused: bool,
+    pub clock: ClockStats,
+    pub connection: ConnectionStats,
+    /// The viewer's current audio bitrate.
+    pub audio_bitrate_bps: u32,
 }
 
 /// One connection in use: its control stream and its receive tasks (started once the core
@@ -56,7 +71,7 @@ impl Drop for Live {
 
 /// What woke the driver.
 enum Wake {
-    Command(Command),
+    Command(CoreCommand),
     Keyframe(u8),
     Message(Result<Option<ControlMessage>, ReadError>),
     Timer,
@@ -70,7 +85,7 @@ pub async fn run(
     mut pipes: Pipes,
     current: CurrentConnection,
     clock: ViewerClock,
-    stats: Arc<Mutex<Stats>>,
+    metrics: Arc<Metrics>,
 ) -> Ended {
     let mut queue = VecDeque::new();
     let mut live = Some(start(first, &current, &mut queue));
@@ -99,21 +114,21 @@ pub async fn run(
                     Action::Decoder(e) => tell_decoder(&pipes.decoder, e),
                     Action::Sample { auto } => {
                         let rtt = live.as_ref().map(|l| l.conn.rtt());
-                        let readings = read(&mut stats.lock().expect("not poisoned"), rtt, auto);
+                        let readings = read(&metrics, rtt, auto);
                         queue.push_back(Event::Sampled(readings));
                     }
                     Action::Note(n) => {
                         if let Note::Clock { offset_us, .. } = n {
                             pipes.server_clock.set_offset_us(offset_us);
                         }
-                        note(&mut stats.lock().expect("not poisoned"), n, clock)
+                        note(&metrics.session, &metrics.receive, n, clock)
                     }
                     Action::End(ended) => return ended,
                 }
             }
         }
         if let Some(l) = live.as_mut().filter(|l| l.receivers.is_none()) {
-            l.receivers = Some(receive(&l.conn, &pipes, clock, &stats));
+            l.receivers = Some(receive(&l.conn, &pipes, clock, &metrics.receive));
         }
         let deadline = control.next_timer_us().map(|t| clock.instant_at(t));
         let wake = tokio::select! {
@@ -159,19 +174,19 @@ fn receive(
     conn: &quinn::Connection,
     pipes: &Pipes,
     clock: ViewerClock,
-    stats: &Arc<Mutex<Stats>>,
+    counters: &Arc<ReceiveCounters>,
 ) -> [JoinHandle<()>; 2] {
     [
         tokio::spawn(receive_frames(
             conn.clone(),
             pipes.decoder.clone(),
             clock,
-            stats.clone(),
+            counters.clone(),
         )),
         tokio::spawn(receive_audio(
             conn.clone(),
             pipes.audio.clone(),
-            stats.clone(),
+            counters.clone(),
         )),
     ]
 }
@@ -198,7 +213,8 @@ fn tell_decoder(decoder: &Sender<DecoderInput>, e: DecoderEvent) {
 
 /// What the core asked to read: the audio totals, and what automatic quality sees this second
 /// (whose last-second latency window it empties).
-fn read(s: &mut Stats, rtt: Option<std::time::Duration>, auto: bool) -> Readings {
+fn read(metrics: &Metrics, rtt: Option<std::time::Duration>, auto: bool) -> Readings {
+    let s = metrics.snapshot();
     let mut observation = Observation {
         frames_reset: s.video.frames_reset,
         frames_skipped: s.video.frames_skipped,
@@ -210,11 +226,15 @@ fn read(s: &mut Stats, rtt: Option<std::time::Duration>, auto: bool) -> Readings
         ..Observation::default()
     };
     if auto {
-        let recent = &mut s.video.latency_last_second;
-        let quantile =
-            |q: f64| (recent.count() > 0).then(|| (recent.percentile_ms(q) * 1000.0) as u64);
-        (observation.latency_p50_us, observation.latency_p90_us) = (quantile(0.5), quantile(0.9));
-        recent.reset();
+        (observation.latency_p50_us, observation.latency_p90_us) =
+            metrics.with_recent_latency(|recent| {
+                let quantile = |q: f64| {
+                    (recent.count() > 0).then(|| (recent.percentile_ms(q) * 1000.0) as u64)
+                };
+                let quantiles = (quantile(0.5), quantile(0.9));
+                recent.reset();
+                quantiles
+            });
     }
     Readings {
         observation,
@@ -223,9 +243,10 @@ fn read(s: &mut Stats, rtt: Option<std::time::Duration>, auto: bool) -> Readings
     }
 }
 
-/// Writes what the core noted to the stats.
-fn note(s: &mut Stats, n: Note, clock: ViewerClock) {
+/// Writes what the core noted to the session's stats (a pause also to the receive path's).
+fn note(session: &Mutex<SessionStats>, receive: &ReceiveCounters, n: Note, clock: ViewerClock) {
     let now_us = clock.now_us();
+    let mut s = session.lock().expect("not poisoned");
     match n {
         Note::Choices { auto, paused } => (s.auto, s.paused) = (auto, paused),
         Note::SwitchRequested { reason } => s.auto_reason = Some(reason),
@@ -246,8 +267,12 @@ fn note(s: &mut Stats, n: Note, clock: ViewerClock) {
                 s.clock.rtt_us = min_rtt_us;
             }
         }
-        Note::AudioBitrate(b) => s.audio.bitrate_bps = b,
-        Note::BroadcastPaused(paused) => s.broadcast.on_message(paused),
+        Note::AudioBitrate(b) => s.audio_bitrate_bps = b,
+        Note::BroadcastPaused(paused) => receive
+            .broadcast
+            .lock()
+            .expect("not poisoned")
+            .on_message(paused),
         Note::Lost { reason, since_us } => {
             s.connection.lost += 1;
             s.connection.reconnecting = Some(Reconnecting {

@@ -22,7 +22,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::metrics::Stats;
+use crate::metrics::RecordingStats;
 use webm::{WebmWriter, AUDIO_TRACK, VIDEO_TRACK};
 
 /// The server's Opus encoder runs in low-delay mode: 2.5 ms (120 samples) of lookahead.
@@ -46,7 +46,7 @@ enum Item {
 #[derive(Clone)]
 pub struct Recorder {
     tx: Sender<Item>,
-    stats: Arc<Mutex<Stats>>,
+    stats: Arc<Mutex<RecordingStats>>,
 }
 
 impl Recorder {
@@ -54,7 +54,7 @@ impl Recorder {
     /// finishes the file when every handle is dropped.
     pub fn start(
         path: &Path,
-        stats: Arc<Mutex<Stats>>,
+        stats: Arc<Mutex<RecordingStats>>,
     ) -> anyhow::Result<(Self, thread::JoinHandle<()>)> {
         let file =
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -84,12 +84,12 @@ impl Recorder {
 
     fn send(&self, item: Item) {
         if let Err(TrySendError::Full(_)) = self.tx.try_send(item) {
-            self.stats.lock().expect("not poisoned").recording.dropped += 1;
+            self.stats.lock().expect("not poisoned").dropped += 1;
         }
     }
 }
 
-fn write_all(path: PathBuf, file: File, rx: Receiver<Item>, stats: Arc<Mutex<Stats>>) {
+fn write_all(path: PathBuf, file: File, rx: Receiver<Item>, stats: Arc<Mutex<RecordingStats>>) {
     let mut file = Some(BufWriter::new(file));
     let mut writer: Option<WebmWriter<BufWriter<File>>> = None;
     let mut start_us = 0u64;
@@ -107,11 +107,7 @@ fn write_all(path: PathBuf, file: File, rx: Receiver<Item>, stats: Arc<Mutex<Sta
             } => {
                 if writer.is_none() {
                     if !keyframe {
-                        stats
-                            .lock()
-                            .expect("not poisoned")
-                            .recording
-                            .waiting_for_keyframe += 1;
+                        stats.lock().expect("not poisoned").waiting_for_keyframe += 1;
                         continue;
                     }
                     match av1::av1c(&payload) {
@@ -142,7 +138,7 @@ fn write_all(path: PathBuf, file: File, rx: Receiver<Item>, stats: Arc<Mutex<Sta
                         }
                         Err(e) => {
                             tracing::warn!("--record: keyframe not usable: {e}");
-                            stats.lock().expect("not poisoned").recording.errors += 1;
+                            stats.lock().expect("not poisoned").errors += 1;
                             continue;
                         }
                     }
@@ -151,8 +147,8 @@ fn write_all(path: PathBuf, file: File, rx: Receiver<Item>, stats: Arc<Mutex<Sta
                 let ms = (capture_us.saturating_sub(start_us) / 1000) as i64;
                 {
                     let mut s = stats.lock().expect("not poisoned");
-                    s.recording.video_span_ms = ms as u64;
-                    s.recording.span_ms = s.recording.span_ms.max(ms as u64);
+                    s.video_span_ms = ms as u64;
+                    s.span_ms = s.span_ms.max(ms as u64);
                 }
                 match av1::for_matroska(&payload) {
                     Ok(data) => w
@@ -160,7 +156,7 @@ fn write_all(path: PathBuf, file: File, rx: Receiver<Item>, stats: Arc<Mutex<Sta
                         .map(|()| (true, data.len())),
                     Err(e) => {
                         tracing::debug!("--record: frame not stored: {e}");
-                        stats.lock().expect("not poisoned").recording.errors += 1;
+                        stats.lock().expect("not poisoned").errors += 1;
                         continue;
                     }
                 }
@@ -176,7 +172,7 @@ fn write_all(path: PathBuf, file: File, rx: Receiver<Item>, stats: Arc<Mutex<Sta
                 let ms = ((capture_us - start_us) / 1000) as i64 + audio_shift_ms;
                 {
                     let mut s = stats.lock().expect("not poisoned");
-                    s.recording.span_ms = s.recording.span_ms.max(ms.max(0) as u64);
+                    s.span_ms = s.span_ms.max(ms.max(0) as u64);
                 }
                 w.block(AUDIO_TRACK, ms, true, &payload)
                     .map(|()| (false, payload.len()))
@@ -186,11 +182,11 @@ fn write_all(path: PathBuf, file: File, rx: Receiver<Item>, stats: Arc<Mutex<Sta
             Ok((video, bytes)) => {
                 let mut s = stats.lock().expect("not poisoned");
                 if video {
-                    s.recording.video_frames += 1;
+                    s.video_frames += 1;
                 } else {
-                    s.recording.audio_packets += 1;
+                    s.audio_packets += 1;
                 }
-                s.recording.bytes += bytes as u64;
+                s.bytes += bytes as u64;
             }
             Err(e) => fail(&stats, &path, &e.into(), &mut failed),
         }
@@ -206,8 +202,8 @@ fn write_all(path: PathBuf, file: File, rx: Receiver<Item>, stats: Arc<Mutex<Sta
     }
 }
 
-fn fail(stats: &Mutex<Stats>, path: &Path, e: &anyhow::Error, failed: &mut bool) {
+fn fail(stats: &Mutex<RecordingStats>, path: &Path, e: &anyhow::Error, failed: &mut bool) {
     tracing::error!(file = %path.display(), "recording stopped: {e:#}");
-    stats.lock().expect("not poisoned").recording.errors += 1;
+    stats.lock().expect("not poisoned").errors += 1;
     *failed = true;
 }

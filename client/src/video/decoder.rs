@@ -17,7 +17,7 @@ use crate::audio::playout::AvSync;
 use crate::control::clock::{ServerClock, ViewerClock};
 use crate::control::latency_budget::LatencyBudget;
 use crate::control::viewer_control::DecoderEvent;
-use crate::metrics::Stats;
+use crate::metrics::VideoStats;
 use crate::video::presenter::{PictureQueue, Presentable};
 use crate::video::reorder::{Ready, Reorder, Sequenced};
 
@@ -56,7 +56,8 @@ pub struct DecoderContext {
     pub clock: ViewerClock,
     /// The server's clock, which capture times are on.
     pub server_clock: ServerClock,
-    pub stats: Arc<Mutex<Stats>>,
+    /// The decoder's counters (its share of the video stats), written by its thread only.
+    pub counters: Arc<Mutex<VideoStats>>,
     /// Keyframe requests to the control task (rendition id).
     pub keyframe_requests: UnboundedSender<u8>,
     /// Where decoded pictures wait for their time to be shown.
@@ -243,11 +244,10 @@ fn run(mut decoder: dav1d::Decoder, input: Receiver<DecoderInput>, ctx: &Decoder
             Err(RecvTimeoutError::Disconnected) => return,
         };
         if switched {
-            let mut s = ctx.stats.lock().expect("not poisoned");
-            s.video.rendition_switches += 1;
+            let mut v = ctx.counters.lock().expect("not poisoned");
+            v.rendition_switches += 1;
             if let Some(asked) = switch_asked.take() {
-                s.video
-                    .switch_time
+                v.switch_time
                     .record_us(ctx.clock.now_us().saturating_sub(asked));
             }
         }
@@ -255,7 +255,7 @@ fn run(mut decoder: dav1d::Decoder, input: Receiver<DecoderInput>, ctx: &Decoder
         for frame in ready.frames {
             if let Err(e) = decode_one(&mut decoder, frame, &mut in_flight, ctx) {
                 tracing::warn!("decoding failed, waiting for a keyframe: {e}");
-                ctx.stats.lock().expect("not poisoned").video.decode_errors += 1;
+                ctx.counters.lock().expect("not poisoned").decode_errors += 1;
                 decoder.flush();
                 in_flight.clear();
                 need_keyframe |= tracks.current_track.decoder_failed().need_keyframe;
@@ -263,11 +263,11 @@ fn run(mut decoder: dav1d::Decoder, input: Receiver<DecoderInput>, ctx: &Decoder
             }
         }
         {
-            let mut s = ctx.stats.lock().expect("not poisoned");
-            s.video.frames_skipped = tracks.skipped();
-            s.video.frames_late = tracks.late();
+            let mut v = ctx.counters.lock().expect("not poisoned");
+            v.frames_skipped = tracks.skipped();
+            v.frames_late = tracks.late();
             if need_keyframe {
-                s.video.keyframe_requests += 1;
+                v.keyframe_requests += 1;
             }
         }
         if let (true, Some(r)) = (need_keyframe, tracks.current) {
@@ -358,14 +358,14 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
         };
         let mut dump = dump.lock().expect("not poisoned");
         let result = dump.write(&p, info.header.capture_us);
-        let mut s = ctx.stats.lock().expect("not poisoned");
+        let mut v = ctx.counters.lock().expect("not poisoned");
         match result {
-            Ok(()) => s.video.frames_dumped += 1,
+            Ok(()) => v.frames_dumped += 1,
             Err(e) => {
-                if s.video.dump_errors == 0 {
+                if v.dump_errors == 0 {
                     tracing::error!("--dump-y4m: {e:#}");
                 }
-                s.video.dump_errors += 1;
+                v.dump_errors += 1;
             }
         }
     }
@@ -379,9 +379,9 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
         Some(Vec::new())
     };
 
-    let mut s = ctx.stats.lock().expect("not poisoned");
+    let mut counters = ctx.counters.lock().expect("not poisoned");
     let offset = ctx.server_clock.offset_us();
-    let v = &mut s.video;
+    let v = &mut *counters;
     v.frames_decoded += 1;
     if let Some(last) = v.last_decoded_us.replace(decoded_us) {
         v.longest_freeze_us = v.longest_freeze_us.max(decoded_us.saturating_sub(last));
@@ -438,7 +438,7 @@ fn on_picture(picture: &dav1d::Picture, info: InFlight, ctx: &DecoderContext) {
             .outside_encoder
             .record_us(to_server(decoded_us).saturating_sub(encoded_us));
     }
-    drop(s);
+    drop(counters);
     if let Some(pixels) = pixels {
         ctx.pictures.put(Presentable {
             pixels,

@@ -10,14 +10,14 @@
 //! counted as such) rather than freezing the picture.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use crate::audio::playout::{AvSync, PICTURE_LEAD_US};
 use crate::control::clock::ServerClock;
-use crate::metrics::Stats;
+use crate::metrics::{AvSkew, Latency};
 
 /// How late after its time a picture may still be shown: audio may lead video by at most
 /// 15 ms (ATSC IS-191).
@@ -122,27 +122,58 @@ impl PictureQueue {
     }
 }
 
+/// The presenter's counters (the window's, or the headless presenter's), written by it only.
+#[derive(Debug, Default)]
+pub struct PresenterCounters {
+    pub frames_presented: AtomicU64,
+    /// Due pictures replaced by a newer one before they could be shown.
+    pub frames_not_presented: AtomicU64,
+    /// Pictures dropped because they came too late for the audio clock.
+    pub frames_too_late: AtomicU64,
+    /// Pictures shown later than the sound because audio was at its ceiling delay.
+    pub frames_shown_late: AtomicU64,
+    /// Decoded pictures dropped because the picture queue was full.
+    pub frames_dropped_queue_full: AtomicU64,
+    pub latency: Mutex<PresentLatency>,
+}
+
+/// What the presenter measures when a picture reaches the screen.
+#[derive(Debug, Default, Clone)]
+pub struct PresentLatency {
+    /// Decoded to shown (conversion and waiting for the window).
+    pub present: Latency,
+    /// Capture to shown.
+    pub presented: Latency,
+}
+
 /// Takes the due picture from `queue` and accounts for it in the stats: presented, replaced,
 /// too late. Once it is on the screen, the caller reports it with [`shown`].
 pub fn take_and_account(
     queue: &PictureQueue,
     sync: &AvSync,
     clock: &ServerClock,
-    stats: &Mutex<Stats>,
+    counters: &PresenterCounters,
 ) -> Option<Presentable> {
     let now_server = clock.to_server_us(clock.viewer().now_us());
     let due = queue.take_due(now_server, sync.audio_delay_us(), sync.audio_can_wait());
     if due.picture.is_none() && due.replaced == 0 && due.too_late == 0 {
         return None;
     }
-    let mut s = stats.lock().expect("not poisoned");
-    let v = &mut s.video;
-    v.frames_dropped_queue_full += queue.overflow.swap(0, Ordering::Relaxed);
-    v.frames_not_presented += due.replaced;
-    v.frames_too_late += due.too_late;
-    v.frames_shown_late += due.shown_late;
+    let c = counters;
+    let add = |counter: &AtomicU64, n: u64| {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    };
+    add(
+        &c.frames_dropped_queue_full,
+        queue.overflow.swap(0, Ordering::Relaxed),
+    );
+    add(&c.frames_not_presented, due.replaced);
+    add(&c.frames_too_late, due.too_late);
+    add(&c.frames_shown_late, due.shown_late);
     let p = due.picture?;
-    v.frames_presented += 1;
+    add(&c.frames_presented, 1);
     Some(p)
 }
 
@@ -166,23 +197,26 @@ impl From<&Presentable> for ShownPicture {
 
 /// A picture has reached the screen (the window's update returned, or at once without a
 /// window): its capture-to-presented latency, the present stage, and the A/V skew when it
-/// is the test source's flash, all measured now.
-pub fn shown(p: ShownPicture, clock: &ServerClock, stats: &Mutex<Stats>) {
+/// is the test source's flash (paired in `av_skew` with the audio thread's click), all
+/// measured now.
+pub fn shown(
+    p: ShownPicture,
+    clock: &ServerClock,
+    counters: &PresenterCounters,
+    av_skew: &Mutex<AvSkew>,
+) {
     let now = clock.viewer().now_us();
     let offset = clock.offset_us();
-    let mut s = stats.lock().expect("not poisoned");
-    s.video
-        .stages
-        .present
-        .record_us(now.saturating_sub(p.decoded_us));
+    let mut l = counters.latency.lock().expect("not poisoned");
+    l.present.record_us(now.saturating_sub(p.decoded_us));
     if offset.is_some() {
         let now_server = clock.to_server_us(now);
-        s.video
-            .latency_presented
+        l.presented
             .record_us(now_server.saturating_sub(p.capture_us));
     }
+    drop(l);
     if let Some(second) = p.flash_second {
-        s.av_skew.on_flash(second, now);
+        av_skew.lock().expect("not poisoned").on_flash(second, now);
     }
 }
 
@@ -191,7 +225,8 @@ pub fn spawn_headless(
     queue: Arc<PictureQueue>,
     sync: Arc<AvSync>,
     clock: ServerClock,
-    stats: Arc<Mutex<Stats>>,
+    counters: Arc<PresenterCounters>,
+    av_skew: Arc<Mutex<AvSkew>>,
 ) -> anyhow::Result<thread::JoinHandle<()>> {
     Ok(thread::Builder::new()
         .name("presenter".into())
@@ -200,8 +235,8 @@ pub fn spawn_headless(
             // time is still ahead, at the end of the run) is left.
             loop {
                 let closed = queue.is_closed();
-                while let Some(p) = take_and_account(&queue, &sync, &clock, &stats) {
-                    shown(ShownPicture::from(&p), &clock, &stats);
+                while let Some(p) = take_and_account(&queue, &sync, &clock, &counters) {
+                    shown(ShownPicture::from(&p), &clock, &counters, &av_skew);
                 }
                 if closed {
                     return;

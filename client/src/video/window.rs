@@ -10,8 +10,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::audio::playout::AvSync;
 use crate::control::clock::ServerClock;
-use crate::control::commands::{self, Command, HELP};
-use crate::metrics::Stats;
+use crate::control::commands::{self, Command, CoreCommand, LocalCommand, HELP};
+use crate::metrics::{Condition, Metrics, Stats};
 use crate::video::presenter::{self, PictureQueue};
 use streamsocket_overlay::draw_panel;
 
@@ -39,7 +39,17 @@ pub struct Presenter {
     /// Rates for the overlay, over the last second: (start, frames shown, bytes received).
     rate_window: (Instant, u64, u64),
     rates: Rates,
+    /// The banner as last checked (every [`BANNER_CHECK`]).
+    banner: Option<Vec<String>>,
+    /// The stats overlay's lines and when they were made: a snapshot reads every stage's
+    /// counters, so it is taken at most every [`OVERLAY_REFRESH`], not for every picture.
+    overlay: Option<(Instant, Vec<String>)>,
 }
+
+/// How often the window looks whether its banner must change.
+const BANNER_CHECK: Duration = Duration::from_millis(100);
+/// How often the stats overlay is refreshed while pictures come.
+const OVERLAY_REFRESH: Duration = Duration::from_millis(250);
 
 /// Key presses as the window's events report them. Polling the key state once per update
 /// misses a key pressed and released between two updates (a quick tap, or `xdotool key`);
@@ -76,9 +86,10 @@ pub struct WindowLinks<'a> {
     pub sync: &'a AvSync,
     /// The server's clock as estimated (its viewer clock for the overlays).
     pub clock: &'a ServerClock,
-    pub stats: &'a Arc<Mutex<Stats>>,
+    /// Every stage's counters: the presenter writes its own, the overlays read a snapshot.
+    pub metrics: &'a Metrics,
     /// Requests for the server (quality, audio bitrate, pause).
-    pub commands: UnboundedSender<Command>,
+    pub commands: UnboundedSender<CoreCommand>,
     pub muted: Arc<AtomicBool>,
     pub server: &'a str,
 }
@@ -113,6 +124,8 @@ impl Presenter {
             show_help: false,
             rate_window: (Instant::now(), 0, 0),
             rates: Rates::default(),
+            banner: None,
+            overlay: None,
         })
     }
 
@@ -126,7 +139,6 @@ impl Presenter {
         let poll = presenter::POLL;
         let mut last_update = Instant::now();
         let mut redraw = false;
-        let mut shown_banner = None;
         let mut banner_checked = Instant::now();
         loop {
             if !self.window.is_open() {
@@ -137,19 +149,17 @@ impl Presenter {
             }
             // A banner that appears, changes or goes (connection lost, reconnecting, no
             // picture) is drawn even when no new picture comes.
-            if banner_checked.elapsed() >= Duration::from_millis(100) {
+            if banner_checked.elapsed() >= BANNER_CHECK {
                 banner_checked = Instant::now();
-                let now = banner(
-                    &links.stats.lock().expect("not poisoned"),
-                    links.clock.viewer().now_us(),
-                );
-                if now != shown_banner {
-                    shown_banner = now;
+                let now = banner(&links.metrics.condition(), links.clock.viewer().now_us());
+                if now != self.banner {
+                    self.banner = now;
                     redraw = true;
                 }
             }
+            let counters = &links.metrics.presenter;
             let due =
-                presenter::take_and_account(links.pictures, links.sync, links.clock, links.stats);
+                presenter::take_and_account(links.pictures, links.sync, links.clock, counters);
             let updated = if let Some(p) = due {
                 let meta = presenter::ShownPicture::from(&p);
                 self.picture = p.pixels;
@@ -157,7 +167,7 @@ impl Presenter {
                 self.height = p.height;
                 self.present(&links);
                 // Measured once the window has the pixels, not when they were taken.
-                presenter::shown(meta, links.clock, links.stats);
+                presenter::shown(meta, links.clock, counters, &links.metrics.av_skew);
                 true
             } else if redraw {
                 self.present(&links);
@@ -175,22 +185,23 @@ impl Presenter {
                 // Key events arrive when the window updates: take every press since the last.
                 for key in self.presses.take() {
                     match commands::for_key(key) {
-                        Some(Command::Quit) => return WindowExit::Closed,
-                        Some(Command::ToggleStats) => {
+                        Some(Command::Local(LocalCommand::Quit)) => return WindowExit::Closed,
+                        Some(Command::Local(LocalCommand::ToggleStats)) => {
                             self.show_stats = !self.show_stats;
+                            self.overlay = None;
                             redraw = true;
                         }
-                        Some(Command::ToggleHelp) => {
+                        Some(Command::Local(LocalCommand::ToggleHelp)) => {
                             self.show_help = !self.show_help;
                             redraw = true;
                         }
-                        Some(Command::ToggleMute) => {
+                        Some(Command::Local(LocalCommand::ToggleMute)) => {
                             let muted = !links.muted.load(Ordering::Relaxed);
                             links.muted.store(muted, Ordering::Relaxed);
-                            links.stats.lock().expect("not poisoned").audio.muted = muted;
+                            self.overlay = None;
                             redraw = true;
                         }
-                        Some(cmd) => {
+                        Some(Command::Core(cmd)) => {
                             tracing::info!("key {key:?}: {cmd:?}");
                             let _ = links.commands.send(cmd);
                         }
@@ -206,21 +217,28 @@ impl Presenter {
         let overlay = if self.show_help {
             Some(help_lines())
         } else if self.show_stats {
-            let s = links.stats.lock().expect("not poisoned");
-            let elapsed = self.rate_window.0.elapsed().as_secs_f64();
-            if elapsed >= 1.0 {
-                self.rates = Rates {
-                    fps: (s.video.frames_presented - self.rate_window.1) as f64 / elapsed,
-                    kbps: (s.video.bytes - self.rate_window.2) as f64 * 8.0 / 1000.0 / elapsed,
-                };
-                self.rate_window = (Instant::now(), s.video.frames_presented, s.video.bytes);
+            match &self.overlay {
+                Some((made, lines)) if made.elapsed() < OVERLAY_REFRESH => Some(lines.clone()),
+                _ => {
+                    let s = links.metrics.snapshot();
+                    let elapsed = self.rate_window.0.elapsed().as_secs_f64();
+                    if elapsed >= 1.0 {
+                        self.rates = Rates {
+                            fps: (s.video.frames_presented - self.rate_window.1) as f64 / elapsed,
+                            kbps: (s.video.bytes - self.rate_window.2) as f64 * 8.0
+                                / 1000.0
+                                / elapsed,
+                        };
+                        self.rate_window =
+                            (Instant::now(), s.video.frames_presented, s.video.bytes);
+                    }
+                    let lines = stats_lines(&s, self.rates, links.server);
+                    self.overlay = Some((Instant::now(), lines.clone()));
+                    Some(lines)
+                }
             }
-            Some(stats_lines(&s, self.rates, links.server))
         } else {
-            banner(
-                &links.stats.lock().expect("not poisoned"),
-                links.clock.viewer().now_us(),
-            )
+            self.banner.clone()
         };
         let buffer = match overlay {
             Some(lines) => {
@@ -241,8 +259,8 @@ impl Presenter {
 
 /// What the window must say over the picture, if anything: the connection is lost and the
 /// viewer reconnects, the broadcaster paused, or pictures stopped coming.
-pub fn banner(s: &Stats, now_us: u64) -> Option<Vec<String>> {
-    if let Some(r) = &s.connection.reconnecting {
+pub fn banner(s: &Condition, now_us: u64) -> Option<Vec<String>> {
+    if let Some(r) = &s.reconnecting {
         let seconds = now_us.saturating_sub(r.since_us) / 1_000_000;
         return Some(vec![
             "CONNECTION LOST".to_string(),
@@ -250,13 +268,10 @@ pub fn banner(s: &Stats, now_us: u64) -> Option<Vec<String>> {
             format!("reconnecting: attempt {} ({seconds} s)", r.attempt + 1),
         ]);
     }
-    if s.broadcast.paused {
+    if s.broadcast_paused {
         return Some(vec!["PAUSED BY THE BROADCASTER".to_string()]);
     }
-    let stalled_us = s
-        .video
-        .last_decoded_us
-        .map_or(0, |t| now_us.saturating_sub(t));
+    let stalled_us = s.last_decoded_us.map_or(0, |t| now_us.saturating_sub(t));
     if stalled_us >= 1_000_000 && !s.paused {
         return Some(vec![format!(
             "NO PICTURE FOR {} S: WAITING FOR THE NETWORK",
@@ -316,13 +331,13 @@ mod tests {
 
     #[test]
     fn the_banner_says_what_is_wrong() {
-        let mut s = Stats::default();
+        let mut s = Condition::default();
         assert_eq!(banner(&s, 0), None);
-        s.video.last_decoded_us = Some(1_000_000);
+        s.last_decoded_us = Some(1_000_000);
         assert_eq!(banner(&s, 1_500_000), None);
         let stalled = banner(&s, 3_200_000).unwrap().join(" ");
         assert!(stalled.contains("NO PICTURE FOR 2 S"), "{stalled}");
-        s.connection.reconnecting = Some(Reconnecting {
+        s.reconnecting = Some(Reconnecting {
             reason: "timed out".into(),
             attempt: 2,
             since_us: 1_000_000,

@@ -190,7 +190,7 @@ fn quality_by_name_is_resolved_from_the_ladder() {
 fn switching_asks_once_and_follows_the_confirmation() {
     let mut c = control(QualityWish::Position(0));
     c.handle(0, Event::Connected(welcome(0)));
-    let a = c.handle(500 * MS, Event::Command(Command::QualityDown));
+    let a = c.handle(500 * MS, Event::Command(CoreCommand::QualityDown));
     assert_eq!(selects(&a), select(1));
     assert!(a.contains(&Action::Note(Note::SwitchRequested {
         reason: "chosen by the viewer".into()
@@ -199,14 +199,14 @@ fn switching_asks_once_and_follows_the_confirmation() {
     assert_eq!(a[0], Action::Decoder(DecoderEvent::Target(1)));
     assert_eq!(c.index(), 1);
     // Up from there is the top again; up from the top asks nothing.
-    let a = c.handle(800 * MS, Event::Command(Command::QualityUp));
+    let a = c.handle(800 * MS, Event::Command(CoreCommand::QualityUp));
     assert_eq!(selects(&a), select(0));
     confirm(&mut c, 850 * MS, 0);
-    assert!(selects(&c.handle(1_000 * MS, Event::Command(Command::QualityUp))).is_empty());
+    assert!(selects(&c.handle(1_000 * MS, Event::Command(CoreCommand::QualityUp))).is_empty());
     // A position the ladder lacks is refused here.
-    assert!(selects(&c.handle(1_200 * MS, Event::Command(Command::Quality(7)))).is_empty());
+    assert!(selects(&c.handle(1_200 * MS, Event::Command(CoreCommand::Quality(7)))).is_empty());
     // So is one the server refuses: back to what plays.
-    c.handle(1_400 * MS, Event::Command(Command::Quality(2)));
+    c.handle(1_400 * MS, Event::Command(CoreCommand::Quality(2)));
     let a = c.handle(
         1_410 * MS,
         Event::Server(ControlMessage::Error {
@@ -225,9 +225,9 @@ fn a_flood_of_keys_sends_the_first_and_the_last() {
     let mut asked = Vec::new();
     for i in 0..40u64 {
         let cmd = if i % 2 == 0 {
-            Command::QualityDown
+            CoreCommand::QualityDown
         } else {
-            Command::Quality(2)
+            CoreCommand::Quality(2)
         };
         asked.extend(selects(&c.handle(1_000 * MS + i * MS, Event::Command(cmd))));
     }
@@ -246,16 +246,16 @@ fn a_flood_of_keys_sends_the_first_and_the_last() {
 fn pause_and_resume_are_sent_once_each_and_survive_a_reconnection() {
     let mut c = control(QualityWish::Position(0));
     c.handle(0, Event::Connected(welcome(0)));
-    let a = c.handle(MS, Event::Command(Command::TogglePause));
+    let a = c.handle(MS, Event::Command(CoreCommand::TogglePause));
     assert_eq!(sent(&a), [ControlMessage::SetPaused { paused: true }]);
-    assert!(sent(&c.handle(2 * MS, Event::Command(Command::Pause))).is_empty());
+    assert!(sent(&c.handle(2 * MS, Event::Command(CoreCommand::Pause))).is_empty());
     assert!(c.paused());
     c.handle(3 * MS, Event::Lost("timed out".into()));
     let t = c.next_timer_us().unwrap();
     c.handle(t, Event::Timer);
     let a = c.handle(t + MS, Event::Connected(welcome(0)));
     assert!(sent(&a).contains(&ControlMessage::SetPaused { paused: true }));
-    let a = c.handle(t + 2 * MS, Event::Command(Command::Resume));
+    let a = c.handle(t + 2 * MS, Event::Command(CoreCommand::Resume));
     assert_eq!(sent(&a), [ControlMessage::SetPaused { paused: false }]);
 
     // The broadcaster's pause restarts the decoder at the next keyframe.
@@ -270,7 +270,7 @@ fn pause_and_resume_are_sent_once_each_and_survive_a_reconnection() {
 fn an_outage_reconnects_with_backoff_to_what_played() {
     let mut c = control(QualityWish::Position(0));
     c.handle(0, Event::Connected(welcome(0)));
-    c.handle(100 * MS, Event::Command(Command::Quality(1)));
+    c.handle(100 * MS, Event::Command(CoreCommand::Quality(1)));
     confirm(&mut c, 150 * MS, 1);
 
     let a = c.handle(1_000 * MS, Event::Lost("timed out".into()));
@@ -279,11 +279,11 @@ fn an_outage_reconnects_with_backoff_to_what_played() {
     );
     // Nothing is sent while down; commands still count.
     assert!(c
-        .handle(1_001 * MS, Event::Command(Command::QualityDown))
+        .handle(1_001 * MS, Event::Command(CoreCommand::QualityDown))
         .iter()
         .all(|a| !matches!(a, Action::Send(_))));
     assert_eq!(c.hello_rendition(), WishedRendition::Fixed(2));
-    c.handle(1_002 * MS, Event::Command(Command::Quality(1)));
+    c.handle(1_002 * MS, Event::Command(CoreCommand::Quality(1)));
 
     let mut waits = Vec::new();
     let mut last = 1_000 * MS;
@@ -340,9 +340,9 @@ fn automatic_quality_reasks_automatic_after_an_outage_at_its_cap() {
     // Choosing by hand turns automatic quality off, and A back on (at the cap).
     let mut c = control(QualityWish::Auto);
     c.handle(0, Event::Connected(welcome(0)));
-    c.handle(10 * MS, Event::Command(Command::QualityDown));
+    c.handle(10 * MS, Event::Command(CoreCommand::QualityDown));
     assert!(!c.auto());
-    let a = c.handle(20 * MS, Event::Command(Command::Auto));
+    let a = c.handle(20 * MS, Event::Command(CoreCommand::Auto));
     assert!(c.auto());
     assert_eq!(selects(&a), [], "spaced after the last request");
     let a = run_until(&mut c, 20 * MS, 200 * MS, Readings::default());
