@@ -15,10 +15,12 @@ use quinn::VarInt;
 use streamsocket_proto::control::ControlMessage;
 use streamsocket_proto::{ErrorCode, RenditionId};
 use streamsocket_transport::{close, ControlReader, ControlWriter, ReadError};
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::{BroadcastStream, WatchStream};
+use tokio_stream::StreamExt as _;
 
 use super::audio::{AudioAction, Verdict};
 use super::core::{Action, Ending, Offer, Session};
@@ -66,7 +68,7 @@ pub async fn serve(
         admission: &admission,
         session,
         session_id,
-        reader: None,
+        messages: None,
         writer: None,
         admitted: None,
         feeds: [None, None],
@@ -113,9 +115,13 @@ pub async fn serve(
 }
 
 /// The receiving end of one rendition's frames; holding it keeps the encoder running.
+///
+/// The frames come through a `BroadcastStream`, which keeps its place in the hub's queue
+/// between polls: the session's loop wakes for many reasons, and a plain `recv()` made anew
+/// at each wake-up would register and unregister with the queue shared by every viewer.
 struct Feed {
     watch: Watch,
-    frames: broadcast::Receiver<Arc<EncodedFrame>>,
+    frames: BroadcastStream<Arc<EncodedFrame>>,
 }
 
 struct Driver<'a> {
@@ -124,13 +130,14 @@ struct Driver<'a> {
     admission: &'a Admission,
     session: Session,
     session_id: u64,
-    reader: Option<ControlReader>,
+    /// Messages read from the control stream by its reader task.
+    messages: Option<ControlReceiver>,
     writer: Option<ControlSender>,
     /// Held while the viewer is admitted (the viewer limit and withdrawn tokens count it).
     admitted: Option<(Admitted<'a>, ViewerCount)>,
     /// The renditions being received: the one shown and the one being switched to.
     feeds: [Option<Feed>; 2],
-    audio: Option<broadcast::Receiver<Arc<AudioPacket>>>,
+    audio: Option<BroadcastStream<Arc<AudioPacket>>>,
     /// What became of frames in flight, from their send tasks.
     fates: (
         mpsc::UnboundedSender<VideoEvent>,
@@ -142,17 +149,27 @@ struct Driver<'a> {
 
 impl Driver<'_> {
     async fn run(&mut self) -> Ending {
-        let mut paused: Option<watch::Receiver<bool>> = Some(self.hub.controls().watch_paused());
+        // Changes from now on; the state itself is read as the viewer is admitted (a change
+        // in between comes again through here, and telling the session twice is harmless).
+        let mut paused = Some(WatchStream::from_changes(
+            self.hub.controls().watch_paused(),
+        ));
         loop {
-            if let Some(ending) = self.perform_actions(paused.as_mut()) {
+            // What became of frames in flight is taken in passing, not waited for: it only
+            // matters to the next frame (a miss means a keyframe first), and a wake-up per
+            // frame per viewer is a cost that grows with the audience.
+            while let Ok(fate) = self.fates.1.try_recv() {
+                self.session.video(fate, now());
+            }
+            if let Some(ending) = self.perform_actions() {
                 return ending;
             }
             let timeout = self.session.poll_timeout().map(Instant::from_std);
             let [first, second] = &mut self.feeds;
             tokio::select! {
-                streams = self.conn.accept_bi(), if self.reader.is_none() => match streams {
+                streams = self.conn.accept_bi(), if self.messages.is_none() => match streams {
                     Ok((send, recv)) => {
-                        self.reader = Some(ControlReader::new(recv));
+                        self.messages = Some(spawn_reader(ControlReader::new(recv)));
                         self.writer = Some(ControlSender::spawn(ControlWriter::new(send)));
                         self.session.control_stream_opened(now());
                     }
@@ -161,7 +178,7 @@ impl Driver<'_> {
                         self.session.control_ended();
                     }
                 },
-                next = next_message(&mut self.reader) => match next {
+                next = next_message(&mut self.messages) => match next {
                     Ok(Some(msg)) => self.session.message(msg, now()),
                     Ok(None) => self.session.control_ended(),
                     // The viewer went away (closed the connection or reset the stream).
@@ -176,7 +193,6 @@ impl Driver<'_> {
                 (rendition, frame) = next_frame(first) => self.frame(rendition, frame),
                 (rendition, frame) = next_frame(second) => self.frame(rendition, frame),
                 packet = next_packet(&mut self.audio) => self.audio_packet(packet),
-                Some(fate) = self.fates.1.recv() => self.session.video(fate, now()),
                 failed = writer_failed(&mut self.writer) => {
                     self.writer = None;
                     return Ending::Close {
@@ -190,8 +206,7 @@ impl Driver<'_> {
     }
 
     /// Performs the session's actions until it has none; the ending, once there is one.
-    fn perform_actions(&mut self, paused: Option<&mut watch::Receiver<bool>>) -> Option<Ending> {
-        let mut paused = paused;
+    fn perform_actions(&mut self) -> Option<Ending> {
         while let Some(action) = self.session.poll_action() {
             match action {
                 Action::Send(msg) => {
@@ -207,15 +222,16 @@ impl Driver<'_> {
                 }
                 Action::Admit(hello) => {
                     // The broadcaster's pause as the viewer joins; changes follow in `run`.
-                    if let Some(p) = paused.as_deref_mut() {
-                        let state = *p.borrow_and_update();
-                        self.session.set_broadcast_paused(state, now());
-                    }
+                    let paused = self.hub.controls().paused();
+                    self.session.set_broadcast_paused(paused, now());
                     self.admit(&hello);
                 }
                 Action::Video(v) => self.video(v),
                 Action::Audio(AudioAction::Listen(bps)) => {
-                    self.audio = self.hub.audio_channel(bps).map(|a| a.packets.subscribe());
+                    self.audio = self
+                        .hub
+                        .audio_channel(bps)
+                        .map(|a| BroadcastStream::new(a.packets.subscribe()));
                 }
                 Action::Audio(AudioAction::Stop) => self.audio = None,
                 Action::KeyframeRequest(id) => self.request_keyframe(id),
@@ -266,7 +282,10 @@ impl Driver<'_> {
                 let free = self.feeds.iter().position(Option::is_none);
                 match (free, self.hub.watch(id)) {
                     (Some(slot), Some((watch, frames, group))) => {
-                        self.feeds[slot] = Some(Feed { watch, frames });
+                        self.feeds[slot] = Some(Feed {
+                            watch,
+                            frames: BroadcastStream::new(frames),
+                        });
                         self.session.video(
                             VideoEvent::Watching {
                                 rendition: id,
@@ -316,11 +335,11 @@ impl Driver<'_> {
         }
     }
 
-    fn frame(&mut self, rendition: RenditionId, frame: Result<Arc<EncodedFrame>, RecvError>) {
+    fn frame(&mut self, rendition: RenditionId, frame: Received<Arc<EncodedFrame>>) {
         let event = match frame {
-            Ok(f) => VideoEvent::Frame(f),
-            Err(RecvError::Lagged(frames)) => VideoEvent::Lagged { rendition, frames },
-            Err(RecvError::Closed) => {
+            Received::Item(f) => VideoEvent::Frame(f),
+            Received::Lagged(frames) => VideoEvent::Lagged { rendition, frames },
+            Received::Closed => {
                 for feed in &mut self.feeds {
                     if feed
                         .as_ref()
@@ -335,11 +354,11 @@ impl Driver<'_> {
         self.session.video(event, now());
     }
 
-    fn audio_packet(&mut self, packet: Result<Arc<AudioPacket>, RecvError>) {
+    fn audio_packet(&mut self, packet: Received<Arc<AudioPacket>>) {
         let packet = match packet {
-            Ok(p) => p,
-            Err(RecvError::Lagged(n)) => return self.session.audio_lagged(n),
-            Err(RecvError::Closed) => {
+            Received::Item(p) => p,
+            Received::Lagged(n) => return self.session.audio_lagged(n),
+            Received::Closed => {
                 self.audio = None;
                 return;
             }
@@ -388,43 +407,86 @@ fn read_error_text(e: &ReadError) -> String {
     }
 }
 
-/// The next control message, or never before the control stream is open.
-async fn next_message(
-    reader: &mut Option<ControlReader>,
-) -> Result<Option<ControlMessage>, ReadError> {
-    match reader {
-        // `next` is cancel-safe: a message half read stays in the reader.
-        Some(r) => r.next().await,
-        None => std::future::pending().await,
+/// What the reader task got from the control stream.
+type Read = Result<Option<ControlMessage>, ReadError>;
+
+/// Reads the control stream on a task of its own, so that the session's loop waits on a
+/// channel rather than on the connection. Bounded: a viewer flooding messages is read no
+/// faster than the session takes them (QUIC flow control holds it back).
+struct ControlReceiver {
+    messages: mpsc::Receiver<Read>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for ControlReceiver {
+    fn drop(&mut self) {
+        // The stream holds the connection open: it goes with the session.
+        self.task.abort();
     }
 }
 
-/// The broadcaster's pause when it changes; `None` once its sender is gone.
-async fn changed(paused: &mut Option<watch::Receiver<bool>>) -> Option<bool> {
-    match paused {
-        Some(p) => match p.changed().await {
-            Ok(()) => Some(*p.borrow_and_update()),
-            Err(_) => None,
+fn spawn_reader(mut reader: ControlReader) -> ControlReceiver {
+    let (tx, messages) = mpsc::channel(8);
+    let task = tokio::spawn(async move {
+        loop {
+            let read = reader.next().await;
+            let last = !matches!(read, Ok(Some(_)));
+            if tx.send(read).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    ControlReceiver { messages, task }
+}
+
+/// The next control message, or never before the control stream is open.
+async fn next_message(receiver: &mut Option<ControlReceiver>) -> Read {
+    match receiver {
+        Some(r) => match r.messages.recv().await {
+            Some(read) => read,
+            // The reader ended after its last result, which the session has taken.
+            None => std::future::pending().await,
         },
         None => std::future::pending().await,
     }
 }
 
+/// The broadcaster's pause when it changes; `None` once its sender is gone.
+async fn changed(paused: &mut Option<WatchStream<bool>>) -> Option<bool> {
+    match paused {
+        Some(p) => p.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a hub queue gave: an item, or how many the session fell behind by, or its end.
+enum Received<T> {
+    Item(T),
+    Lagged(u64),
+    Closed,
+}
+
+async fn next_of<T: Clone + Send + 'static>(stream: &mut BroadcastStream<T>) -> Received<T> {
+    match stream.next().await {
+        Some(Ok(item)) => Received::Item(item),
+        Some(Err(BroadcastStreamRecvError::Lagged(n))) => Received::Lagged(n),
+        None => Received::Closed,
+    }
+}
+
 /// The next frame of a feed, or never without one.
-async fn next_frame(
-    feed: &mut Option<Feed>,
-) -> (RenditionId, Result<Arc<EncodedFrame>, RecvError>) {
+async fn next_frame(feed: &mut Option<Feed>) -> (RenditionId, Received<Arc<EncodedFrame>>) {
     match feed {
-        Some(f) => (f.watch.rendition(), f.frames.recv().await),
+        Some(f) => (f.watch.rendition(), next_of(&mut f.frames).await),
         None => std::future::pending().await,
     }
 }
 
 async fn next_packet(
-    packets: &mut Option<broadcast::Receiver<Arc<AudioPacket>>>,
-) -> Result<Arc<AudioPacket>, RecvError> {
+    packets: &mut Option<BroadcastStream<Arc<AudioPacket>>>,
+) -> Received<Arc<AudioPacket>> {
     match packets {
-        Some(p) => p.recv().await,
+        Some(p) => next_of(p).await,
         None => std::future::pending().await,
     }
 }
