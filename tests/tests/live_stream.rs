@@ -44,11 +44,19 @@ fn assert_healthy(stats: &serde_json::Value, (width, height): (f64, f64)) {
     );
 
     // The picture carries the capture time the server drew: read back from the pixels, it
-    // matches the frame header's timestamp.
+    // matches the frame header's timestamp. Every timestamp read must match; a few pictures
+    // may be unreadable (the code is in the picture, so a picture the encoder had to squeeze,
+    // such as the one after a forced keyframe at 1280x720 on a loaded machine, can blur a
+    // block: 10 of 149 seen in CI), but most must be read.
+    let read = num(stats, "/video/pixel_clock/read");
     let matched = num(stats, "/video/pixel_clock/matched");
+    assert_eq!(
+        matched, read,
+        "a picture carried a wrong timestamp:\n{stats:#}"
+    );
     assert!(
-        matched >= decoded * 0.95,
-        "{matched} of {decoded} pictures carried the right timestamp:\n{stats:#}"
+        read >= decoded * 0.8,
+        "only {read} of {decoded} pictures had a readable timestamp:\n{stats:#}"
     );
 
     let packets = num(stats, "/audio/packets_received");

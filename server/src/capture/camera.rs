@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TrySendError};
 
 use super::convert::{self, PixelFormat};
-use super::{PictureFormat, SourceStats, VideoInput};
+use super::{NextFrame, PictureFormat, SourceStats, VideoInput, Wanted};
 use crate::capture::clock::MediaClock;
 use crate::capture::frame::RawFrame;
 
@@ -184,12 +184,7 @@ impl VideoInput for CameraInput {
         ))
     }
 
-    fn next_frame(
-        &mut self,
-        clock: &MediaClock,
-        wanted: &dyn Fn() -> bool,
-        _stats: &SourceStats,
-    ) -> anyhow::Result<Option<RawFrame>> {
+    fn next_frame(&mut self, clock: &MediaClock, wanted: Wanted, _: &SourceStats) -> NextFrame {
         // With a signal, wait for the camera up to NO_SIGNAL_AFTER; without one, keep
         // producing the "no signal" picture at the camera's rate while watching for its return.
         let wait = match self.next_no_signal {

@@ -74,6 +74,11 @@ pub struct PictureFormat {
     pub fps: u32,
 }
 
+/// Whether anybody wants a picture now (asked once a picture is due).
+pub type Wanted<'a> = &'a dyn Fn() -> bool;
+/// The next picture, or `None` when nobody wanted it.
+pub type NextFrame = anyhow::Result<Option<RawFrame>>;
+
 /// A source of pictures.
 pub trait VideoInput: Send {
     /// What it is, for logs and status: "test pattern 640x360 @ 30 fps".
@@ -84,12 +89,7 @@ pub trait VideoInput: Send {
     /// `clock`. `wanted` says whether any encoder runs; an input asks it once the picture is
     /// due (an encoder started during the wait takes this picture, not the next one) and may
     /// then skip making it (returning `None`) but keeps time.
-    fn next_frame(
-        &mut self,
-        clock: &MediaClock,
-        wanted: &dyn Fn() -> bool,
-        stats: &SourceStats,
-    ) -> anyhow::Result<Option<RawFrame>>;
+    fn next_frame(&mut self, clock: &MediaClock, wanted: Wanted, stats: &SourceStats) -> NextFrame;
     /// The input's own counters (device losses, bad or dropped frames), for the log.
     fn counters(&self) -> Option<String> {
         None

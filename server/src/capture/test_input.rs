@@ -4,7 +4,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{AudioInput, ChunkPacer, Pacer, PictureFormat, SourceStats, VideoInput};
+use super::{
+    AudioInput, ChunkPacer, NextFrame, Pacer, PictureFormat, SourceStats, VideoInput, Wanted,
+};
 use crate::capture::clock::MediaClock;
 use crate::capture::frame::RawFrame;
 use crate::capture::test_source::{is_flash_frame, AudioTone, VideoPattern};
@@ -47,12 +49,7 @@ impl VideoInput for TestPattern {
         }
     }
 
-    fn next_frame(
-        &mut self,
-        clock: &MediaClock,
-        wanted: &dyn Fn() -> bool,
-        stats: &SourceStats,
-    ) -> anyhow::Result<Option<RawFrame>> {
+    fn next_frame(&mut self, clock: &MediaClock, wanted: Wanted, stats: &SourceStats) -> NextFrame {
         let fps = self.fps as u64;
         let pacer = self.pacer.get_or_insert_with(|| Pacer::new(clock, fps, 1));
         let (index, capture_us) = pacer.wait(clock, &stats.skipped_late);

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 
-use super::{Pacer, PictureFormat, SourceEnded, SourceStats, VideoInput};
+use super::{NextFrame, Pacer, PictureFormat, SourceEnded, SourceStats, VideoInput, Wanted};
 use crate::capture::clock::MediaClock;
 use crate::capture::frame::RawFrame;
 
@@ -152,12 +152,7 @@ impl VideoInput for Y4mFile {
         }
     }
 
-    fn next_frame(
-        &mut self,
-        clock: &MediaClock,
-        wanted: &dyn Fn() -> bool,
-        stats: &SourceStats,
-    ) -> anyhow::Result<Option<RawFrame>> {
+    fn next_frame(&mut self, clock: &MediaClock, wanted: Wanted, stats: &SourceStats) -> NextFrame {
         let (num, den) = self.rate;
         let pacer = self
             .pacer

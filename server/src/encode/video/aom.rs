@@ -11,7 +11,7 @@ use std::ptr;
 use anyhow::{anyhow, bail};
 use aom_sys as sys;
 
-use super::{Av1Backend, Av1Packet, EncoderSettings, FrameTag};
+use super::{Av1Backend, Av1Packet, EncoderSettings, FrameTag, Packets};
 use crate::capture::frame::RawFrame;
 
 /// libaom's own settings. The defaults are the real-time tuning measured in
@@ -307,12 +307,7 @@ impl AomEncoder {
 }
 
 impl Av1Backend for AomEncoder {
-    fn encode(
-        &mut self,
-        raw: &RawFrame,
-        force_keyframe: bool,
-        tag: FrameTag,
-    ) -> anyhow::Result<Vec<Av1Packet>> {
+    fn encode(&mut self, raw: &RawFrame, force_keyframe: bool, tag: FrameTag) -> Packets {
         if raw.width != self.width || raw.height != self.height {
             bail!(
                 "libaom: picture is {}x{}, the encoder expects {}x{}",

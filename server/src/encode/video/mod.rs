@@ -193,17 +193,15 @@ pub struct Av1Packet {
     pub tag: FrameTag,
 }
 
+/// What a backend's `encode` returns: the packets ready now.
+pub type Packets = anyhow::Result<Vec<Av1Packet>>;
+
 /// An AV1 encoder for one rendition. Calls come from one thread, one picture at a time.
 pub trait Av1Backend: Send {
     /// Takes one picture (of the settings' size) and returns the packets ready now, in
     /// order: with a zero-delay encoder, this picture's; with a lookahead, an earlier one's
     /// or none.
-    fn encode(
-        &mut self,
-        raw: &RawFrame,
-        force_keyframe: bool,
-        tag: FrameTag,
-    ) -> anyhow::Result<Vec<Av1Packet>>;
+    fn encode(&mut self, raw: &RawFrame, force_keyframe: bool, tag: FrameTag) -> Packets;
 }
 
 /// Opens the backend the settings name.

@@ -8,7 +8,7 @@ use anyhow::{anyhow, Context as _};
 use rav1e::config::SpeedSettings;
 use rav1e::prelude::*;
 
-use super::{Av1Backend, Av1Packet, EncoderSettings, FrameTag};
+use super::{Av1Backend, Av1Packet, EncoderSettings, FrameTag, Packets};
 use crate::capture::frame::RawFrame;
 
 /// rav1e's own settings. The defaults are the real-time tuning measured in
@@ -89,12 +89,7 @@ impl Rav1eEncoder {
 }
 
 impl Av1Backend for Rav1eEncoder {
-    fn encode(
-        &mut self,
-        raw: &RawFrame,
-        force_keyframe: bool,
-        tag: FrameTag,
-    ) -> anyhow::Result<Vec<Av1Packet>> {
+    fn encode(&mut self, raw: &RawFrame, force_keyframe: bool, tag: FrameTag) -> Packets {
         let mut frame = self.ctx.new_frame();
         frame.planes[0].copy_from_raw_u8(&raw.y, raw.width, 1);
         frame.planes[1].copy_from_raw_u8(&raw.u, raw.width / 2, 1);
