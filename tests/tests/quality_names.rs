@@ -3,25 +3,12 @@
 
 use std::time::Duration;
 
-use streamsocket_tests::{exclusive, num, run_viewer, ServerProcess};
+use streamsocket_tests::{exclusive, num, spawn_viewer, ServerProcess};
 
 fn watch(server: &ServerProcess, quality: &str, seconds: &str) -> serde_json::Value {
-    let ca = server.ca();
-    let run = run_viewer(
-        &server.addr.to_string(),
-        &[
-            "--headless",
-            "--quality",
-            quality,
-            "--duration",
-            seconds,
-            "--ca",
-            ca.to_str().unwrap(),
-        ],
-        &[],
-        Duration::from_secs(30),
-    )
-    .unwrap();
+    let run = spawn_viewer(server, &["--quality", quality, "--duration", seconds])
+        .join()
+        .expect("viewer thread");
     assert!(
         run.output.status.success(),
         "viewer with --quality {quality} failed:\n{}",
