@@ -212,8 +212,9 @@ impl Driver<'_> {
         let mut paused = Some(WatchStream::from_changes(
             self.hub.controls().watch_paused(),
         ));
-        // Stops looking for new streams once the connection refuses to give any.
-        let mut accepting = true;
+        // The viewer's streams come from a task of their own: an accept made anew at every
+        // wake-up of this loop would register and unregister with the connection each time.
+        let mut streams = Some(spawn_stream_watch(self.conn.clone()));
         loop {
             // What became of frames in flight is taken in passing, not waited for: it only
             // matters to the next frame (a miss means a keyframe first), and a wake-up per
@@ -227,27 +228,22 @@ impl Driver<'_> {
             let timeout = self.session.poll_timeout().map(Instant::from_std);
             let [first, second] = &mut self.feeds;
             tokio::select! {
-                streams = self.conn.accept_bi(), if accepting => match streams {
-                    Ok(_) if self.messages.is_some() => {
-                        self.session.stream_opened("a second bidirectional stream")
-                    }
-                    Ok((send, recv)) => {
+                opened = next_stream(&mut streams) => match opened {
+                    Some(Opened::Control(send, recv)) => {
                         self.messages = Some(spawn_reader(ControlReader::new(recv)));
                         self.writer = Some(ControlSender::spawn(ControlWriter::new(send)));
                         self.session.control_stream_opened(now());
                     }
-                    Err(e) => {
-                        accepting = false;
+                    Some(Opened::Unexpected(what)) => self.session.stream_opened(what),
+                    Some(Opened::Gone(e)) => {
+                        streams = None;
                         if self.messages.is_none() {
                             tracing::debug!(session_id = self.session_id, "connection ended before the control stream: {e}");
                             self.session.control_ended();
                         }
                     }
-                },
-                stream = self.conn.accept_uni(), if accepting => match stream {
-                    Ok(_) => self.session.stream_opened("a unidirectional stream"),
-                    // Gone: the control stream (or its absence) says so.
-                    Err(_) => accepting = false,
+                    // The watch ended after saying why; nothing more comes.
+                    None => streams = None,
                 },
                 next = next_message(&mut self.messages) => match next {
                     Ok(Some(msg)) => self.session.message(msg, now()),
@@ -528,6 +524,55 @@ async fn next_message(receiver: &mut Option<ControlReceiver>) -> Read {
             // The reader ended after its last result, which the session has taken.
             None => std::future::pending().await,
         },
+        None => std::future::pending().await,
+    }
+}
+
+/// A stream the viewer opened, or why no more will come.
+enum Opened {
+    /// The first bidirectional stream: the control stream.
+    Control(SendStream, RecvStream),
+    /// Any other (a unidirectional stream, a second bidirectional one).
+    Unexpected(&'static str),
+    /// The connection is gone.
+    Gone(SessionError),
+}
+
+/// Watches for the streams a viewer opens, on a task of its own (aborted when dropped).
+struct StreamWatch {
+    opened: mpsc::Receiver<Opened>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for StreamWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn spawn_stream_watch(link: web_transport_quinn::Session) -> StreamWatch {
+    let (tx, opened) = mpsc::channel(2);
+    let task = tokio::spawn(async move {
+        let first = match link.accept_bi().await {
+            Ok((send, recv)) => Opened::Control(send, recv),
+            Err(e) => Opened::Gone(e),
+        };
+        let gone = matches!(first, Opened::Gone(_));
+        if tx.send(first).await.is_err() || gone {
+            return;
+        }
+        let next = tokio::select! {
+            bi = link.accept_bi() => bi.map(|_| Opened::Unexpected("a second bidirectional stream")),
+            uni = link.accept_uni() => uni.map(|_| Opened::Unexpected("a unidirectional stream")),
+        };
+        let _ = tx.send(next.unwrap_or_else(Opened::Gone)).await;
+    });
+    StreamWatch { opened, task }
+}
+
+async fn next_stream(watch: &mut Option<StreamWatch>) -> Option<Opened> {
+    match watch {
+        Some(w) => w.opened.recv().await,
         None => std::future::pending().await,
     }
 }
