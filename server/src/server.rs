@@ -275,18 +275,28 @@ impl Server {
         );
         let page = match opts.http {
             None => None,
-            Some(mut addr) => {
-                if addr.port() == 0 && addr.ip() == opts.listen.ip() {
-                    addr.set_port(endpoint.local_addr()?.port());
-                }
-                let state = crate::web::https::PageState {
-                    web_certificate: web.clone(),
+            Some(addr) => {
+                let bind = |addr| {
+                    let state = crate::web::https::PageState {
+                        web_certificate: web.clone(),
+                    };
+                    crate::web::PageServer::bind(
+                        addr,
+                        certificates::page_config(tls.page_key.clone())?,
+                        state,
+                    )
                 };
-                let page = crate::web::PageServer::bind(
-                    addr,
-                    certificates::page_config(tls.page_key.clone())?,
-                    state,
-                )?;
+                // Port 0 with QUIC's IP: the port number QUIC got, if TCP has it free too
+                // (an ephemeral port chosen for UDP may be in use on TCP); else any.
+                let page = if addr.port() == 0 && addr.ip() == opts.listen.ip() {
+                    let same = SocketAddr::new(addr.ip(), endpoint.local_addr()?.port());
+                    bind(same).or_else(|e| {
+                        tracing::warn!("{e:#}: serving the web page on another port");
+                        bind(addr)
+                    })?
+                } else {
+                    bind(addr)?
+                };
                 Some(page)
             }
         };
