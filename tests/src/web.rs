@@ -75,11 +75,16 @@ pub async fn https_request(
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let name = rustls_pki_types::ServerName::try_from("localhost")?;
     let mut tls = connector.connect(name, tcp).await?;
-    tls.write_all(request).await?;
+    // A server may answer and close before the whole request is written (one too large, say):
+    // what it answered is the result, and the failed write only matters without an answer.
+    let written = tls.write_all(request).await;
     let mut raw = Vec::new();
     // A server that closes without TLS's close_notify is still a response.
     let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut raw)).await;
-    parse_response(&raw)
+    parse_response(&raw).map_err(|e| match written {
+        Err(w) => anyhow::anyhow!("{e} (writing the request failed: {w})"),
+        Ok(()) => e,
+    })
 }
 
 /// `GET path` with the headers a browser would not forget.

@@ -340,13 +340,17 @@ fn the_page_server_serves_the_page_and_nothing_else() {
             .unwrap();
         assert_eq!(head.status, 200);
         assert!(head.body.is_empty());
-        // Headers beyond the limit: refused, not buffered.
+        // Headers beyond the limit: refused, not buffered. The server answers 431 and closes
+        // with the rest unread, so the client may see the connection reset before it reads
+        // the answer; either way the server goes on serving.
         let huge = format!(
             "GET / HTTP/1.1\r\nHost: localhost\r\nX-Filler: {}\r\nConnection: close\r\n\r\n",
             "a".repeat(64 * 1024)
         );
-        let refused = https_request(page, &ca, huge.as_bytes()).await.unwrap();
-        assert_eq!(refused.status, 431);
+        if let Ok(refused) = https_request(page, &ca, huge.as_bytes()).await {
+            assert_eq!(refused.status, 431);
+        }
+        assert_eq!(https_get(page, &ca, "/").await.unwrap().status, 200);
     });
     let mut server = server;
     assert!(server.is_running(), "{}", server.log());
