@@ -1,0 +1,160 @@
+// Presentation on the audio clock, as the native viewer's client/src/video/presenter.rs:
+// decoded pictures wait until their capture time plus the delay audio plays at, less the
+// 20 ms a picture may lead its sound, then are drawn to the canvas. A picture passed over for
+// a newer due one counts as not presented; one more than 15 ms past its time is dropped
+// (counted) unless audio is at its ceiling and cannot wait, when it is shown late rather than
+// freezing the picture. Without audio (no AudioContext running), pictures are shown as soon
+// as they are decoded.
+//
+// Once drawn, the picture's timestamp row is read back from the canvas (pixel_clock.ts) and
+// compared with the frame header: the proof that what the page shows is the right frame.
+
+import { msOfCapture, readRgba } from "./pixel_clock.js";
+import { Picture } from "./video.js";
+import { Stats } from "./stats.js";
+
+/** How far ahead of its sound a picture may be shown (playout.rs PICTURE_LEAD_US). */
+export const PICTURE_LEAD_US = 20_000;
+/** How late after its time a picture may still be shown: audio may lead by 15 ms (ATSC IS-191). */
+export const TOO_LATE_US = 15_000;
+/** Pictures waiting at most; beyond it the oldest is dropped (counted). */
+const CAPACITY = 32;
+/** How many recent ready-to-show latencies the video's need is measured over (3 s at 30 fps). */
+const VIDEO_WINDOW = 90;
+/** Above the video's latency: the frame callback's period and the canvas draw. */
+const PRESENT_MARGIN_US = 3_000;
+
+/** What the presenter needs from the audio clock. */
+export interface AudioClock {
+  /** The delay audio plays at now (server clock capture → heard), or undefined without audio. */
+  delayUs(): number | undefined;
+  /** Whether audio can still wait for late pictures (it is below its ceiling). */
+  canWait(): boolean;
+}
+
+export class Presenter {
+  private queue: Picture[] = [];
+  private readonly ctx: CanvasRenderingContext2D;
+  private readyLatencies: number[] = [];
+  /** Called after every picture drawn (the overlay refreshes from it). */
+  onShown: (() => void) | undefined;
+
+  constructor(
+    private readonly canvas: HTMLCanvasElement,
+    private readonly stats: Stats,
+    private readonly nowUs: () => number,
+    private readonly serverNowUs: () => number | undefined,
+    private readonly audio: AudioClock,
+  ) {
+    // Read back every picture: a CPU-backed canvas makes getImageData cheap.
+    this.ctx = canvas.getContext("2d", { willReadFrequently: true, alpha: false })!;
+    const tick = () => {
+      this.tick();
+      requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+    // Hidden or headless pages may not get animation frames: a timer keeps pictures moving.
+    setInterval(() => this.tick(), 10);
+  }
+
+  put(p: Picture): void {
+    if (this.queue.length === CAPACITY) {
+      this.queue.shift()!.frame.close();
+      this.stats.video.frames_dropped_queue_full++;
+    }
+    const serverNow = this.serverNowUs();
+    if (serverNow !== undefined) pushBounded(this.readyLatencies, serverNow - p.capture_us, VIDEO_WINDOW);
+    this.queue.push(p);
+  }
+
+  /** The delay video needs from audio for 95% of its pictures to be ready in time. */
+  videoNeedUs(): number | undefined {
+    if (!this.readyLatencies.length) return undefined;
+    const s = [...this.readyLatencies].sort((a, b) => a - b);
+    return Math.max(0, s[Math.round((s.length - 1) * 0.95)]! + PRESENT_MARGIN_US - PICTURE_LEAD_US);
+  }
+
+  /** Drops every waiting picture (a reconnection). */
+  clear(): void {
+    for (const p of this.queue) p.frame.close();
+    this.queue = [];
+  }
+
+  private tick(): void {
+    if (!this.queue.length) return;
+    const serverNow = this.serverNowUs();
+    const audioDelay = this.audio.delayUs();
+    let due: Picture | undefined;
+    if (serverNow === undefined) {
+      // No clock yet: the newest picture, at once.
+      due = this.queue.pop();
+      for (const p of this.queue) p.frame.close();
+      this.stats.video.frames_not_presented += this.queue.length;
+      this.queue = [];
+    } else {
+      const dueAfter = Math.max(0, (audioDelay ?? 0) - PICTURE_LEAD_US);
+      while (this.queue.length && this.queue[0]!.capture_us + dueAfter <= serverNow) {
+        const p = this.queue.shift()!;
+        if (due) {
+          due.frame.close();
+          this.stats.video.frames_not_presented++;
+        }
+        due = p;
+      }
+      if (due && audioDelay !== undefined && serverNow > due.capture_us + audioDelay + TOO_LATE_US) {
+        if (this.audio.canWait()) {
+          due.frame.close();
+          this.stats.video.frames_too_late++;
+          return;
+        }
+        this.stats.video.frames_shown_late++;
+      }
+    }
+    if (due) this.draw(due);
+  }
+
+  private draw(p: Picture): void {
+    const f = p.frame;
+    const w = f.displayWidth;
+    const h = f.displayHeight;
+    if (this.canvas.width !== w || this.canvas.height !== h) {
+      this.canvas.width = w;
+      this.canvas.height = h;
+    }
+    this.ctx.drawImage(f, 0, 0, w, h);
+    f.close();
+    const now = this.nowUs();
+    const v = this.stats.video;
+    v.frames_presented++;
+    v.stages.present.record(now - p.decoded_us);
+    const serverNow = this.serverNowUs();
+    if (serverNow !== undefined) v.latency_presented.record(serverNow - p.capture_us);
+    this.readBack(p, w, h, now);
+    this.onShown?.();
+  }
+
+  /** Reads the timestamp row and the flash square back from what the canvas shows. */
+  private readBack(p: Picture, w: number, h: number, now: number): void {
+    const row = this.ctx.getImageData(0, 0, w, 3);
+    const ms = readRgba(row.data, w, 3);
+    const pc = this.stats.video.pixel_clock;
+    if (ms === undefined) pc.unreadable++;
+    else {
+      pc.read++;
+      if (ms === msOfCapture(p.capture_us)) pc.matched++;
+    }
+    // The test source's flash: a white square at the bottom right on whole seconds of the
+    // media clock (PROTOCOL.md §5). Its centre is about h/8 + 8 px in from the corner.
+    if (p.capture_us % 1_000_000 < 40_000) {
+      const c = this.ctx.getImageData(Math.floor(w - h / 8 - h / 45), Math.floor(h - h / 8 - h / 45), 1, 1).data;
+      if (c[0]! > 200 && c[1]! > 200 && c[2]! > 200) {
+        this.stats.avSkew.onFlash(Math.round(p.capture_us / 1_000_000), now);
+      }
+    }
+  }
+}
+
+function pushBounded(a: number[], v: number, len: number): void {
+  if (a.length === len) a.shift();
+  a.push(v);
+}

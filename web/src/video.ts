@@ -1,0 +1,256 @@
+// Received frames → reorder → WebCodecs VideoDecoder → the presenter, with the native
+// viewer's rules (client/src/video/decoder.rs): one reorder track for the rendition on screen
+// and one for the rendition the server last confirmed; the picture moves at the new one's
+// first decodable frame (a keyframe), so it never stops. Keyframe requests go to the control
+// core, which spaces them.
+
+import { ReceivedFrame } from "./connection.js";
+import { DecoderEvent } from "./control.js";
+import { Reorder } from "./reorder.js";
+import { Stats } from "./stats.js";
+
+/** A decoded picture waiting for its time. */
+export interface Picture {
+  frame: VideoFrame;
+  capture_us: number;
+  /** Page clock when it came out of the decoder. */
+  decoded_us: number;
+  rendition: number;
+}
+
+/** Frames waiting in WebCodecs beyond which the decoder is behind: new frames are dropped
+ * (and decoding waits for a keyframe), as the native viewer's 32-frame queue does. */
+const MAX_DECODE_QUEUE = 16;
+
+/** The AV1 codec string for WebCodecs: Main profile (0), 8-bit, with the level of the largest
+ * rendition (AV1 Annex A: 3.1 carries 1280x720 at 30 fps, 4.0 1920x1080 at 30). The level is
+ * an upper bound the decoder checks, so naming a higher one is harmless. */
+export function av1CodecString(width: number, height: number): string {
+  const pixels = width * height;
+  const level = pixels <= 147_456 ? "01" : pixels <= 665_856 ? "04" : pixels <= 1_065_024 ? "05" : pixels <= 2_359_296 ? "08" : "12";
+  return `av01.0.${level}M.08`;
+}
+
+interface Track {
+  rendition: number;
+  reorder: Reorder<ReceivedFrame & { seq: number; keyframe: boolean }>;
+}
+
+type Queued = ReceivedFrame & { seq: number; keyframe: boolean };
+
+export class VideoPipeline {
+  private decoder: VideoDecoder | undefined;
+  private shown: Track | undefined;
+  private target: Track | undefined;
+  /** When the last switch was asked for (page clock), for switch_ms. */
+  private switchAskedUs: number | undefined;
+  private gapTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Frames handed to the decoder, by capture time: what the output needs to know. */
+  private inFlight = new Map<number, { rendition: number; lastByteUs: number; decodeStartUs: number; encoderOutUs: number }>();
+  private connectStartUs = 0;
+
+  constructor(
+    private readonly codec: string,
+    private readonly stats: Stats,
+    private readonly nowUs: () => number,
+    /** The server clock now, if known (for latency). */
+    private readonly serverNowUs: () => number | undefined,
+    private readonly latencyTargetUs: number,
+    private readonly output: (p: Picture) => void,
+    private readonly wantKeyframe: (rendition: number) => void,
+  ) {
+    this.decoder = this.makeDecoder();
+  }
+
+  /** The connection attempt started now: first_frame_ms and live_ms count from here. */
+  connecting(): void {
+    this.connectStartUs = this.nowUs();
+  }
+
+  private makeDecoder(): VideoDecoder {
+    const d = new VideoDecoder({
+      output: (f) => this.decoded(f),
+      error: (e) => {
+        // The decoder closed itself: start a new one at the next keyframe.
+        console.warn("video decoder error:", e.message);
+        this.stats.video.decode_errors++;
+        this.decoder = undefined;
+        this.inFlight.clear();
+        const track = this.shown;
+        if (track) this.afterReorder(track, track.reorder.decoderFailed());
+      },
+    });
+    d.configure({ codec: this.codec, optimizeForLatency: true });
+    return d;
+  }
+
+  /** What the control core tells the decoder, in order with the frames. */
+  event(e: DecoderEvent): void {
+    switch (e.kind) {
+      case "target":
+        if (this.shown === undefined) this.shown = newTrack(e.rendition);
+        else if (e.rendition === this.shown.rendition) this.target = undefined;
+        else if (this.target?.rendition !== e.rendition) this.target = newTrack(e.rendition);
+        break;
+      case "resync":
+        // Start over at the next keyframe without counting the gap as loss.
+        if (this.shown) this.shown = newTrack(this.shown.rendition);
+        if (this.target) this.target = newTrack(this.target.rendition);
+        this.rearmGapTimer();
+        break;
+      case "switch-asked":
+        this.switchAskedUs ??= e.atUs;
+        break;
+      case "switch-abandoned":
+        this.target = undefined;
+        this.switchAskedUs = undefined;
+        break;
+    }
+  }
+
+  /** A frame's stream completed. */
+  push(f: ReceivedFrame): void {
+    const v = this.stats.video;
+    v.frames_received++;
+    v.bytes += f.payload.length;
+    this.stats.onFrameArrived(f.header.keyframe);
+    const q: Queued = { ...f, seq: f.header.seq, keyframe: f.header.keyframe };
+    const track =
+      this.shown?.rendition === f.header.rendition
+        ? this.shown
+        : this.target?.rendition === f.header.rendition
+          ? this.target
+          : undefined;
+    if (!track) return; // a rendition neither shown nor confirmed: left over from a switch
+    this.afterReorder(track, track.reorder.push(q, this.nowUs()));
+  }
+
+  private afterReorder(track: Track, ready: { frames: Queued[]; needKeyframe: boolean }): void {
+    if (ready.needKeyframe) this.askKeyframe(track.rendition);
+    if (ready.frames.length && track === this.target) {
+      // The new rendition's first decodable frame: the picture moves to it.
+      this.shown = track;
+      this.target = undefined;
+      this.stats.video.rendition_switches++;
+      if (this.switchAskedUs !== undefined) {
+        this.stats.video.switch_time.record(this.nowUs() - this.switchAskedUs);
+        this.switchAskedUs = undefined;
+      }
+    }
+    if (track === this.shown) for (const f of ready.frames) this.decode(f, track);
+    this.syncCounters();
+    this.rearmGapTimer();
+  }
+
+  private askKeyframe(rendition: number): void {
+    this.stats.video.keyframe_requests++;
+    this.wantKeyframe(rendition);
+  }
+
+  private decode(f: Queued, track: Track): void {
+    if (!this.decoder || this.decoder.state === "closed") this.decoder = this.makeDecoder();
+    if (this.decoder.decodeQueueSize >= MAX_DECODE_QUEUE) {
+      // Behind: what follows this frame depends on it, so decoding waits for a keyframe.
+      this.stats.video.frames_dropped_decoder_busy++;
+      this.afterReorder(track, track.reorder.decoderFailed());
+      return;
+    }
+    if (f.keyframe) this.stats.video.keyframes++;
+    const now = this.nowUs();
+    const h = f.header;
+    this.inFlight.set(h.capture_us, {
+      rendition: h.rendition,
+      lastByteUs: f.lastByteUs,
+      decodeStartUs: now,
+      encoderOutUs: h.capture_us + h.queue_us + h.encoder_wait_us + h.encode_us,
+    });
+    const st = this.stats.video.stages;
+    st.encoder_queue.record(h.queue_us);
+    st.encoder_wait.record(h.encoder_wait_us);
+    st.encode.record(h.encode_us);
+    st.reassembly.record(f.lastByteUs - f.firstByteUs);
+    st.reorder.record(now - f.lastByteUs);
+    const firstByteServer = this.toServer(f.firstByteUs);
+    const encoderOut = h.capture_us + h.queue_us + h.encoder_wait_us + h.encode_us;
+    if (firstByteServer !== undefined) st.transport.record(firstByteServer - encoderOut);
+    try {
+      this.decoder.decode(
+        new EncodedVideoChunk({ type: f.keyframe ? "key" : "delta", timestamp: h.capture_us, data: f.payload }),
+      );
+    } catch (e) {
+      console.warn("video decode failed:", e);
+      this.stats.video.decode_errors++;
+      this.afterReorder(track, track.reorder.decoderFailed());
+    }
+  }
+
+  private toServer(pageUs: number): number | undefined {
+    const serverNow = this.serverNowUs();
+    return serverNow === undefined ? undefined : serverNow - (this.nowUs() - pageUs);
+  }
+
+  private decoded(frame: VideoFrame): void {
+    const capture_us = frame.timestamp;
+    const meta = this.inFlight.get(capture_us);
+    this.inFlight.delete(capture_us);
+    const now = this.nowUs();
+    const v = this.stats.video;
+    v.frames_decoded++;
+    const size = `${frame.displayWidth}x${frame.displayHeight}`;
+    v.frames_by_size.set(size, (v.frames_by_size.get(size) ?? 0) + 1);
+    v.width = frame.displayWidth;
+    v.height = frame.displayHeight;
+    if (v.last_decoded_us !== undefined) v.longest_freeze_us = Math.max(v.longest_freeze_us, now - v.last_decoded_us);
+    v.last_decoded_us = now;
+    if (meta) v.stages.decode.record(now - meta.decodeStartUs);
+    const serverNow = this.serverNowUs();
+    if (serverNow !== undefined) {
+      const latency = serverNow - capture_us;
+      v.latency_decoded.record(latency);
+      v.latency_last_second.record(latency);
+      if (meta) v.stages.outside_encoder.record(serverNow - meta.encoderOutUs);
+      if (v.live_ms === null && latency < this.latencyTargetUs) v.live_ms = (now - this.connectStartUs) / 1000;
+    }
+    if (v.first_frame_ms === null) v.first_frame_ms = (now - this.connectStartUs) / 1000;
+    this.output({ frame, capture_us, decoded_us: now, rendition: meta?.rendition ?? this.shown?.rendition ?? 0 });
+  }
+
+  private syncCounters(): void {
+    // The reorder tracks count their own; the stats sum the tracks ever used.
+    const tracks = [this.shown, this.target].filter((t): t is Track => t !== undefined);
+    for (const t of tracks) {
+      const r = t.reorder as Reorder<Queued> & { counted?: { skipped: number; late: number } };
+      const before = r.counted ?? { skipped: 0, late: 0 };
+      this.stats.video.frames_skipped += r.skipped - before.skipped;
+      this.stats.video.frames_late += r.late - before.late;
+      r.counted = { skipped: r.skipped, late: r.late };
+    }
+  }
+
+  private rearmGapTimer(): void {
+    if (this.gapTimer !== undefined) clearTimeout(this.gapTimer);
+    this.gapTimer = undefined;
+    const deadlines = [this.shown, this.target]
+      .map((t) => (t ? { t, due: t.reorder.gapDeadline() } : undefined))
+      .filter((x): x is { t: Track; due: number } => x?.due !== undefined);
+    if (!deadlines.length) return;
+    const soonest = Math.min(...deadlines.map((d) => d.due));
+    this.gapTimer = setTimeout(
+      () => {
+        this.gapTimer = undefined;
+        for (const track of [this.shown, this.target]) {
+          if (track) {
+            const ready = track.reorder.poll(this.nowUs());
+            if (ready.needKeyframe) this.askKeyframe(track.rendition);
+          }
+        }
+        this.rearmGapTimer();
+      },
+      Math.max(0, (soonest - this.nowUs()) / 1000),
+    );
+  }
+}
+
+function newTrack(rendition: number): Track {
+  return { rendition, reorder: new Reorder() };
+}
