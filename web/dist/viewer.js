@@ -2520,7 +2520,14 @@ var banner = $("banner");
 var messageBox = $("message");
 var statusLine = $("status");
 var nowUs = () => performance.now() * 1e3;
-var page = { state: "starting", close_code: null, close_name: null, close_reason: null, message: null };
+var page = {
+  state: "starting",
+  close_code: null,
+  close_name: null,
+  close_reason: null,
+  message: null,
+  renditions: []
+};
 function setState(state, status) {
   page.state = state;
   statusLine.textContent = status;
@@ -2566,7 +2573,7 @@ async function main() {
   const stats = new Stats(performance.now());
   const api = {
     stats: () => stats.snapshot(performance.now()),
-    state: () => ({ ...page })
+    state: () => ({ ...page, renditions: [...page.renditions] })
   };
   window.streamsocket = api;
   const missing = await missingFeatures();
@@ -2757,6 +2764,7 @@ Reload the page to try again.`);
     }
     conn = c;
     ladderNames = c.welcome.renditions.map((r) => r.name);
+    page.renditions = c.welcome.renditions.map(({ id, name, width, height }) => ({ id, name, width, height }));
     if (!video) {
       const top = c.welcome.renditions[0];
       const codec = av1CodecString(top.width, top.height);

@@ -31,6 +31,8 @@ export interface PageState {
   close_reason: string | null;
   /** What the page says to the person (the refusal explained, or what is missing). */
   message: string | null;
+  /** The server's ladder as the welcome listed it (position 0 = highest). */
+  renditions: { id: number; name: string; width: number; height: number }[];
 }
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -41,7 +43,14 @@ const messageBox = $<HTMLDivElement>("message");
 const statusLine = $<HTMLDivElement>("status");
 
 const nowUs = () => performance.now() * 1000;
-const page: PageState = { state: "starting", close_code: null, close_name: null, close_reason: null, message: null };
+const page: PageState = {
+  state: "starting",
+  close_code: null,
+  close_name: null,
+  close_reason: null,
+  message: null,
+  renditions: [],
+};
 
 function setState(state: PageState["state"], status: string): void {
   page.state = state;
@@ -96,7 +105,7 @@ async function main(): Promise<void> {
   const stats = new Stats(performance.now());
   const api = {
     stats: () => stats.snapshot(performance.now()),
-    state: (): PageState => ({ ...page }),
+    state: (): PageState => ({ ...page, renditions: [...page.renditions] }),
   };
   (window as unknown as { streamsocket: typeof api }).streamsocket = api;
 
@@ -296,6 +305,7 @@ async function main(): Promise<void> {
     }
     conn = c;
     ladderNames = c.welcome.renditions.map((r) => r.name);
+    page.renditions = c.welcome.renditions.map(({ id, name, width, height }) => ({ id, name, width, height }));
     if (!video) {
       const top = c.welcome.renditions[0]!;
       const codec = av1CodecString(top.width, top.height);
