@@ -1186,6 +1186,10 @@ var ViewerControl = class {
       case "toggle-pause":
         this.paused = !this.paused;
         if (up) out.push({ kind: "send", message: { type: "SetPaused", paused: this.paused } });
+        if (!this.paused) {
+          out.push({ kind: "decoder", event: { kind: "resync" } });
+          this.autoQuality?.restart();
+        }
         out.push(this.choices());
         break;
     }

@@ -296,6 +296,12 @@ export class ViewerControl {
       case "toggle-pause":
         this.paused = !this.paused;
         if (up) out.push({ kind: "send", message: { type: "SetPaused", paused: this.paused } });
+        if (!this.paused) {
+          // The server resumes on a keyframe, its numbering moved on meanwhile: the gap is
+          // not a loss (nor trouble for automatic quality), as after the broadcaster's pause.
+          out.push({ kind: "decoder", event: { kind: "resync" } });
+          this.autoQuality?.restart();
+        }
         out.push(this.choices());
         break;
     }

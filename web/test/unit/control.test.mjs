@@ -98,7 +98,9 @@ test("keys choose renditions by position; a flood sends the first and the last",
 test("Space pauses and resumes; [ and ] step the audio bitrate", () => {
   const c = connected();
   assert.deepEqual(sent(c.handle(0, { kind: "command", command: forKey(" ") })), [{ type: "SetPaused", paused: true }]);
-  assert.deepEqual(sent(c.handle(0, { kind: "command", command: forKey(" ") })), [{ type: "SetPaused", paused: false }]);
+  const resume = c.handle(0, { kind: "command", command: forKey(" ") });
+  assert.deepEqual(sent(resume), [{ type: "SetPaused", paused: false }]);
+  assert.ok(resume.some((a) => a.kind === "decoder" && a.event.kind === "resync"), "the gap is not a loss");
   assert.deepEqual(sent(c.handle(0, { kind: "command", command: forKey("]") })), [{ type: "SetAudioBitrate", bitrate_bps: 96000 }]);
   c.handle(0, { kind: "server", message: { type: "AudioBitrateChanged", bitrate_bps: 96000 } });
   assert.deepEqual(sent(c.handle(0, { kind: "command", command: forKey("]") })), [], "at the top");
