@@ -82,7 +82,7 @@ var Writer = class {
   }
   u64(v) {
     this.reserve(8);
-    this.view.setBigUint64(this.len, BigInt(v));
+    this.view.setBigUint64(this.len, typeof v === "bigint" ? v : BigInt(Math.max(0, Math.trunc(v))));
     this.len += 8;
   }
   /** A u16-length-prefixed UTF-8 string; too long for its field is the caller's error. */
@@ -2523,7 +2523,7 @@ var overlay = $("overlay");
 var banner = $("banner");
 var messageBox = $("message");
 var statusLine = $("status");
-var nowUs = () => performance.now() * 1e3;
+var nowUs = () => Math.floor(performance.now() * 1e3);
 var page = {
   state: "starting",
   close_code: null,

@@ -165,7 +165,8 @@ class Writer {
   }
   u64(v: number | bigint): void {
     this.reserve(8);
-    this.view.setBigUint64(this.len, BigInt(v));
+    // Times are whole µs; a fraction (from a float clock) is cut, not an exception.
+    this.view.setBigUint64(this.len, typeof v === "bigint" ? v : BigInt(Math.max(0, Math.trunc(v))));
     this.len += 8;
   }
   /** A u16-length-prefixed UTF-8 string; too long for its field is the caller's error. */

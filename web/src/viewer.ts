@@ -42,7 +42,8 @@ const banner = $<HTMLPreElement>("banner");
 const messageBox = $<HTMLDivElement>("message");
 const statusLine = $<HTMLDivElement>("status");
 
-const nowUs = () => performance.now() * 1000;
+// Whole microseconds: the wire carries integers (a ping's client_time_us is a u64).
+const nowUs = () => Math.floor(performance.now() * 1000);
 const page: PageState = {
   state: "starting",
   close_code: null,

@@ -5,7 +5,11 @@
 //
 //   node web/test/browser-e2e.mjs --url https://127.0.0.1:PORT/ --certs DIR
 //        [--token-url https://127.0.0.1:PORT2/?token=wrong] [--screenshot out.png]
+//        [--dist web/dist]
 //
+// --dist serves the page's three files from a local build instead of the server's embedded
+// copy: to try a change to the page without rebuilding the server (development only; the
+// tests use what the server serves).
 // --certs is the servers' certificate directories, comma-separated, the --url server's first:
 // each server.pem gives the SubjectPublicKeyInfo hash Chromium is told to accept for the HTTPS
 // pages (--ignore-certificate-errors-spki-list, so nothing else is trusted); the first ca.pem
@@ -68,9 +72,24 @@ const WAIT = { timeout: 30_000, polling: 50 };
 const stats = (page) => page.evaluate(() => window.streamsocket.stats());
 const state = (page) => page.evaluate(() => window.streamsocket.state());
 
+/** The --dist directory, if given. */
+let localDist;
+const ASSET = { "/": "index.html", "/index.html": "index.html", "/viewer.js": "viewer.js", "/worklet.js": "worklet.js" };
+
 /** Opens the page and waits until it is connected (or has said why not). */
 async function open(browser, url, logs) {
   const page = await browser.newPage();
+  if (localDist) {
+    const origin = new URL(url).origin;
+    await page.setRequestInterception(true);
+    page.on("request", (req) => {
+      const u = new URL(req.url());
+      const file = u.origin === origin ? ASSET[u.pathname] : undefined;
+      if (!file) return void req.continue();
+      const type = file.endsWith(".js") ? "text/javascript" : "text/html";
+      req.respond({ status: 200, contentType: type, body: readFileSync(join(localDist, file)) });
+    });
+  }
   page.on("console", (m) => logs.push(`${m.type()}: ${m.text()}`));
   page.on("pageerror", (e) => logs.push(`pageerror: ${e.message}`));
   await page.setViewport({ width: 900, height: 560 });
@@ -206,6 +225,7 @@ async function main() {
   const a = args();
   if (!a.url || !a.certs) throw new Error("usage: --url URL --certs DIR [--token-url URL] [--screenshot PNG]");
   const certDirs = a.certs.split(",");
+  localDist = a.dist;
   const puppeteer = await loadPuppeteer();
   const profile = mkdtempSync(join(tmpdir(), "streamsocket-chromium-"));
   const flags = [
