@@ -10,9 +10,11 @@
 //   (capture to arrival) over the last 3 s plus 5 ms, plus the output's own latency and a
 //   render quantum, raised to the video's need, at most the latency target.
 // - The native viewer nudges each packet by up to 1 ms with a crossfaded splice to follow the
-//   target. Here the delay is only corrected in whole steps, as the native one does for large
-//   errors: 10 ms under the target re-anchors later (a stretch, a gap of silence), 40 ms over
-//   it re-anchors earlier (a catch-up, packets dropped). Between those it is left alone.
+//   target, and re-buffers only 40 ms over it. Here the delay is only corrected in whole
+//   steps: 10 ms under the target re-anchors later (a stretch, a gap of silence), 20 ms over
+//   it re-anchors earlier (a catch-up, packets dropped). Between those it is left alone; the
+//   band is narrower than the native 40 ms because nothing else brings the delay down (with
+//   40 ms, a delay set while the first second's transits were high stayed 40 ms too long).
 // - A lost packet plays as silence: WebCodecs' AudioDecoder offers neither Opus FEC nor PLC.
 // The page clock is performance.now() in µs; the context's clock is mapped to it with
 // getOutputTimestamp(), which says which context time is at the speaker now.
@@ -33,7 +35,7 @@ const AUDIO_MARGIN_US = 5_000;
 /** Delay this far under the target re-anchors later (stretch). */
 const STRETCH_BELOW_US = 10_000;
 /** Delay this far over the target re-anchors earlier (catch up). */
-const CATCH_UP_ABOVE_US = 40_000;
+const CATCH_UP_ABOVE_US = 20_000;
 /** After this long with nothing to play, the next packet re-buffers (an outage, a pause). */
 const MAX_SILENCE_US = 100_000;
 /** Transits measured over the last 3 s of 20 ms packets. */
