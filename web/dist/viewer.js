@@ -1445,7 +1445,10 @@ var AudioPipeline = class _AudioPipeline {
   /** Packets by seq not yet played, for the played / concealed accounting. */
   pending = /* @__PURE__ */ new Map();
   expectedSeq;
-  arrival = /* @__PURE__ */ new Map();
+  /** Packets in the decoder, in decoding order: its outputs come in the same order, one per
+   * packet. (Their timestamps cannot be matched exactly: Chromium recomputes them and is 1 µs
+   * off at times.) */
+  inDecoder = [];
   /** Overflowing samples the worklet had reported at its last report. */
   reportedOverflow = 0;
   /** Packets played and lost, for the receiver report and automatic quality. */
@@ -1484,6 +1487,7 @@ var AudioPipeline = class _AudioPipeline {
   reset() {
     this.anchor = void 0;
     this.pending.clear();
+    this.inDecoder = [];
     this.expectedSeq = void 0;
     this.node.port.postMessage({ type: "flush" });
   }
@@ -1493,6 +1497,7 @@ var AudioPipeline = class _AudioPipeline {
       error: (e) => {
         console.warn("audio decoder error:", e.message);
         this.stats.audio.decode_errors++;
+        this.inDecoder = [];
         this.decoder = this.makeDecoder();
       }
     });
@@ -1527,8 +1532,8 @@ var AudioPipeline = class _AudioPipeline {
     this.lastArrivalUs = now;
     if (this.pending.has(p.seq)) return;
     this.pending.set(p.seq, { capture_us: p.capture_us, scheduled: false });
-    this.arrival.set(p.capture_us, { seq: p.seq, arrivedUs: now });
     if (this.decoder.state === "closed") this.decoder = this.makeDecoder();
+    this.inDecoder.push({ seq: p.seq, capture_us: p.capture_us });
     try {
       this.decoder.decode(new EncodedAudioChunk({ type: "key", timestamp: p.capture_us, data: p.payload }));
     } catch {
@@ -1536,13 +1541,18 @@ var AudioPipeline = class _AudioPipeline {
     }
   }
   decoded(data) {
-    const capture_us = data.timestamp;
     const samples = new Float32Array(data.numberOfFrames);
     data.copyTo(samples, { planeIndex: 0, format: "f32-planar" });
+    const timestamp = data.timestamp;
     data.close();
-    const info = this.arrival.get(capture_us);
-    this.arrival.delete(capture_us);
+    let at = 0;
+    if (Math.abs((this.inDecoder[0]?.capture_us ?? timestamp) - timestamp) > 1e3) {
+      at = this.inDecoder.findIndex((q) => Math.abs(q.capture_us - timestamp) <= 1e3);
+      if (at < 0) return;
+    }
+    const info = this.inDecoder.splice(0, at + 1)[at];
     if (!info) return;
+    const capture_us = info.capture_us;
     const entry = this.pending.get(info.seq);
     if (!entry) return;
     if (!this.anchor) this.anchorAt(capture_us, this.targetUs);
@@ -1654,11 +1664,7 @@ var AudioPipeline = class _AudioPipeline {
       const heard = this.heardCaptureNow();
       if (delay < target) a.packets_stretched++;
       else a.packets_dropped_catch_up += Math.max(1, Math.floor((delay - target) / this.packetUs));
-      this.node.port.postMessage({ type: "flush" });
       this.anchorAt(heard, target);
-      this.expectedSeq = void 0;
-      for (const p of this.pending.values()) p.scheduled = false;
-      this.pending.clear();
     }
   }
 };
@@ -2300,8 +2306,9 @@ var VideoPipeline = class {
   /** When the last switch was asked for (page clock), for switch_ms. */
   switchAskedUs;
   gapTimer;
-  /** Frames handed to the decoder, by capture time: what the output needs to know. */
-  inFlight = /* @__PURE__ */ new Map();
+  /** Frames handed to the decoder, in decoding order (its outputs come in that order; their
+   * timestamps are the capture times, matched within 1 ms as the browser may round them). */
+  inFlight = [];
   connectStartUs = 0;
   /** The connection attempt started now: first_frame_ms and live_ms count from here. */
   connecting() {
@@ -2314,7 +2321,7 @@ var VideoPipeline = class {
         console.warn("video decoder error:", e.message);
         this.stats.video.decode_errors++;
         this.decoder = void 0;
-        this.inFlight.clear();
+        this.inFlight = [];
         const track = this.shown;
         if (track) this.afterReorder(track, track.reorder.decoderFailed());
       }
@@ -2384,9 +2391,9 @@ var VideoPipeline = class {
     if (f.keyframe) this.stats.video.keyframes++;
     const now = this.nowUs();
     const h = f.header;
-    this.inFlight.set(h.capture_us, {
+    this.inFlight.push({
+      capture_us: h.capture_us,
       rendition: h.rendition,
-      lastByteUs: f.lastByteUs,
       decodeStartUs: now,
       encoderOutUs: h.capture_us + h.queue_us + h.encoder_wait_us + h.encode_us
     });
@@ -2414,9 +2421,9 @@ var VideoPipeline = class {
     return serverNow === void 0 ? void 0 : serverNow - (this.nowUs() - pageUs);
   }
   decoded(frame) {
-    const capture_us = frame.timestamp;
-    const meta = this.inFlight.get(capture_us);
-    this.inFlight.delete(capture_us);
+    const at = this.inFlight.findIndex((q) => Math.abs(q.capture_us - frame.timestamp) <= 1e3);
+    const meta = at < 0 ? void 0 : this.inFlight.splice(0, at + 1)[at];
+    const capture_us = meta?.capture_us ?? frame.timestamp;
     const now = this.nowUs();
     const v = this.stats.video;
     v.frames_decoded++;

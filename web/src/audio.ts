@@ -12,7 +12,7 @@
 // - The native viewer nudges each packet by up to 1 ms with a crossfaded splice to follow the
 //   target, and re-buffers only 40 ms over it. Here the delay is only corrected in whole
 //   steps: 10 ms under the target re-anchors later (a stretch, a gap of silence), 20 ms over
-//   it re-anchors earlier (a catch-up, packets dropped). Between those it is left alone; the
+//   it re-anchors earlier (a catch-up: the next packets overwrite what was scheduled, a jump). Between those it is left alone; the
 //   band is narrower than the native 40 ms because nothing else brings the delay down (with
 //   40 ms, a delay set while the first second's transits were high stayed 40 ms too long).
 // - A lost packet plays as silence: WebCodecs' AudioDecoder offers neither Opus FEC nor PLC.
@@ -59,7 +59,10 @@ export class AudioPipeline implements AudioClock {
   /** Packets by seq not yet played, for the played / concealed accounting. */
   private pending = new Map<number, Pending>();
   private expectedSeq: number | undefined;
-  private arrival = new Map<number, { seq: number; arrivedUs: number }>();
+  /** Packets in the decoder, in decoding order: its outputs come in the same order, one per
+   * packet. (Their timestamps cannot be matched exactly: Chromium recomputes them and is 1 µs
+   * off at times.) */
+  private inDecoder: { seq: number; capture_us: number }[] = [];
   /** Overflowing samples the worklet had reported at its last report. */
   private reportedOverflow = 0;
   /** Packets played and lost, for the receiver report and automatic quality. */
@@ -124,6 +127,7 @@ export class AudioPipeline implements AudioClock {
   reset(): void {
     this.anchor = undefined;
     this.pending.clear();
+    this.inDecoder = [];
     this.expectedSeq = undefined;
     this.node.port.postMessage({ type: "flush" });
   }
@@ -134,6 +138,7 @@ export class AudioPipeline implements AudioClock {
       error: (e) => {
         console.warn("audio decoder error:", e.message);
         this.stats.audio.decode_errors++;
+        this.inDecoder = [];
         this.decoder = this.makeDecoder();
       },
     });
@@ -170,8 +175,8 @@ export class AudioPipeline implements AudioClock {
     this.lastArrivalUs = now;
     if (this.pending.has(p.seq)) return; // a duplicate
     this.pending.set(p.seq, { capture_us: p.capture_us, scheduled: false });
-    this.arrival.set(p.capture_us, { seq: p.seq, arrivedUs: now });
     if (this.decoder.state === "closed") this.decoder = this.makeDecoder();
+    this.inDecoder.push({ seq: p.seq, capture_us: p.capture_us });
     try {
       this.decoder.decode(new EncodedAudioChunk({ type: "key", timestamp: p.capture_us, data: p.payload }));
     } catch {
@@ -180,13 +185,20 @@ export class AudioPipeline implements AudioClock {
   }
 
   private decoded(data: AudioData): void {
-    const capture_us = data.timestamp;
     const samples = new Float32Array(data.numberOfFrames);
     data.copyTo(samples, { planeIndex: 0, format: "f32-planar" });
+    const timestamp = data.timestamp;
     data.close();
-    const info = this.arrival.get(capture_us);
-    this.arrival.delete(capture_us);
+    // The packet this output is for: the oldest in the decoder, unless the decoder lost some
+    // (an error): then the one nearest its timestamp.
+    let at = 0;
+    if (Math.abs((this.inDecoder[0]?.capture_us ?? timestamp) - timestamp) > 1000) {
+      at = this.inDecoder.findIndex((q) => Math.abs(q.capture_us - timestamp) <= 1000);
+      if (at < 0) return;
+    }
+    const info = this.inDecoder.splice(0, at + 1)[at];
     if (!info) return;
+    const capture_us = info.capture_us;
     const entry = this.pending.get(info.seq);
     if (!entry) return;
     if (!this.anchor) this.anchorAt(capture_us, this.targetUs);
@@ -312,12 +324,10 @@ export class AudioPipeline implements AudioClock {
       const heard = this.heardCaptureNow()!;
       if (delay < target) a.packets_stretched++;
       else a.packets_dropped_catch_up += Math.max(1, Math.floor((delay - target) / this.packetUs));
-      this.node.port.postMessage({ type: "flush" });
+      // Nothing already scheduled is withdrawn: later, what was scheduled plays out, then a
+      // gap of silence (stretch); earlier, the next packets overwrite the ring where the old
+      // ones were, so playout jumps ahead without a silence (catch-up).
       this.anchorAt(heard, target);
-      // Packets scheduled by the old anchor were flushed: they will not be heard.
-      this.expectedSeq = undefined;
-      for (const p of this.pending.values()) p.scheduled = false;
-      this.pending.clear();
     }
   }
 }

@@ -45,8 +45,9 @@ export class VideoPipeline {
   /** When the last switch was asked for (page clock), for switch_ms. */
   private switchAskedUs: number | undefined;
   private gapTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Frames handed to the decoder, by capture time: what the output needs to know. */
-  private inFlight = new Map<number, { rendition: number; lastByteUs: number; decodeStartUs: number; encoderOutUs: number }>();
+  /** Frames handed to the decoder, in decoding order (its outputs come in that order; their
+   * timestamps are the capture times, matched within 1 ms as the browser may round them). */
+  private inFlight: { capture_us: number; rendition: number; decodeStartUs: number; encoderOutUs: number }[] = [];
   private connectStartUs = 0;
 
   constructor(
@@ -75,7 +76,7 @@ export class VideoPipeline {
         console.warn("video decoder error:", e.message);
         this.stats.video.decode_errors++;
         this.decoder = undefined;
-        this.inFlight.clear();
+        this.inFlight = [];
         const track = this.shown;
         if (track) this.afterReorder(track, track.reorder.decoderFailed());
       },
@@ -158,9 +159,9 @@ export class VideoPipeline {
     if (f.keyframe) this.stats.video.keyframes++;
     const now = this.nowUs();
     const h = f.header;
-    this.inFlight.set(h.capture_us, {
+    this.inFlight.push({
+      capture_us: h.capture_us,
       rendition: h.rendition,
-      lastByteUs: f.lastByteUs,
       decodeStartUs: now,
       encoderOutUs: h.capture_us + h.queue_us + h.encoder_wait_us + h.encode_us,
     });
@@ -190,9 +191,11 @@ export class VideoPipeline {
   }
 
   private decoded(frame: VideoFrame): void {
-    const capture_us = frame.timestamp;
-    const meta = this.inFlight.get(capture_us);
-    this.inFlight.delete(capture_us);
+    // The frame this picture is: the oldest in the decoder within 1 ms of its timestamp (a
+    // frame the decoder showed nothing for is passed over).
+    const at = this.inFlight.findIndex((q) => Math.abs(q.capture_us - frame.timestamp) <= 1000);
+    const meta = at < 0 ? undefined : this.inFlight.splice(0, at + 1)[at];
+    const capture_us = meta?.capture_us ?? frame.timestamp;
     const now = this.nowUs();
     const v = this.stats.video;
     v.frames_decoded++;
