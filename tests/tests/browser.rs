@@ -3,7 +3,8 @@
 //! puppeteer-core) loads the page, and this test asserts on what the page reports: pictures
 //! decoded and shown whose timestamp row (read back from the canvas) matches their frame
 //! header, a key switching the rendition, Space pausing and resuming, a wrong token refused
-//! in words, and a page from another origin refused by the server.
+//! in words, a page from another origin refused by the server, and a browser without
+//! WebTransport told what it lacks.
 //!
 //! Needs `node`, `/usr/bin/chromium` and `web/node_modules` (`npm ci` in `web/`;
 //! `scripts/test.sh` runs it).
@@ -146,6 +147,20 @@ fn the_web_viewer_plays_switches_pauses_and_is_refused_where_it_must_be() {
         context()
     );
 
-    // A page from another origin cannot open a session.
+    // A page from another origin cannot open a session: the server answers its CONNECT 403.
     assert_eq!(v["other_origin"]["connected"], false, "{}", context());
+    let origin = v["other_origin"]["origin"].as_str().expect("the origin");
+    server.wait_for_log_where(
+        "the server turning the other origin away",
+        Duration::from_secs(10),
+        |log| log.lines().any(|l| l.contains(origin) && l.contains("403")),
+    );
+
+    // A browser without WebTransport says what it lacks and what to use instead.
+    assert_eq!(v["unsupported"]["state"], "unsupported", "{}", context());
+    let message = v["unsupported"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("WebTransport") && message.contains("Chromium"),
+        "{message}"
+    );
 }

@@ -160,6 +160,20 @@ async function playAndKeys(browser, url, result, logs) {
   return page;
 }
 
+/** A browser without WebTransport (removed before the page's script runs) is told what is
+ * missing and what to use instead. */
+async function withoutWebTransport(browser, url, result, logs) {
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => logs.push(`pageerror: ${e.message}`));
+  await page.evaluateOnNewDocument(() => {
+    delete window.WebTransport;
+  });
+  await page.goto(url, { waitUntil: "load" });
+  await page.waitForFunction(() => window.streamsocket?.state().state === "unsupported", WAIT);
+  result.unsupported = await state(page);
+  await page.close();
+}
+
 async function wrongToken(browser, url, result, logs) {
   const page = await open(browser, url, logs);
   result.wrong_token = await state(page);
@@ -253,6 +267,7 @@ async function main() {
       const page = await playAndKeys(browser, a.url, result, logs);
       await page.close();
       if (a["token-url"]) await wrongToken(browser, a["token-url"], result, logs);
+      await withoutWebTransport(browser, a.url, result, logs);
       await otherOrigin(browser, a.url, readFileSync(join(certDirs[0], "ca.pem")), result, logs);
     }
   } catch (e) {
