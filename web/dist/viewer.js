@@ -2310,9 +2310,10 @@ var VideoPipeline = class {
    * timestamps are the capture times, matched within 1 ms as the browser may round them). */
   inFlight = [];
   connectStartUs = 0;
-  /** The connection attempt started now: first_frame_ms and live_ms count from here. */
-  connecting() {
-    this.connectStartUs = this.nowUs();
+  /** The first connection attempt started at `atUs` (page clock): first_frame_ms and live_ms
+   * count from there, as the native viewer's count from the start of connecting. */
+  connectingSince(atUs) {
+    this.connectStartUs = atUs;
   }
   makeDecoder() {
     const d = new VideoDecoder({
@@ -2537,7 +2538,8 @@ var page = {
   close_name: null,
   close_reason: null,
   message: null,
-  renditions: []
+  renditions: [],
+  first_picture_ms: null
 };
 function setState(state, status) {
   page.state = state;
@@ -2609,6 +2611,9 @@ Use a current Chromium-based browser (Chrome, Edge, Chromium), or the native vie
     delayUs: () => audio?.running ? audio.delayUs() : void 0,
     canWait: () => audio?.canWait() ?? true
   });
+  presenter.onShown = () => {
+    page.first_picture_ms ??= Math.round(performance.now() * 100) / 100;
+  };
   audio = await AudioPipeline.create(stats, nowUs, serverNowUs, latencyTargetUs, () => presenter.videoNeedUs());
   if (audio && audio.ctx.state !== "running") {
     const hint = document.createElement("div");
@@ -2758,6 +2763,7 @@ Reload the page to try again.`);
     }
   }
   async function attempt(rendition, first) {
+    const startedUs = nowUs();
     if (first) setState("connecting", `Connecting to ${location.host}…`);
     let c;
     try {
@@ -2788,7 +2794,7 @@ Reload the page to try again.`);
         (p) => presenter.put(p),
         (r) => handle({ kind: "keyframe-wanted", rendition: r })
       );
-      video.connecting();
+      video.connectingSince(startedUs);
     } else {
       presenter.clear();
       audio?.reset();

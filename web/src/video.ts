@@ -63,9 +63,10 @@ export class VideoPipeline {
     this.decoder = this.makeDecoder();
   }
 
-  /** The connection attempt started now: first_frame_ms and live_ms count from here. */
-  connecting(): void {
-    this.connectStartUs = this.nowUs();
+  /** The first connection attempt started at `atUs` (page clock): first_frame_ms and live_ms
+   * count from there, as the native viewer's count from the start of connecting. */
+  connectingSince(atUs: number): void {
+    this.connectStartUs = atUs;
   }
 
   private makeDecoder(): VideoDecoder {

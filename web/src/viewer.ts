@@ -33,6 +33,9 @@ export interface PageState {
   message: string | null;
   /** The server's ladder as the welcome listed it (position 0 = highest). */
   renditions: { id: number; name: string; width: number; height: number }[];
+  /** When the first picture was drawn, ms after the page's navigation started (the join
+   * time a person sees; stats().video.first_frame_ms counts from the first attempt). */
+  first_picture_ms: number | null;
 }
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -51,6 +54,7 @@ const page: PageState = {
   close_reason: null,
   message: null,
   renditions: [],
+  first_picture_ms: null,
 };
 
 function setState(state: PageState["state"], status: string): void {
@@ -133,6 +137,9 @@ async function main(): Promise<void> {
     delayUs: () => (audio?.running ? audio.delayUs() : undefined),
     canWait: () => audio?.canWait() ?? true,
   });
+  presenter.onShown = () => {
+    page.first_picture_ms ??= Math.round(performance.now() * 100) / 100;
+  };
   audio = await AudioPipeline.create(stats, nowUs, serverNowUs, latencyTargetUs, () => presenter.videoNeedUs());
   if (audio && audio.ctx.state !== "running") {
     // Browsers start sound only after a gesture; pictures play meanwhile.
@@ -289,6 +296,7 @@ async function main(): Promise<void> {
   /** One connection attempt: the first (a failure ends the page, as the native viewer exits)
    * or a reconnection (a failure goes back to the control core, which retries or gives up). */
   async function attempt(rendition: number, first: boolean): Promise<void> {
+    const startedUs = nowUs();
     if (first) setState("connecting", `Connecting to ${location.host}…`);
     let c: Connection;
     try {
@@ -319,7 +327,7 @@ async function main(): Promise<void> {
         (p) => presenter.put(p),
         (r) => handle({ kind: "keyframe-wanted", rendition: r }),
       );
-      video.connecting();
+      video.connectingSince(startedUs);
     } else {
       presenter.clear();
       audio?.reset();
