@@ -585,8 +585,8 @@ var Connection = class _Connection {
   closed;
   /** Connects, says hello, and resolves with the welcomed connection; media handlers start
    * at once after it resolves (call start()). */
-  static async open(opts) {
-    const info = await fetchSession();
+  static async open(opts, session) {
+    const info = await (session ?? fetchSession());
     const query = opts.token ? `?token=${encodeURIComponent(opts.token)}` : "";
     const url = `https://${location.host}${info.webtransport_path}${query}`;
     const hashes = info.certificate_hashes.map((h) => ({
@@ -2576,6 +2576,9 @@ async function missingFeatures() {
   }
   return missing;
 }
+var firstSession = fetchSession();
+firstSession.catch(() => {
+});
 async function main() {
   const params = new URLSearchParams(location.search);
   const token = params.get("token") ?? "";
@@ -2614,19 +2617,23 @@ Use a current Chromium-based browser (Chrome, Edge, Chromium), or the native vie
   presenter.onShown = () => {
     page.first_picture_ms ??= Math.round(performance.now() * 100) / 100;
   };
-  audio = await AudioPipeline.create(stats, nowUs, serverNowUs, latencyTargetUs, () => presenter.videoNeedUs());
-  if (audio && audio.ctx.state !== "running") {
-    const hint = document.createElement("div");
-    hint.id = "sound-hint";
-    hint.textContent = "click or press a key for sound";
-    hint.style.cssText = "position:absolute;bottom:12px;left:50%;transform:translateX(-50%);padding:4px 12px;background:#333;border-radius:4px";
-    $("stage").appendChild(hint);
-    const resume = () => {
-      void audio.ctx.resume().then(() => hint.remove());
-    };
-    addEventListener("pointerdown", resume, { once: true });
-    addEventListener("keydown", resume, { once: true });
-  }
+  void AudioPipeline.create(stats, nowUs, serverNowUs, latencyTargetUs, () => presenter.videoNeedUs()).then((a) => {
+    audio = a;
+    if (!a) return;
+    a.setMuted(muted);
+    if (a.ctx.state !== "running") {
+      const hint = document.createElement("div");
+      hint.id = "sound-hint";
+      hint.textContent = "click or press a key for sound";
+      hint.style.cssText = "position:absolute;bottom:12px;left:50%;transform:translateX(-50%);padding:4px 12px;background:#333;border-radius:4px";
+      $("stage").appendChild(hint);
+      const resume = () => {
+        void a.ctx.resume().then(() => hint.remove());
+      };
+      addEventListener("pointerdown", resume, { once: true });
+      addEventListener("keydown", resume, { once: true });
+    }
+  });
   let conn;
   let video;
   let ladderNames = [];
@@ -2767,7 +2774,7 @@ Reload the page to try again.`);
     if (first) setState("connecting", `Connecting to ${location.host}…`);
     let c;
     try {
-      c = await Connection.open({ ...hello(), rendition });
+      c = await Connection.open({ ...hello(), rendition }, first ? firstSession : void 0);
     } catch (e) {
       const err = e instanceof ConnectError ? e : new ConnectError(errorText(e), true);
       if (err.refusal) closeInfo(err.refusal.code, err.refusal.reason);

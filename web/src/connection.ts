@@ -81,7 +81,7 @@ export function base64ToBytes(b64: string): Uint8Array {
   return out;
 }
 
-async function fetchSession(): Promise<SessionInfo> {
+export async function fetchSession(): Promise<SessionInfo> {
   let res: Response;
   try {
     res = await fetch("/session.json", { cache: "no-store" });
@@ -138,8 +138,8 @@ export class Connection {
 
   /** Connects, says hello, and resolves with the welcomed connection; media handlers start
    * at once after it resolves (call start()). */
-  static async open(opts: ConnectOptions): Promise<Connection> {
-    const info = await fetchSession();
+  static async open(opts: ConnectOptions, session?: Promise<SessionInfo>): Promise<Connection> {
+    const info = await (session ?? fetchSession());
     const query = opts.token ? `?token=${encodeURIComponent(opts.token)}` : "";
     const url = `https://${location.host}${info.webtransport_path}${query}`;
     const hashes = info.certificate_hashes.map((h) => ({

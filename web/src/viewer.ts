@@ -7,7 +7,7 @@
 // rendition N, 1 = highest; default automatic).
 
 import { AUTO_RENDITION, ControlMessage, ErrorCode, MAX_NAME, MAX_TOKEN } from "./codec.js";
-import { Connection, ConnectError, Closed, errorText } from "./connection.js";
+import { Connection, ConnectError, Closed, errorText, fetchSession } from "./connection.js";
 import { Action, CoreCommand, Note, ViewerControl } from "./control.js";
 import { forKey } from "./keys.js";
 import { AudioPipeline } from "./audio.js";
@@ -100,6 +100,10 @@ async function missingFeatures(): Promise<string[]> {
   return missing;
 }
 
+/** The first attempt's /session.json, asked for as soon as the script runs. */
+const firstSession = fetchSession();
+firstSession.catch(() => {}); // the attempt reports it
+
 async function main(): Promise<void> {
   const params = new URLSearchParams(location.search);
   const token = params.get("token") ?? "";
@@ -140,20 +144,27 @@ async function main(): Promise<void> {
   presenter.onShown = () => {
     page.first_picture_ms ??= Math.round(performance.now() * 100) / 100;
   };
-  audio = await AudioPipeline.create(stats, nowUs, serverNowUs, latencyTargetUs, () => presenter.videoNeedUs());
-  if (audio && audio.ctx.state !== "running") {
-    // Browsers start sound only after a gesture; pictures play meanwhile.
-    const hint = document.createElement("div");
-    hint.id = "sound-hint";
-    hint.textContent = "click or press a key for sound";
-    hint.style.cssText = "position:absolute;bottom:12px;left:50%;transform:translateX(-50%);padding:4px 12px;background:#333;border-radius:4px";
-    $("stage").appendChild(hint);
-    const resume = () => {
-      void audio!.ctx.resume().then(() => hint.remove());
-    };
-    addEventListener("pointerdown", resume, { once: true });
-    addEventListener("keydown", resume, { once: true });
-  }
+  // Sound is set up beside connecting, not before it (the worklet's module is a fetch): the
+  // first picture does not wait for it, and datagrams before it is ready are not played.
+  void AudioPipeline.create(stats, nowUs, serverNowUs, latencyTargetUs, () => presenter.videoNeedUs()).then((a) => {
+    audio = a;
+    if (!a) return;
+    a.setMuted(muted);
+    if (a.ctx.state !== "running") {
+      // Browsers start sound only after a gesture; pictures play meanwhile.
+      const hint = document.createElement("div");
+      hint.id = "sound-hint";
+      hint.textContent = "click or press a key for sound";
+      hint.style.cssText =
+        "position:absolute;bottom:12px;left:50%;transform:translateX(-50%);padding:4px 12px;background:#333;border-radius:4px";
+      $("stage").appendChild(hint);
+      const resume = () => {
+        void a.ctx.resume().then(() => hint.remove());
+      };
+      addEventListener("pointerdown", resume, { once: true });
+      addEventListener("keydown", resume, { once: true });
+    }
+  });
 
   let conn: Connection | undefined;
   let video: VideoPipeline | undefined;
@@ -300,7 +311,7 @@ async function main(): Promise<void> {
     if (first) setState("connecting", `Connecting to ${location.host}…`);
     let c: Connection;
     try {
-      c = await Connection.open({ ...hello(), rendition });
+      c = await Connection.open({ ...hello(), rendition }, first ? firstSession : undefined);
     } catch (e) {
       const err = e instanceof ConnectError ? e : new ConnectError(errorText(e), true);
       if (err.refusal) closeInfo(err.refusal.code, err.refusal.reason);
