@@ -2615,9 +2615,11 @@ Use a current Chromium-based browser (Chrome, Edge, Chromium), or the native vie
     canWait: () => audio?.canWait() ?? true
   });
   presenter.onShown = () => {
-    page.first_picture_ms ??= Math.round(performance.now() * 100) / 100;
+    if (page.first_picture_ms !== null) return;
+    page.first_picture_ms = Math.round(performance.now() * 100) / 100;
+    void startAudio();
   };
-  void AudioPipeline.create(stats, nowUs, serverNowUs, latencyTargetUs, () => presenter.videoNeedUs()).then((a) => {
+  const startAudio = () => AudioPipeline.create(stats, nowUs, serverNowUs, latencyTargetUs, () => presenter.videoNeedUs()).then((a) => {
     audio = a;
     if (!a) return;
     a.setMuted(muted);

@@ -142,11 +142,15 @@ async function main(): Promise<void> {
     canWait: () => audio?.canWait() ?? true,
   });
   presenter.onShown = () => {
-    page.first_picture_ms ??= Math.round(performance.now() * 100) / 100;
+    if (page.first_picture_ms !== null) return;
+    page.first_picture_ms = Math.round(performance.now() * 100) / 100;
+    void startAudio();
   };
-  // Sound is set up beside connecting, not before it (the worklet's module is a fetch): the
-  // first picture does not wait for it, and datagrams before it is ready are not played.
-  void AudioPipeline.create(stats, nowUs, serverNowUs, latencyTargetUs, () => presenter.videoNeedUs()).then((a) => {
+  // Sound is set up once the first picture is shown, not before connecting: creating the
+  // AudioContext holds the page's main thread for 100-200 ms in Chromium (measured headless:
+  // /session.json took 150-250 ms instead of 25), which delayed the first picture as much.
+  // Datagrams before it is ready are not played; pictures never wait for sound.
+  const startAudio = () => AudioPipeline.create(stats, nowUs, serverNowUs, latencyTargetUs, () => presenter.videoNeedUs()).then((a) => {
     audio = a;
     if (!a) return;
     a.setMuted(muted);
