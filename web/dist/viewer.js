@@ -1415,6 +1415,9 @@ var STRETCH_BELOW_US = 1e4;
 var CATCH_UP_ABOVE_US = 2e4;
 var MAX_SILENCE_US = 1e5;
 var TRANSIT_WINDOW = 150;
+var SETTLING_US = 3e5;
+var MIN_TRANSITS = 10;
+var CONTEXT_SETTLING_S = 0.1;
 var AudioPipeline = class _AudioPipeline {
   constructor(ctx, node, gain, stats, nowUs2, serverNowUs, ceilingUs, videoNeedUs) {
     this.ctx = ctx;
@@ -1426,6 +1429,7 @@ var AudioPipeline = class _AudioPipeline {
     this.node = node;
     this.gain = gain;
     this.decoder = this.makeDecoder();
+    this.createdUs = nowUs2();
     node.port.onmessage = (e) => this.report(e.data);
   }
   ctx;
@@ -1451,6 +1455,7 @@ var AudioPipeline = class _AudioPipeline {
   inDecoder = [];
   /** Overflowing samples the worklet had reported at its last report. */
   reportedOverflow = 0;
+  createdUs;
   /** Packets played and lost, for the receiver report and automatic quality. */
   played = 0;
   lost = 0;
@@ -1519,11 +1524,17 @@ var AudioPipeline = class _AudioPipeline {
     const serverNow = this.serverNowUs();
     if (serverNow !== void 0) {
       const transit = serverNow - p.capture_us;
-      if (this.transits.length === TRANSIT_WINDOW) this.transits.shift();
-      this.transits.push(transit);
       a.latency.record(transit);
+      if (now - this.createdUs >= SETTLING_US) {
+        if (this.transits.length === TRANSIT_WINDOW) this.transits.shift();
+        this.transits.push(transit);
+      }
     }
     this.packetUs = opusPacketDurationUs(p.payload) ?? this.packetUs;
+    if (now - this.createdUs < SETTLING_US && serverNow !== void 0 && serverNow - p.capture_us > MAX_SILENCE_US) {
+      a.packets_dropped_catch_up++;
+      return;
+    }
     if (this.lastArrivalUs !== void 0 && now - this.lastArrivalUs > MAX_SILENCE_US + this.targetUs) {
       this.anchor = void 0;
       this.expectedSeq = void 0;
@@ -1555,8 +1566,14 @@ var AudioPipeline = class _AudioPipeline {
     const capture_us = info.capture_us;
     const entry = this.pending.get(info.seq);
     if (!entry) return;
-    if (!this.anchor) this.anchorAt(capture_us, this.targetUs);
-    if (!this.anchor) return;
+    if (!this.anchor) {
+      const serverNow = this.serverNowUs() ?? capture_us;
+      this.anchorAt(capture_us, Math.max(this.targetUs, serverNow - capture_us + this.outputLeadUs() + AUDIO_MARGIN_US));
+    }
+    if (!this.anchor) {
+      this.pending.delete(info.seq);
+      return;
+    }
     const frame = Math.round(this.anchor.frame + (capture_us - this.anchor.capture_us) * FRAMES_PER_US);
     const processing = Math.ceil(this.ctx.currentTime * RATE);
     if (frame + samples.length <= processing) {
@@ -1573,7 +1590,7 @@ var AudioPipeline = class _AudioPipeline {
   }
   /** The context frame at the speaker now, from the output timestamp. */
   outputFrameNow() {
-    if (!this.running) return void 0;
+    if (!this.running || this.ctx.currentTime < CONTEXT_SETTLING_S) return void 0;
     const ts = this.ctx.getOutputTimestamp();
     if (ts.contextTime === void 0 || ts.performanceTime === void 0) return void 0;
     return ts.contextTime * RATE + (performance.now() - ts.performanceTime) * 1e3 * FRAMES_PER_US;
@@ -1642,24 +1659,29 @@ var AudioPipeline = class _AudioPipeline {
       this.expectedSeq = seq + 1 >>> 0;
     }
   }
+  /** How far ahead of the speaker the worklet renders: the output's latency and one render
+   * quantum. A packet must be in the ring before rendering reaches it, so this much of the
+   * playout delay is the browser's own. */
+  outputLeadUs() {
+    return ((this.ctx.baseLatency || 0) + (this.ctx.outputLatency || 0)) * 1e6 + 128 / RATE * 1e6;
+  }
   updateTarget() {
     const sorted = [...this.transits].sort((x, y) => x - y);
     const a = this.stats.audio;
-    const outputLead = ((this.ctx.baseLatency || 0) + (this.ctx.outputLatency || 0)) * 1e6;
-    const quantum = 128 / RATE * 1e6;
+    const outputLead = this.outputLeadUs();
     let target = START_US;
     if (sorted.length) {
       const p99 = sorted[Math.round((sorted.length - 1) * 0.99)];
       const p50 = sorted[Math.round((sorted.length - 1) * 0.5)];
       a.jitter_ms = (p99 - p50) / 1e3;
-      target = p99 + AUDIO_MARGIN_US + outputLead + quantum;
+      target = p99 + AUDIO_MARGIN_US + outputLead;
     }
     target = Math.max(target, this.videoNeedUs() ?? 0);
     target = Math.min(Math.max(target, FLOOR_US), this.ceilingUs);
     this.targetUs = target;
     a.target_delay_ms = target / 1e3;
     const delay = this.delayUs();
-    if (delay === void 0 || !this.anchor) return;
+    if (delay === void 0 || !this.anchor || sorted.length < MIN_TRANSITS) return;
     if (delay < target - STRETCH_BELOW_US || delay > target + CATCH_UP_ABOVE_US) {
       const heard = this.heardCaptureNow();
       if (delay < target) a.packets_stretched++;
@@ -1729,6 +1751,7 @@ var TOO_LATE_US = 15e3;
 var CAPACITY = 32;
 var VIDEO_WINDOW = 90;
 var PRESENT_MARGIN_US = 3e3;
+var SETTLING_US2 = 5e5;
 var Presenter = class {
   constructor(canvas2, stats, nowUs2, serverNowUs, audio) {
     this.canvas = canvas2;
@@ -1752,6 +1775,8 @@ var Presenter = class {
   queue = [];
   ctx;
   readyLatencies = [];
+  /** Until when pictures are not measured (page clock); set by the first picture. */
+  settlingUntilUs;
   /** Called after every picture drawn (the overlay refreshes from it). */
   onShown;
   put(p) {
@@ -1760,7 +1785,10 @@ var Presenter = class {
       this.stats.video.frames_dropped_queue_full++;
     }
     const serverNow = this.serverNowUs();
-    if (serverNow !== void 0) pushBounded(this.readyLatencies, serverNow - p.capture_us, VIDEO_WINDOW);
+    this.settlingUntilUs ??= p.decoded_us + SETTLING_US2;
+    if (serverNow !== void 0 && p.decoded_us >= this.settlingUntilUs) {
+      pushBounded(this.readyLatencies, serverNow - p.capture_us, VIDEO_WINDOW);
+    }
     this.queue.push(p);
   }
   /** The delay video needs from audio for 95% of its pictures to be ready in time. */
@@ -1769,10 +1797,12 @@ var Presenter = class {
     const s = [...this.readyLatencies].sort((a, b) => a - b);
     return Math.max(0, s[Math.round((s.length - 1) * 0.95)] + PRESENT_MARGIN_US - PICTURE_LEAD_US);
   }
-  /** Drops every waiting picture (a reconnection). */
+  /** Drops every waiting picture and starts measuring afresh (a reconnection). */
   clear() {
     for (const p of this.queue) p.frame.close();
     this.queue = [];
+    this.readyLatencies = [];
+    this.settlingUntilUs = void 0;
   }
   tick() {
     if (!this.queue.length) return;

@@ -40,6 +40,15 @@ const CATCH_UP_ABOVE_US = 20_000;
 const MAX_SILENCE_US = 100_000;
 /** Transits measured over the last 3 s of 20 ms packets. */
 const TRANSIT_WINDOW = 150;
+/** Packets arriving this soon after the pipeline was made are not measured: they include the
+ * backlog that queued in the page while the AudioContext was being created (up to 250 ms
+ * measured), a local one-off, not the network's jitter, which would hold the delay high for
+ * the window's 3 s. */
+const SETTLING_US = 300_000;
+/** Transits measured before the delay is corrected towards the target. */
+const MIN_TRANSITS = 10;
+/** Context time before the output timestamp is trusted. */
+const CONTEXT_SETTLING_S = 0.1;
 
 interface Pending {
   capture_us: number;
@@ -65,6 +74,7 @@ export class AudioPipeline implements AudioClock {
   private inDecoder: { seq: number; capture_us: number }[] = [];
   /** Overflowing samples the worklet had reported at its last report. */
   private reportedOverflow = 0;
+  private readonly createdUs: number;
   /** Packets played and lost, for the receiver report and automatic quality. */
   played = 0;
   lost = 0;
@@ -82,6 +92,7 @@ export class AudioPipeline implements AudioClock {
     this.node = node;
     this.gain = gain;
     this.decoder = this.makeDecoder();
+    this.createdUs = nowUs();
     node.port.onmessage = (e: MessageEvent<FromWorklet>) => this.report(e.data);
   }
 
@@ -161,11 +172,19 @@ export class AudioPipeline implements AudioClock {
     const serverNow = this.serverNowUs();
     if (serverNow !== undefined) {
       const transit = serverNow - p.capture_us;
-      if (this.transits.length === TRANSIT_WINDOW) this.transits.shift();
-      this.transits.push(transit);
       a.latency.record(transit);
+      if (now - this.createdUs >= SETTLING_US) {
+        if (this.transits.length === TRANSIT_WINDOW) this.transits.shift();
+        this.transits.push(transit);
+      }
     }
     this.packetUs = opusPacketDurationUs(p.payload) ?? this.packetUs;
+    if (now - this.createdUs < SETTLING_US && serverNow !== undefined && serverNow - p.capture_us > MAX_SILENCE_US) {
+      // The backlog that queued while the context was created: too old to play, and not a
+      // loss on the network (not reported as one).
+      a.packets_dropped_catch_up++;
+      return;
+    }
     // A long silence (an outage, a pause): start over at the target.
     if (this.lastArrivalUs !== undefined && now - this.lastArrivalUs > MAX_SILENCE_US + this.targetUs) {
       this.anchor = undefined;
@@ -201,8 +220,16 @@ export class AudioPipeline implements AudioClock {
     const capture_us = info.capture_us;
     const entry = this.pending.get(info.seq);
     if (!entry) return;
-    if (!this.anchor) this.anchorAt(capture_us, this.targetUs);
-    if (!this.anchor) return; // no clock yet
+    if (!this.anchor) {
+      // Not earlier than this packet can still play: the first packets may be a backlog.
+      const serverNow = this.serverNowUs() ?? capture_us;
+      this.anchorAt(capture_us, Math.max(this.targetUs, serverNow - capture_us + this.outputLeadUs() + AUDIO_MARGIN_US));
+    }
+    if (!this.anchor) {
+      // No clock yet (the context has not settled): not played, and not counted as lost.
+      this.pending.delete(info.seq);
+      return;
+    }
     const frame = Math.round(this.anchor.frame + (capture_us - this.anchor.capture_us) * FRAMES_PER_US);
     // The processing position runs ahead of the speaker by the output's latency.
     const processing = Math.ceil(this.ctx.currentTime * RATE);
@@ -223,7 +250,9 @@ export class AudioPipeline implements AudioClock {
 
   /** The context frame at the speaker now, from the output timestamp. */
   private outputFrameNow(): number | undefined {
-    if (!this.running) return undefined;
+    // A context's first output timestamps are not steady: its clock settles once it has
+    // rendered a little (anchoring before that made the first packets late).
+    if (!this.running || this.ctx.currentTime < CONTEXT_SETTLING_S) return undefined;
     const ts = this.ctx.getOutputTimestamp();
     if (ts.contextTime === undefined || ts.performanceTime === undefined) return undefined;
     return ts.contextTime * RATE + (performance.now() - ts.performanceTime) * 1000 * FRAMES_PER_US;
@@ -302,24 +331,32 @@ export class AudioPipeline implements AudioClock {
     }
   }
 
+  /** How far ahead of the speaker the worklet renders: the output's latency and one render
+   * quantum. A packet must be in the ring before rendering reaches it, so this much of the
+   * playout delay is the browser's own. */
+  private outputLeadUs(): number {
+    return ((this.ctx.baseLatency || 0) + (this.ctx.outputLatency || 0)) * 1e6 + (128 / RATE) * 1e6;
+  }
+
   private updateTarget(): void {
     const sorted = [...this.transits].sort((x, y) => x - y);
     const a = this.stats.audio;
-    const outputLead = ((this.ctx.baseLatency || 0) + (this.ctx.outputLatency || 0)) * 1e6;
-    const quantum = (128 / RATE) * 1e6;
+    const outputLead = this.outputLeadUs();
     let target = START_US;
     if (sorted.length) {
       const p99 = sorted[Math.round((sorted.length - 1) * 0.99)]!;
       const p50 = sorted[Math.round((sorted.length - 1) * 0.5)]!;
       a.jitter_ms = (p99 - p50) / 1000;
-      target = p99 + AUDIO_MARGIN_US + outputLead + quantum;
+      target = p99 + AUDIO_MARGIN_US + outputLead;
     }
     target = Math.max(target, this.videoNeedUs() ?? 0);
     target = Math.min(Math.max(target, FLOOR_US), this.ceilingUs);
     this.targetUs = target;
     a.target_delay_ms = target / 1000;
     const delay = this.delayUs();
-    if (delay === undefined || !this.anchor) return;
+    // Corrections wait for a measured target (START_US is a guess, and the first anchor is
+    // set where the first packet could still play).
+    if (delay === undefined || !this.anchor || sorted.length < MIN_TRANSITS) return;
     if (delay < target - STRETCH_BELOW_US || delay > target + CATCH_UP_ABOVE_US) {
       const heard = this.heardCaptureNow()!;
       if (delay < target) a.packets_stretched++;

@@ -23,6 +23,11 @@ const CAPACITY = 32;
 const VIDEO_WINDOW = 90;
 /** Above the video's latency: the frame callback's period and the canvas draw. */
 const PRESENT_MARGIN_US = 3_000;
+/** After a (re)connection, pictures this soon after the first are not measured for the
+ * video's need: they are the join's burst (the group of pictures from its keyframe, older
+ * than live by design, PROTOCOL.md §3) and the decoder warming up, and would hold the audio
+ * delay, and every picture with it, 200 ms late for the window's 3 s. */
+const SETTLING_US = 500_000;
 
 /** What the presenter needs from the audio clock. */
 export interface AudioClock {
@@ -36,6 +41,8 @@ export class Presenter {
   private queue: Picture[] = [];
   private readonly ctx: CanvasRenderingContext2D;
   private readyLatencies: number[] = [];
+  /** Until when pictures are not measured (page clock); set by the first picture. */
+  private settlingUntilUs: number | undefined;
   /** Called after every picture drawn (the overlay refreshes from it). */
   onShown: (() => void) | undefined;
 
@@ -63,7 +70,10 @@ export class Presenter {
       this.stats.video.frames_dropped_queue_full++;
     }
     const serverNow = this.serverNowUs();
-    if (serverNow !== undefined) pushBounded(this.readyLatencies, serverNow - p.capture_us, VIDEO_WINDOW);
+    this.settlingUntilUs ??= p.decoded_us + SETTLING_US;
+    if (serverNow !== undefined && p.decoded_us >= this.settlingUntilUs) {
+      pushBounded(this.readyLatencies, serverNow - p.capture_us, VIDEO_WINDOW);
+    }
     this.queue.push(p);
   }
 
@@ -74,10 +84,12 @@ export class Presenter {
     return Math.max(0, s[Math.round((s.length - 1) * 0.95)]! + PRESENT_MARGIN_US - PICTURE_LEAD_US);
   }
 
-  /** Drops every waiting picture (a reconnection). */
+  /** Drops every waiting picture and starts measuring afresh (a reconnection). */
   clear(): void {
     for (const p of this.queue) p.frame.close();
     this.queue = [];
+    this.readyLatencies = [];
+    this.settlingUntilUs = undefined;
   }
 
   private tick(): void {
