@@ -1745,10 +1745,49 @@ function readRgba(rgba, width, height) {
   );
 }
 
-// src/presenter.ts
+// src/picture_queue.ts
 var PICTURE_LEAD_US = 2e4;
 var TOO_LATE_US = 15e3;
 var CAPACITY = 32;
+var PictureQueue = class {
+  pictures = [];
+  /** Adds a decoded picture (decoding is in order, so the queue stays in capture order);
+   * returns the oldest, dropped, when the queue was full. */
+  put(p) {
+    const dropped = this.pictures.length === CAPACITY ? this.pictures.shift() : void 0;
+    this.pictures.push(p);
+    return dropped;
+  }
+  get length() {
+    return this.pictures.length;
+  }
+  /** Empties the queue, returning what it held. */
+  drain() {
+    const all = this.pictures;
+    this.pictures = [];
+    return all;
+  }
+  /** The picture due at `nowUs` (server clock) given the audio's playout delay (undefined:
+   * no audio). `dropLate`: drop a picture too late for the sound (else show it, counted). */
+  takeDue(nowUs2, audioDelayUs, dropLate) {
+    const due = { replaced: [], tooLate: [], shownLate: 0 };
+    const dueAfter = Math.max(0, (audioDelayUs ?? 0) - PICTURE_LEAD_US);
+    while (this.pictures.length && this.pictures[0].capture_us + dueAfter <= nowUs2) {
+      const p = this.pictures.shift();
+      if (due.picture) due.replaced.push(due.picture);
+      due.picture = p;
+    }
+    if (due.picture && audioDelayUs !== void 0 && nowUs2 > due.picture.capture_us + audioDelayUs + TOO_LATE_US) {
+      if (dropLate) {
+        due.tooLate.push(due.picture);
+        due.picture = void 0;
+      } else due.shownLate++;
+    }
+    return due;
+  }
+};
+
+// src/presenter.ts
 var VIDEO_WINDOW = 90;
 var PRESENT_MARGIN_US = 3e3;
 var SETTLING_US2 = 5e5;
@@ -1772,7 +1811,7 @@ var Presenter = class {
   nowUs;
   serverNowUs;
   audio;
-  queue = [];
+  queue = new PictureQueue();
   ctx;
   readyLatencies = [];
   /** Until when pictures are not measured (page clock); set by the first picture. */
@@ -1780,8 +1819,9 @@ var Presenter = class {
   /** Called after every picture drawn (the overlay refreshes from it). */
   onShown;
   put(p) {
-    if (this.queue.length === CAPACITY) {
-      this.queue.shift().frame.close();
+    const dropped = this.queue.put(p);
+    if (dropped) {
+      dropped.frame.close();
       this.stats.video.frames_dropped_queue_full++;
     }
     const serverNow = this.serverNowUs();
@@ -1789,7 +1829,6 @@ var Presenter = class {
     if (serverNow !== void 0 && p.decoded_us >= this.settlingUntilUs) {
       pushBounded(this.readyLatencies, serverNow - p.capture_us, VIDEO_WINDOW);
     }
-    this.queue.push(p);
   }
   /** The delay video needs from audio for 95% of its pictures to be ready in time. */
   videoNeedUs() {
@@ -1799,41 +1838,21 @@ var Presenter = class {
   }
   /** Drops every waiting picture and starts measuring afresh (a reconnection). */
   clear() {
-    for (const p of this.queue) p.frame.close();
-    this.queue = [];
+    for (const p of this.queue.drain()) p.frame.close();
     this.readyLatencies = [];
     this.settlingUntilUs = void 0;
   }
   tick() {
     if (!this.queue.length) return;
     const serverNow = this.serverNowUs();
-    const audioDelay = this.audio.delayUs();
-    let due;
-    if (serverNow === void 0) {
-      due = this.queue.pop();
-      for (const p of this.queue) p.frame.close();
-      this.stats.video.frames_not_presented += this.queue.length;
-      this.queue = [];
-    } else {
-      const dueAfter = Math.max(0, (audioDelay ?? 0) - PICTURE_LEAD_US);
-      while (this.queue.length && this.queue[0].capture_us + dueAfter <= serverNow) {
-        const p = this.queue.shift();
-        if (due) {
-          due.frame.close();
-          this.stats.video.frames_not_presented++;
-        }
-        due = p;
-      }
-      if (due && audioDelay !== void 0 && serverNow > due.capture_us + audioDelay + TOO_LATE_US) {
-        if (this.audio.canWait()) {
-          due.frame.close();
-          this.stats.video.frames_too_late++;
-          return;
-        }
-        this.stats.video.frames_shown_late++;
-      }
-    }
-    if (due) this.draw(due);
+    const due = serverNow === void 0 ? this.queue.takeDue(Number.MAX_SAFE_INTEGER, void 0, false) : this.queue.takeDue(serverNow, this.audio.delayUs(), this.audio.canWait());
+    const v = this.stats.video;
+    for (const p of due.replaced) p.frame.close();
+    for (const p of due.tooLate) p.frame.close();
+    v.frames_not_presented += due.replaced.length;
+    v.frames_too_late += due.tooLate.length;
+    v.frames_shown_late += due.shownLate;
+    if (due.picture) this.draw(due.picture);
   }
   draw(p) {
     const f = p.frame;

@@ -1,24 +1,17 @@
 // Presentation on the audio clock, as the native viewer's client/src/video/presenter.rs:
-// decoded pictures wait until their capture time plus the delay audio plays at, less the
-// 20 ms a picture may lead its sound, then are drawn to the canvas. A picture passed over for
-// a newer due one counts as not presented; one more than 15 ms past its time is dropped
-// (counted) unless audio is at its ceiling and cannot wait, when it is shown late rather than
-// freezing the picture. Without audio (no AudioContext running), pictures are shown as soon
-// as they are decoded.
+// decoded pictures wait in a PictureQueue (picture_queue.ts has the rule) until their capture
+// time plus the delay audio plays at, less the 20 ms a picture may lead its sound, then are
+// drawn to the canvas. Without audio (no AudioContext running), pictures are shown as soon as
+// they are decoded.
 //
 // Once drawn, the picture's timestamp row is read back from the canvas (pixel_clock.ts) and
 // compared with the frame header: the proof that what the page shows is the right frame.
 
 import { msOfCapture, readRgba } from "./pixel_clock.js";
+import { PICTURE_LEAD_US, PictureQueue } from "./picture_queue.js";
 import { Picture } from "./video.js";
 import { Stats } from "./stats.js";
 
-/** How far ahead of its sound a picture may be shown (playout.rs PICTURE_LEAD_US). */
-export const PICTURE_LEAD_US = 20_000;
-/** How late after its time a picture may still be shown: audio may lead by 15 ms (ATSC IS-191). */
-export const TOO_LATE_US = 15_000;
-/** Pictures waiting at most; beyond it the oldest is dropped (counted). */
-const CAPACITY = 32;
 /** How many recent ready-to-show latencies the video's need is measured over (3 s at 30 fps). */
 const VIDEO_WINDOW = 90;
 /** Above the video's latency: the frame callback's period and the canvas draw. */
@@ -38,7 +31,7 @@ export interface AudioClock {
 }
 
 export class Presenter {
-  private queue: Picture[] = [];
+  private readonly queue = new PictureQueue<Picture>();
   private readonly ctx: CanvasRenderingContext2D;
   private readyLatencies: number[] = [];
   /** Until when pictures are not measured (page clock); set by the first picture. */
@@ -65,8 +58,9 @@ export class Presenter {
   }
 
   put(p: Picture): void {
-    if (this.queue.length === CAPACITY) {
-      this.queue.shift()!.frame.close();
+    const dropped = this.queue.put(p);
+    if (dropped) {
+      dropped.frame.close();
       this.stats.video.frames_dropped_queue_full++;
     }
     const serverNow = this.serverNowUs();
@@ -74,7 +68,6 @@ export class Presenter {
     if (serverNow !== undefined && p.decoded_us >= this.settlingUntilUs) {
       pushBounded(this.readyLatencies, serverNow - p.capture_us, VIDEO_WINDOW);
     }
-    this.queue.push(p);
   }
 
   /** The delay video needs from audio for 95% of its pictures to be ready in time. */
@@ -86,8 +79,7 @@ export class Presenter {
 
   /** Drops every waiting picture and starts measuring afresh (a reconnection). */
   clear(): void {
-    for (const p of this.queue) p.frame.close();
-    this.queue = [];
+    for (const p of this.queue.drain()) p.frame.close();
     this.readyLatencies = [];
     this.settlingUntilUs = undefined;
   }
@@ -95,34 +87,18 @@ export class Presenter {
   private tick(): void {
     if (!this.queue.length) return;
     const serverNow = this.serverNowUs();
-    const audioDelay = this.audio.delayUs();
-    let due: Picture | undefined;
-    if (serverNow === undefined) {
-      // No clock yet: the newest picture, at once.
-      due = this.queue.pop();
-      for (const p of this.queue) p.frame.close();
-      this.stats.video.frames_not_presented += this.queue.length;
-      this.queue = [];
-    } else {
-      const dueAfter = Math.max(0, (audioDelay ?? 0) - PICTURE_LEAD_US);
-      while (this.queue.length && this.queue[0]!.capture_us + dueAfter <= serverNow) {
-        const p = this.queue.shift()!;
-        if (due) {
-          due.frame.close();
-          this.stats.video.frames_not_presented++;
-        }
-        due = p;
-      }
-      if (due && audioDelay !== undefined && serverNow > due.capture_us + audioDelay + TOO_LATE_US) {
-        if (this.audio.canWait()) {
-          due.frame.close();
-          this.stats.video.frames_too_late++;
-          return;
-        }
-        this.stats.video.frames_shown_late++;
-      }
-    }
-    if (due) this.draw(due);
+    // No clock yet (it comes with the welcome, so hardly ever): the newest picture, at once.
+    const due =
+      serverNow === undefined
+        ? this.queue.takeDue(Number.MAX_SAFE_INTEGER, undefined, false)
+        : this.queue.takeDue(serverNow, this.audio.delayUs(), this.audio.canWait());
+    const v = this.stats.video;
+    for (const p of due.replaced) p.frame.close();
+    for (const p of due.tooLate) p.frame.close();
+    v.frames_not_presented += due.replaced.length;
+    v.frames_too_late += due.tooLate.length;
+    v.frames_shown_late += due.shownLate;
+    if (due.picture) this.draw(due.picture);
   }
 
   private draw(p: Picture): void {
