@@ -1405,7 +1405,7 @@ function forKey(key, code = "") {
   return void 0;
 }
 
-// src/audio.ts
+// src/playout.ts
 var RATE = 48e3;
 var FRAMES_PER_US = RATE / 1e6;
 var START_US = 4e4;
@@ -1417,48 +1417,188 @@ var MAX_SILENCE_US = 1e5;
 var TRANSIT_WINDOW = 150;
 var SETTLING_US = 3e5;
 var MIN_TRANSITS = 10;
-var CONTEXT_SETTLING_S = 0.1;
-var AudioPipeline = class _AudioPipeline {
-  constructor(ctx, node, gain, stats, nowUs2, serverNowUs, ceilingUs, videoNeedUs) {
-    this.ctx = ctx;
-    this.stats = stats;
-    this.nowUs = nowUs2;
-    this.serverNowUs = serverNowUs;
+var Playout = class {
+  constructor(counters, ceilingUs, startedUs) {
+    this.counters = counters;
     this.ceilingUs = ceilingUs;
-    this.videoNeedUs = videoNeedUs;
-    this.node = node;
-    this.gain = gain;
-    this.decoder = this.makeDecoder();
-    this.createdUs = nowUs2();
-    node.port.onmessage = (e) => this.report(e.data);
+    this.startedUs = startedUs;
   }
-  ctx;
-  stats;
-  nowUs;
-  serverNowUs;
+  counters;
   ceilingUs;
-  videoNeedUs;
-  gain;
-  node;
-  decoder;
+  startedUs;
   anchor;
   targetUs = START_US;
-  transits = [];
   packetUs = 1e4;
+  transits = [];
   lastArrivalUs;
   /** Packets by seq not yet played, for the played / concealed accounting. */
   pending = /* @__PURE__ */ new Map();
   expectedSeq;
+  /** Packets played and lost since the start, for receiver reports and automatic quality. */
+  played = 0;
+  lost = 0;
+  /** Starts over (a reconnection: another server's clock and numbering). */
+  reset() {
+    this.anchor = void 0;
+    this.pending.clear();
+    this.expectedSeq = void 0;
+    this.lastArrivalUs = void 0;
+  }
+  /** A packet arrived (page clock `nowUs`): whether to decode it. */
+  arrive(seq, capture_us, durationUs, nowUs2, serverNowUs) {
+    this.packetUs = durationUs ?? this.packetUs;
+    const settling = nowUs2 - this.startedUs < SETTLING_US;
+    if (serverNowUs !== void 0) {
+      const transit = serverNowUs - capture_us;
+      if (settling && transit > MAX_SILENCE_US) {
+        this.counters.packets_dropped_catch_up++;
+        return false;
+      }
+      if (!settling) {
+        if (this.transits.length === TRANSIT_WINDOW) this.transits.shift();
+        this.transits.push(transit);
+      }
+    }
+    if (this.lastArrivalUs !== void 0 && nowUs2 - this.lastArrivalUs > MAX_SILENCE_US + this.targetUs) {
+      this.reset();
+    }
+    this.lastArrivalUs = nowUs2;
+    if (this.pending.has(seq)) return false;
+    this.pending.set(seq, { capture_us, scheduled: false });
+    return true;
+  }
+  /** Where a decoded packet of `length` samples goes in the context's frames, or undefined
+   * when it does not play (too late, no clock yet, or forgotten by a reset). */
+  place(seq, capture_us, length, c) {
+    const entry = this.pending.get(seq);
+    if (!entry) return void 0;
+    if (!this.anchor && c.serverNowUs !== void 0 && c.outputFrame !== void 0) {
+      const delay = Math.max(this.targetUs, c.serverNowUs - capture_us + c.outputLeadUs + AUDIO_MARGIN_US);
+      this.anchorAt(capture_us, delay, c);
+    }
+    if (!this.anchor) {
+      this.pending.delete(seq);
+      return void 0;
+    }
+    const frame = Math.round(this.anchor.frame + (capture_us - this.anchor.capture_us) * FRAMES_PER_US);
+    if (frame + length <= c.processingFrame) {
+      this.counters.packets_late++;
+      return void 0;
+    }
+    entry.scheduled = true;
+    return frame;
+  }
+  /** Ties a capture time to the frame that plays it `delayUs` after capture. */
+  anchorAt(capture_us, delayUs, c) {
+    if (c.outputFrame === void 0 || c.serverNowUs === void 0) return;
+    this.anchor = { frame: c.outputFrame + (capture_us + delayUs - c.serverNowUs) * FRAMES_PER_US, capture_us };
+  }
+  /** The capture time at the speaker now, by the anchor. */
+  heardCaptureUs(c) {
+    if (c.outputFrame === void 0 || !this.anchor) return void 0;
+    return this.anchor.capture_us + (c.outputFrame - this.anchor.frame) / FRAMES_PER_US;
+  }
+  /** The delay audio plays at now: capture to heard. */
+  delayUs(c) {
+    const heard = this.heardCaptureUs(c);
+    return heard === void 0 || c.serverNowUs === void 0 ? void 0 : c.serverNowUs - heard;
+  }
+  /** Whether audio can still wait for late pictures (it is below its ceiling). */
+  canWait(c) {
+    const d = this.delayUs(c);
+    return d === void 0 || d + this.packetUs < this.ceilingUs;
+  }
+  /** The page time (µs) at which a context frame reaches the speaker, given the page time of
+   * the clocks' reading. */
+  static pageTimeOfFrame(frame, c, nowUs2) {
+    return c.outputFrame === void 0 ? void 0 : nowUs2 + (frame - c.outputFrame) / FRAMES_PER_US;
+  }
+  /** Accounts for what reached the speaker: played if it was scheduled in time, concealed
+   * (lost) if it was not, or never came while a later one did. */
+  account(c) {
+    const heard = this.heardCaptureUs(c);
+    if (heard === void 0 || !this.pending.size) return;
+    const n = this.counters;
+    if (this.expectedSeq === void 0) this.expectedSeq = Math.min(...this.pending.keys());
+    for (; ; ) {
+      const seq = this.expectedSeq;
+      const p = this.pending.get(seq);
+      if (p) {
+        if (p.capture_us > heard) break;
+        this.pending.delete(seq);
+        if (p.scheduled) {
+          n.packets_decoded++;
+          this.played++;
+        } else {
+          n.packets_concealed++;
+          this.lost++;
+        }
+      } else {
+        let later = false;
+        for (const [s, q] of this.pending) if (s > seq && q.capture_us <= heard) later = true;
+        if (!later) break;
+        n.packets_concealed++;
+        this.lost++;
+      }
+      this.expectedSeq = seq + 1 >>> 0;
+    }
+  }
+  /** Recomputes the target and corrects the delay when it strayed out of the band. */
+  update(c, videoNeedUs) {
+    const sorted = [...this.transits].sort((x, y) => x - y);
+    const n = this.counters;
+    let target = START_US;
+    if (sorted.length) {
+      const p99 = sorted[Math.round((sorted.length - 1) * 0.99)];
+      const p50 = sorted[Math.round((sorted.length - 1) * 0.5)];
+      n.jitter_ms = (p99 - p50) / 1e3;
+      target = p99 + AUDIO_MARGIN_US + c.outputLeadUs;
+    }
+    target = Math.max(target, videoNeedUs ?? 0);
+    target = Math.min(Math.max(target, FLOOR_US), this.ceilingUs);
+    this.targetUs = target;
+    n.target_delay_ms = target / 1e3;
+    const delay = this.delayUs(c);
+    if (delay === void 0 || sorted.length < MIN_TRANSITS) return;
+    if (delay < target - STRETCH_BELOW_US || delay > target + CATCH_UP_ABOVE_US) {
+      if (delay < target) n.packets_stretched++;
+      else n.packets_dropped_catch_up += Math.max(1, Math.floor((delay - target) / this.packetUs));
+      this.anchorAt(this.heardCaptureUs(c), target, c);
+    }
+  }
+};
+
+// src/audio.ts
+var FRAMES_PER_US2 = RATE / 1e6;
+var CONTEXT_SETTLING_S = 0.1;
+var AudioPipeline = class _AudioPipeline {
+  constructor(ctx, node, gain, stats, nowUs2, serverNowUs, ceilingUs, videoNeedUs) {
+    this.ctx = ctx;
+    this.node = node;
+    this.gain = gain;
+    this.stats = stats;
+    this.nowUs = nowUs2;
+    this.serverNowUs = serverNowUs;
+    this.videoNeedUs = videoNeedUs;
+    this.decoder = this.makeDecoder();
+    this.playout = new Playout(stats.audio, ceilingUs, nowUs2());
+    node.port.onmessage = (e) => this.report(e.data);
+  }
+  ctx;
+  node;
+  gain;
+  stats;
+  nowUs;
+  serverNowUs;
+  videoNeedUs;
+  decoder;
+  playout;
   /** Packets in the decoder, in decoding order: its outputs come in the same order, one per
    * packet. (Their timestamps cannot be matched exactly: Chromium recomputes them and is 1 µs
    * off at times.) */
   inDecoder = [];
   /** Overflowing samples the worklet had reported at its last report. */
   reportedOverflow = 0;
-  createdUs;
-  /** Packets played and lost, for the receiver report and automatic quality. */
-  played = 0;
-  lost = 0;
   /** Sets up the context and the worklet; undefined (and video plays alone) if the browser
    * cannot: no audio must never stop video. */
   static async create(stats, nowUs2, serverNowUs, ceilingUs, videoNeedUs) {
@@ -1484,16 +1624,21 @@ var AudioPipeline = class _AudioPipeline {
   get running() {
     return this.ctx.state === "running";
   }
+  /** Packets played and lost since the start (receiver reports, automatic quality). */
+  get played() {
+    return this.playout.played;
+  }
+  get lost() {
+    return this.playout.lost;
+  }
   setMuted(muted) {
     this.gain.gain.value = muted ? 0 : 1;
     this.stats.audio.muted = muted;
   }
   /** Starts over (a reconnection: another server's clock and numbering). */
   reset() {
-    this.anchor = void 0;
-    this.pending.clear();
+    this.playout.reset();
     this.inDecoder = [];
-    this.expectedSeq = void 0;
     this.node.port.postMessage({ type: "flush" });
   }
   makeDecoder() {
@@ -1509,6 +1654,24 @@ var AudioPipeline = class _AudioPipeline {
     d.configure({ codec: "opus", sampleRate: RATE, numberOfChannels: 1 });
     return d;
   }
+  /** The clocks now. */
+  clocks() {
+    const settled = this.running && this.ctx.currentTime >= CONTEXT_SETTLING_S;
+    let outputFrame;
+    if (settled) {
+      const ts = this.ctx.getOutputTimestamp();
+      if (ts.contextTime !== void 0 && ts.performanceTime !== void 0) {
+        outputFrame = ts.contextTime * RATE + (performance.now() - ts.performanceTime) * 1e3 * FRAMES_PER_US2;
+      }
+    }
+    return {
+      serverNowUs: this.serverNowUs(),
+      outputFrame,
+      processingFrame: Math.ceil(this.ctx.currentTime * RATE),
+      // The renderer runs ahead of the speaker by the output's latency and a render quantum.
+      outputLeadUs: ((this.ctx.baseLatency || 0) + (this.ctx.outputLatency || 0)) * 1e6 + 128 / RATE * 1e6
+    };
+  }
   datagram(bytes) {
     const a = this.stats.audio;
     let p;
@@ -1520,29 +1683,10 @@ var AudioPipeline = class _AudioPipeline {
     }
     a.packets_received++;
     a.bytes += p.payload.length;
-    const now = this.nowUs();
     const serverNow = this.serverNowUs();
-    if (serverNow !== void 0) {
-      const transit = serverNow - p.capture_us;
-      a.latency.record(transit);
-      if (now - this.createdUs >= SETTLING_US) {
-        if (this.transits.length === TRANSIT_WINDOW) this.transits.shift();
-        this.transits.push(transit);
-      }
-    }
-    this.packetUs = opusPacketDurationUs(p.payload) ?? this.packetUs;
-    if (now - this.createdUs < SETTLING_US && serverNow !== void 0 && serverNow - p.capture_us > MAX_SILENCE_US) {
-      a.packets_dropped_catch_up++;
-      return;
-    }
-    if (this.lastArrivalUs !== void 0 && now - this.lastArrivalUs > MAX_SILENCE_US + this.targetUs) {
-      this.anchor = void 0;
-      this.expectedSeq = void 0;
-      this.pending.clear();
-    }
-    this.lastArrivalUs = now;
-    if (this.pending.has(p.seq)) return;
-    this.pending.set(p.seq, { capture_us: p.capture_us, scheduled: false });
+    if (serverNow !== void 0) a.latency.record(serverNow - p.capture_us);
+    const decode = this.playout.arrive(p.seq, p.capture_us, opusPacketDurationUs(p.payload), this.nowUs(), serverNow);
+    if (!decode) return;
     if (this.decoder.state === "closed") this.decoder = this.makeDecoder();
     this.inDecoder.push({ seq: p.seq, capture_us: p.capture_us });
     try {
@@ -1563,131 +1707,31 @@ var AudioPipeline = class _AudioPipeline {
     }
     const info = this.inDecoder.splice(0, at + 1)[at];
     if (!info) return;
-    const capture_us = info.capture_us;
-    const entry = this.pending.get(info.seq);
-    if (!entry) return;
-    if (!this.anchor) {
-      const serverNow = this.serverNowUs() ?? capture_us;
-      this.anchorAt(capture_us, Math.max(this.targetUs, serverNow - capture_us + this.outputLeadUs() + AUDIO_MARGIN_US));
-    }
-    if (!this.anchor) {
-      this.pending.delete(info.seq);
-      return;
-    }
-    const frame = Math.round(this.anchor.frame + (capture_us - this.anchor.capture_us) * FRAMES_PER_US);
-    const processing = Math.ceil(this.ctx.currentTime * RATE);
-    if (frame + samples.length <= processing) {
-      this.stats.audio.packets_late++;
-      return;
-    }
-    entry.scheduled = true;
+    const c = this.clocks();
+    const frame = this.playout.place(info.seq, info.capture_us, samples.length, c);
+    if (frame === void 0) return;
     this.node.port.postMessage({ type: "samples", frame, samples }, [samples.buffer]);
-    const heardPageUs = this.pageTimeOfFrame(frame);
-    if (heardPageUs !== void 0) {
-      this.stats.audio.playout_delay.record(heardPageUs - this.nowUs() + (this.serverNowUs() ?? 0) - capture_us);
-      if (capture_us % 1e6 === 0) this.stats.avSkew.onClick(capture_us / 1e6, heardPageUs);
+    const now = this.nowUs();
+    const heardPageUs = Playout.pageTimeOfFrame(frame, c, now);
+    if (heardPageUs !== void 0 && c.serverNowUs !== void 0) {
+      this.stats.audio.playout_delay.record(c.serverNowUs + (heardPageUs - now) - info.capture_us);
+      if (info.capture_us % 1e6 === 0) this.stats.avSkew.onClick(info.capture_us / 1e6, heardPageUs);
     }
-  }
-  /** The context frame at the speaker now, from the output timestamp. */
-  outputFrameNow() {
-    if (!this.running || this.ctx.currentTime < CONTEXT_SETTLING_S) return void 0;
-    const ts = this.ctx.getOutputTimestamp();
-    if (ts.contextTime === void 0 || ts.performanceTime === void 0) return void 0;
-    return ts.contextTime * RATE + (performance.now() - ts.performanceTime) * 1e3 * FRAMES_PER_US;
-  }
-  /** Page time (µs) at which a context frame reaches the speaker. */
-  pageTimeOfFrame(frame) {
-    const at = this.outputFrameNow();
-    return at === void 0 ? void 0 : this.nowUs() + (frame - at) / FRAMES_PER_US;
-  }
-  /** Ties a capture time to the frame that plays it `delayUs` after capture. */
-  anchorAt(capture_us, delayUs) {
-    const at = this.outputFrameNow();
-    const serverNow = this.serverNowUs();
-    if (at === void 0 || serverNow === void 0) return;
-    this.anchor = { frame: at + (capture_us + delayUs - serverNow) * FRAMES_PER_US, capture_us };
-  }
-  /** The capture time heard now, by the anchor. */
-  heardCaptureNow() {
-    const at = this.outputFrameNow();
-    if (at === void 0 || !this.anchor) return void 0;
-    return this.anchor.capture_us + (at - this.anchor.frame) / FRAMES_PER_US;
   }
   delayUs() {
-    const heard = this.heardCaptureNow();
-    const serverNow = this.serverNowUs();
-    if (heard === void 0 || serverNow === void 0) return void 0;
-    return serverNow - heard;
+    return this.playout.delayUs(this.clocks());
   }
   canWait() {
-    const d = this.delayUs();
-    return d === void 0 || d + this.packetUs < this.ceilingUs;
+    return this.playout.canWait(this.clocks());
   }
   /** Every 50 ms from the worklet: accounts what was played, and holds the delay at target. */
   report(r) {
-    const a = this.stats.audio;
-    const perPacket = this.packetUs * FRAMES_PER_US;
-    a.packets_dropped_overflow += Math.floor((r.overflowFrames - this.reportedOverflow) / perPacket);
+    const perPacket = this.playout.packetUs * FRAMES_PER_US2;
+    this.stats.audio.packets_dropped_overflow += Math.floor((r.overflowFrames - this.reportedOverflow) / perPacket);
     this.reportedOverflow = r.overflowFrames;
-    this.account();
-    this.updateTarget();
-  }
-  account() {
-    const heard = this.heardCaptureNow();
-    if (heard === void 0 || !this.pending.size) return;
-    const a = this.stats.audio;
-    if (this.expectedSeq === void 0) this.expectedSeq = Math.min(...this.pending.keys());
-    for (; ; ) {
-      const seq = this.expectedSeq;
-      const p = this.pending.get(seq);
-      if (p) {
-        if (p.capture_us > heard) break;
-        this.pending.delete(seq);
-        if (p.scheduled) {
-          a.packets_decoded++;
-          this.played++;
-        } else {
-          a.packets_concealed++;
-          this.lost++;
-        }
-      } else {
-        const later = [...this.pending.entries()].find(([s, q]) => s > seq && q.capture_us <= heard);
-        if (!later) break;
-        a.packets_concealed++;
-        this.lost++;
-      }
-      this.expectedSeq = seq + 1 >>> 0;
-    }
-  }
-  /** How far ahead of the speaker the worklet renders: the output's latency and one render
-   * quantum. A packet must be in the ring before rendering reaches it, so this much of the
-   * playout delay is the browser's own. */
-  outputLeadUs() {
-    return ((this.ctx.baseLatency || 0) + (this.ctx.outputLatency || 0)) * 1e6 + 128 / RATE * 1e6;
-  }
-  updateTarget() {
-    const sorted = [...this.transits].sort((x, y) => x - y);
-    const a = this.stats.audio;
-    const outputLead = this.outputLeadUs();
-    let target = START_US;
-    if (sorted.length) {
-      const p99 = sorted[Math.round((sorted.length - 1) * 0.99)];
-      const p50 = sorted[Math.round((sorted.length - 1) * 0.5)];
-      a.jitter_ms = (p99 - p50) / 1e3;
-      target = p99 + AUDIO_MARGIN_US + outputLead;
-    }
-    target = Math.max(target, this.videoNeedUs() ?? 0);
-    target = Math.min(Math.max(target, FLOOR_US), this.ceilingUs);
-    this.targetUs = target;
-    a.target_delay_ms = target / 1e3;
-    const delay = this.delayUs();
-    if (delay === void 0 || !this.anchor || sorted.length < MIN_TRANSITS) return;
-    if (delay < target - STRETCH_BELOW_US || delay > target + CATCH_UP_ABOVE_US) {
-      const heard = this.heardCaptureNow();
-      if (delay < target) a.packets_stretched++;
-      else a.packets_dropped_catch_up += Math.max(1, Math.floor((delay - target) / this.packetUs));
-      this.anchorAt(heard, target);
-    }
+    const c = this.clocks();
+    this.playout.account(c);
+    this.playout.update(c, this.videoNeedUs());
   }
 };
 
