@@ -9,7 +9,7 @@ const common = { bundle: true, format: "esm", target: "chrome120", charset: "utf
 
 if (process.argv.includes("--tests")) {
   // The modules without DOM, one output file each, for test/unit/*.test.mjs.
-  const pure = ["codec", "pixel_clock", "reorder", "clock_sync", "backoff", "auto_quality", "control", "stats", "keys", "refusals", "overlay", "picture_queue", "playout"];
+  const pure = ["codec", "pixel_clock", "reorder", "clock_sync", "backoff", "auto_quality", "control", "stats", "keys", "refusals", "overlay", "picture_queue", "playout", "tracks"];
   rmSync(`${here}test/build`, { recursive: true, force: true });
   await esbuild.build({
     ...common,

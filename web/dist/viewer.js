@@ -2368,6 +2368,77 @@ var Reorder = class {
   }
 };
 
+// src/tracks.ts
+var Tracks = class {
+  shown;
+  target;
+  /** Totals over every track used: frames skipped past a loss, frames come too late. */
+  skipped = 0;
+  late = 0;
+  /** The rendition on screen (or about to be, before its first frame). */
+  get shownRendition() {
+    return this.shown?.rendition;
+  }
+  /** The server confirmed `rendition`: switch to it at its first keyframe. */
+  confirm(rendition) {
+    if (this.shown === void 0) this.shown = track(rendition);
+    else if (rendition === this.shown.rendition) this.target = void 0;
+    else if (this.target?.rendition !== rendition) this.target = track(rendition);
+  }
+  /** Start over at the next keyframe without counting the gap as loss. */
+  resync() {
+    if (this.shown) this.shown = track(this.shown.rendition);
+    if (this.target) this.target = track(this.target.rendition);
+  }
+  /** No switch is coming (the server refused it). */
+  abandonSwitch() {
+    this.target = void 0;
+  }
+  push(frame, nowUs2) {
+    const t = this.shown?.rendition === frame.rendition ? this.shown : this.target?.rendition === frame.rendition ? this.target : void 0;
+    if (!t) return { decode: [], keyframes: [] };
+    const ready = t.reorder.push(frame, nowUs2);
+    const out = { decode: [], keyframes: ready.needKeyframe ? [t.rendition] : [] };
+    if (ready.frames.length && t === this.target) {
+      this.shown = t;
+      this.target = void 0;
+      out.switchedTo = t.rendition;
+    }
+    if (t === this.shown) out.decode = ready.frames;
+    this.count();
+    return out;
+  }
+  /** The decoder failed (or fell behind) on the shown rendition: wait for a keyframe. */
+  decoderFailed() {
+    if (!this.shown) return { decode: [], keyframes: [] };
+    const ready = this.shown.reorder.decoderFailed();
+    this.count();
+    return { decode: [], keyframes: ready.needKeyframe ? [this.shown.rendition] : [] };
+  }
+  /** When poll() is next due: the earliest gap deadline of either track. */
+  gapDeadline() {
+    const due = [this.shown, this.target].map((t) => t?.reorder.gapDeadline()).filter((d) => d !== void 0);
+    return due.length ? Math.min(...due) : void 0;
+  }
+  /** Gaps past their timeout ask for keyframes. */
+  poll(nowUs2) {
+    const keyframes = [];
+    for (const t of [this.shown, this.target]) if (t?.reorder.poll(nowUs2).needKeyframe) keyframes.push(t.rendition);
+    return { decode: [], keyframes };
+  }
+  count() {
+    for (const t of [this.shown, this.target]) {
+      if (!t) continue;
+      this.skipped += t.reorder.skipped - t.counted.skipped;
+      this.late += t.reorder.late - t.counted.late;
+      t.counted = { skipped: t.reorder.skipped, late: t.reorder.late };
+    }
+  }
+};
+function track(rendition) {
+  return { rendition, reorder: new Reorder(), counted: { skipped: 0, late: 0 } };
+}
+
 // src/video.ts
 var MAX_DECODE_QUEUE = 16;
 function av1CodecString(width, height) {
@@ -2394,8 +2465,7 @@ var VideoPipeline = class {
   output;
   wantKeyframe;
   decoder;
-  shown;
-  target;
+  tracks = new Tracks();
   /** When the last switch was asked for (page clock), for switch_ms. */
   switchAskedUs;
   gapTimer;
@@ -2416,8 +2486,7 @@ var VideoPipeline = class {
         this.stats.video.decode_errors++;
         this.decoder = void 0;
         this.inFlight = [];
-        const track = this.shown;
-        if (track) this.afterReorder(track, track.reorder.decoderFailed());
+        this.after(this.tracks.decoderFailed());
       }
     });
     d.configure({ codec: this.codec, optimizeForLatency: true });
@@ -2427,20 +2496,17 @@ var VideoPipeline = class {
   event(e) {
     switch (e.kind) {
       case "target":
-        if (this.shown === void 0) this.shown = newTrack(e.rendition);
-        else if (e.rendition === this.shown.rendition) this.target = void 0;
-        else if (this.target?.rendition !== e.rendition) this.target = newTrack(e.rendition);
+        this.tracks.confirm(e.rendition);
         break;
       case "resync":
-        if (this.shown) this.shown = newTrack(this.shown.rendition);
-        if (this.target) this.target = newTrack(this.target.rendition);
+        this.tracks.resync();
         this.rearmGapTimer();
         break;
       case "switch-asked":
         this.switchAskedUs ??= e.atUs;
         break;
       case "switch-abandoned":
-        this.target = void 0;
+        this.tracks.abandonSwitch();
         this.switchAskedUs = void 0;
         break;
     }
@@ -2451,35 +2517,32 @@ var VideoPipeline = class {
     v.frames_received++;
     v.bytes += f.payload.length;
     this.stats.onFrameArrived(f.header.keyframe);
-    const q = { ...f, seq: f.header.seq, keyframe: f.header.keyframe };
-    const track = this.shown?.rendition === f.header.rendition ? this.shown : this.target?.rendition === f.header.rendition ? this.target : void 0;
-    if (!track) return;
-    this.afterReorder(track, track.reorder.push(q, this.nowUs()));
+    const q = { ...f, seq: f.header.seq, keyframe: f.header.keyframe, rendition: f.header.rendition };
+    this.after(this.tracks.push(q, this.nowUs()));
   }
-  afterReorder(track, ready) {
-    if (ready.needKeyframe) this.askKeyframe(track.rendition);
-    if (ready.frames.length && track === this.target) {
-      this.shown = track;
-      this.target = void 0;
+  after(r) {
+    for (const rendition of r.keyframes) this.askKeyframe(rendition);
+    if (r.switchedTo !== void 0) {
       this.stats.video.rendition_switches++;
       if (this.switchAskedUs !== void 0) {
         this.stats.video.switch_time.record(this.nowUs() - this.switchAskedUs);
         this.switchAskedUs = void 0;
       }
     }
-    if (track === this.shown) for (const f of ready.frames) this.decode(f, track);
-    this.syncCounters();
+    for (const f of r.decode) this.decode(f);
+    this.stats.video.frames_skipped = this.tracks.skipped;
+    this.stats.video.frames_late = this.tracks.late;
     this.rearmGapTimer();
   }
   askKeyframe(rendition) {
     this.stats.video.keyframe_requests++;
     this.wantKeyframe(rendition);
   }
-  decode(f, track) {
+  decode(f) {
     if (!this.decoder || this.decoder.state === "closed") this.decoder = this.makeDecoder();
     if (this.decoder.decodeQueueSize >= MAX_DECODE_QUEUE) {
       this.stats.video.frames_dropped_decoder_busy++;
-      this.afterReorder(track, track.reorder.decoderFailed());
+      this.after(this.tracks.decoderFailed());
       return;
     }
     if (f.keyframe) this.stats.video.keyframes++;
@@ -2507,7 +2570,7 @@ var VideoPipeline = class {
     } catch (e) {
       console.warn("video decode failed:", e);
       this.stats.video.decode_errors++;
-      this.afterReorder(track, track.reorder.decoderFailed());
+      this.after(this.tracks.decoderFailed());
     }
   }
   toServer(pageUs) {
@@ -2537,42 +2600,22 @@ var VideoPipeline = class {
       if (v.live_ms === null && latency < this.latencyTargetUs) v.live_ms = (now - this.connectStartUs) / 1e3;
     }
     if (v.first_frame_ms === null) v.first_frame_ms = (now - this.connectStartUs) / 1e3;
-    this.output({ frame, capture_us, decoded_us: now, rendition: meta?.rendition ?? this.shown?.rendition ?? 0 });
-  }
-  syncCounters() {
-    const tracks = [this.shown, this.target].filter((t) => t !== void 0);
-    for (const t of tracks) {
-      const r = t.reorder;
-      const before = r.counted ?? { skipped: 0, late: 0 };
-      this.stats.video.frames_skipped += r.skipped - before.skipped;
-      this.stats.video.frames_late += r.late - before.late;
-      r.counted = { skipped: r.skipped, late: r.late };
-    }
+    this.output({ frame, capture_us, decoded_us: now, rendition: meta?.rendition ?? this.tracks.shownRendition ?? 0 });
   }
   rearmGapTimer() {
     if (this.gapTimer !== void 0) clearTimeout(this.gapTimer);
     this.gapTimer = void 0;
-    const deadlines = [this.shown, this.target].map((t) => t ? { t, due: t.reorder.gapDeadline() } : void 0).filter((x) => x?.due !== void 0);
-    if (!deadlines.length) return;
-    const soonest = Math.min(...deadlines.map((d) => d.due));
+    const due = this.tracks.gapDeadline();
+    if (due === void 0) return;
     this.gapTimer = setTimeout(
       () => {
         this.gapTimer = void 0;
-        for (const track of [this.shown, this.target]) {
-          if (track) {
-            const ready = track.reorder.poll(this.nowUs());
-            if (ready.needKeyframe) this.askKeyframe(track.rendition);
-          }
-        }
-        this.rearmGapTimer();
+        this.after(this.tracks.poll(this.nowUs()));
       },
-      Math.max(0, (soonest - this.nowUs()) / 1e3)
+      Math.max(0, (due - this.nowUs()) / 1e3)
     );
   }
 };
-function newTrack(rendition) {
-  return { rendition, reorder: new Reorder() };
-}
 
 // src/overlay.ts
 function statsLines(s, rates, server, ladderNames, audioDelayMs, muted) {

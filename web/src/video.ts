@@ -1,12 +1,11 @@
-// Received frames → reorder → WebCodecs VideoDecoder → the presenter, with the native
-// viewer's rules (client/src/video/decoder.rs): one reorder track for the rendition on screen
-// and one for the rendition the server last confirmed; the picture moves at the new one's
-// first decodable frame (a keyframe), so it never stops. Keyframe requests go to the control
-// core, which spaces them.
+// Received frames → reorder tracks (tracks.ts) → WebCodecs VideoDecoder → the presenter, with
+// the native viewer's rules (client/src/video/decoder.rs): never decode past a gap, ask for
+// keyframes (the control core spaces the requests), switch renditions at the new one's first
+// keyframe. This module is the browser's side: the decoder, and what it measures.
 
 import { ReceivedFrame } from "./connection.js";
 import { DecoderEvent } from "./control.js";
-import { Reorder } from "./reorder.js";
+import { TrackResult, Tracks } from "./tracks.js";
 import { Stats } from "./stats.js";
 
 /** A decoded picture waiting for its time. */
@@ -31,17 +30,12 @@ export function av1CodecString(width: number, height: number): string {
   return `av01.0.${level}M.08`;
 }
 
-interface Track {
-  rendition: number;
-  reorder: Reorder<ReceivedFrame & { seq: number; keyframe: boolean }>;
-}
-
-type Queued = ReceivedFrame & { seq: number; keyframe: boolean };
+/** A frame as the tracks see it. */
+type Queued = ReceivedFrame & { seq: number; keyframe: boolean; rendition: number };
 
 export class VideoPipeline {
   private decoder: VideoDecoder | undefined;
-  private shown: Track | undefined;
-  private target: Track | undefined;
+  private readonly tracks = new Tracks<Queued>();
   /** When the last switch was asked for (page clock), for switch_ms. */
   private switchAskedUs: number | undefined;
   private gapTimer: ReturnType<typeof setTimeout> | undefined;
@@ -78,8 +72,7 @@ export class VideoPipeline {
         this.stats.video.decode_errors++;
         this.decoder = undefined;
         this.inFlight = [];
-        const track = this.shown;
-        if (track) this.afterReorder(track, track.reorder.decoderFailed());
+        this.after(this.tracks.decoderFailed());
       },
     });
     d.configure({ codec: this.codec, optimizeForLatency: true });
@@ -90,21 +83,17 @@ export class VideoPipeline {
   event(e: DecoderEvent): void {
     switch (e.kind) {
       case "target":
-        if (this.shown === undefined) this.shown = newTrack(e.rendition);
-        else if (e.rendition === this.shown.rendition) this.target = undefined;
-        else if (this.target?.rendition !== e.rendition) this.target = newTrack(e.rendition);
+        this.tracks.confirm(e.rendition);
         break;
       case "resync":
-        // Start over at the next keyframe without counting the gap as loss.
-        if (this.shown) this.shown = newTrack(this.shown.rendition);
-        if (this.target) this.target = newTrack(this.target.rendition);
+        this.tracks.resync();
         this.rearmGapTimer();
         break;
       case "switch-asked":
         this.switchAskedUs ??= e.atUs;
         break;
       case "switch-abandoned":
-        this.target = undefined;
+        this.tracks.abandonSwitch();
         this.switchAskedUs = undefined;
         break;
     }
@@ -116,31 +105,23 @@ export class VideoPipeline {
     v.frames_received++;
     v.bytes += f.payload.length;
     this.stats.onFrameArrived(f.header.keyframe);
-    const q: Queued = { ...f, seq: f.header.seq, keyframe: f.header.keyframe };
-    const track =
-      this.shown?.rendition === f.header.rendition
-        ? this.shown
-        : this.target?.rendition === f.header.rendition
-          ? this.target
-          : undefined;
-    if (!track) return; // a rendition neither shown nor confirmed: left over from a switch
-    this.afterReorder(track, track.reorder.push(q, this.nowUs()));
+    const q: Queued = { ...f, seq: f.header.seq, keyframe: f.header.keyframe, rendition: f.header.rendition };
+    this.after(this.tracks.push(q, this.nowUs()));
   }
 
-  private afterReorder(track: Track, ready: { frames: Queued[]; needKeyframe: boolean }): void {
-    if (ready.needKeyframe) this.askKeyframe(track.rendition);
-    if (ready.frames.length && track === this.target) {
+  private after(r: TrackResult<Queued>): void {
+    for (const rendition of r.keyframes) this.askKeyframe(rendition);
+    if (r.switchedTo !== undefined) {
       // The new rendition's first decodable frame: the picture moves to it.
-      this.shown = track;
-      this.target = undefined;
       this.stats.video.rendition_switches++;
       if (this.switchAskedUs !== undefined) {
         this.stats.video.switch_time.record(this.nowUs() - this.switchAskedUs);
         this.switchAskedUs = undefined;
       }
     }
-    if (track === this.shown) for (const f of ready.frames) this.decode(f, track);
-    this.syncCounters();
+    for (const f of r.decode) this.decode(f);
+    this.stats.video.frames_skipped = this.tracks.skipped;
+    this.stats.video.frames_late = this.tracks.late;
     this.rearmGapTimer();
   }
 
@@ -149,12 +130,12 @@ export class VideoPipeline {
     this.wantKeyframe(rendition);
   }
 
-  private decode(f: Queued, track: Track): void {
+  private decode(f: Queued): void {
     if (!this.decoder || this.decoder.state === "closed") this.decoder = this.makeDecoder();
     if (this.decoder.decodeQueueSize >= MAX_DECODE_QUEUE) {
       // Behind: what follows this frame depends on it, so decoding waits for a keyframe.
       this.stats.video.frames_dropped_decoder_busy++;
-      this.afterReorder(track, track.reorder.decoderFailed());
+      this.after(this.tracks.decoderFailed());
       return;
     }
     if (f.keyframe) this.stats.video.keyframes++;
@@ -182,7 +163,7 @@ export class VideoPipeline {
     } catch (e) {
       console.warn("video decode failed:", e);
       this.stats.video.decode_errors++;
-      this.afterReorder(track, track.reorder.decoderFailed());
+      this.after(this.tracks.decoderFailed());
     }
   }
 
@@ -216,45 +197,20 @@ export class VideoPipeline {
       if (v.live_ms === null && latency < this.latencyTargetUs) v.live_ms = (now - this.connectStartUs) / 1000;
     }
     if (v.first_frame_ms === null) v.first_frame_ms = (now - this.connectStartUs) / 1000;
-    this.output({ frame, capture_us, decoded_us: now, rendition: meta?.rendition ?? this.shown?.rendition ?? 0 });
-  }
-
-  private syncCounters(): void {
-    // The reorder tracks count their own; the stats sum the tracks ever used.
-    const tracks = [this.shown, this.target].filter((t): t is Track => t !== undefined);
-    for (const t of tracks) {
-      const r = t.reorder as Reorder<Queued> & { counted?: { skipped: number; late: number } };
-      const before = r.counted ?? { skipped: 0, late: 0 };
-      this.stats.video.frames_skipped += r.skipped - before.skipped;
-      this.stats.video.frames_late += r.late - before.late;
-      r.counted = { skipped: r.skipped, late: r.late };
-    }
+    this.output({ frame, capture_us, decoded_us: now, rendition: meta?.rendition ?? this.tracks.shownRendition ?? 0 });
   }
 
   private rearmGapTimer(): void {
     if (this.gapTimer !== undefined) clearTimeout(this.gapTimer);
     this.gapTimer = undefined;
-    const deadlines = [this.shown, this.target]
-      .map((t) => (t ? { t, due: t.reorder.gapDeadline() } : undefined))
-      .filter((x): x is { t: Track; due: number } => x?.due !== undefined);
-    if (!deadlines.length) return;
-    const soonest = Math.min(...deadlines.map((d) => d.due));
+    const due = this.tracks.gapDeadline();
+    if (due === undefined) return;
     this.gapTimer = setTimeout(
       () => {
         this.gapTimer = undefined;
-        for (const track of [this.shown, this.target]) {
-          if (track) {
-            const ready = track.reorder.poll(this.nowUs());
-            if (ready.needKeyframe) this.askKeyframe(track.rendition);
-          }
-        }
-        this.rearmGapTimer();
+        this.after(this.tracks.poll(this.nowUs()));
       },
-      Math.max(0, (soonest - this.nowUs()) / 1000),
+      Math.max(0, (due - this.nowUs()) / 1000),
     );
   }
-}
-
-function newTrack(rendition: number): Track {
-  return { rendition, reorder: new Reorder() };
 }
