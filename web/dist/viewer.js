@@ -2755,7 +2755,8 @@ Use a current Chromium-based browser (Chrome, Edge, Chromium), or the native vie
     page.first_picture_ms = Math.round(performance.now() * 100) / 100;
     void startAudio();
   };
-  const startAudio = () => AudioPipeline.create(stats, nowUs, serverNowUs, latencyTargetUs, () => presenter.videoNeedUs()).then((a) => {
+  const startAudio = async () => {
+    const a = await AudioPipeline.create(stats, nowUs, serverNowUs, latencyTargetUs, () => presenter.videoNeedUs());
     audio = a;
     if (!a) return;
     a.setMuted(muted);
@@ -2771,7 +2772,7 @@ Use a current Chromium-based browser (Chrome, Edge, Chromium), or the native vie
       addEventListener("pointerdown", resume, { once: true });
       addEventListener("keydown", resume, { once: true });
     }
-  });
+  };
   let conn;
   let video;
   let ladderNames = [];

@@ -150,7 +150,8 @@ async function main(): Promise<void> {
   // AudioContext holds the page's main thread for 100-200 ms in Chromium (measured headless:
   // /session.json took 150-250 ms instead of 25), which delayed the first picture as much.
   // Datagrams before it is ready are not played; pictures never wait for sound.
-  const startAudio = () => AudioPipeline.create(stats, nowUs, serverNowUs, latencyTargetUs, () => presenter.videoNeedUs()).then((a) => {
+  const startAudio = async () => {
+    const a = await AudioPipeline.create(stats, nowUs, serverNowUs, latencyTargetUs, () => presenter.videoNeedUs());
     audio = a;
     if (!a) return;
     a.setMuted(muted);
@@ -168,7 +169,7 @@ async function main(): Promise<void> {
       addEventListener("pointerdown", resume, { once: true });
       addEventListener("keydown", resume, { once: true });
     }
-  });
+  };
 
   let conn: Connection | undefined;
   let video: VideoPipeline | undefined;
