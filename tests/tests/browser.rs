@@ -9,18 +9,20 @@
 //! Needs `node`, `/usr/bin/chromium` and `web/node_modules` (`npm ci` in `web/`;
 //! `scripts/test.sh` runs it).
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use streamsocket_tests::{exclusive, run_with_limit, ServerProcess};
+use streamsocket_tests::{exclusive, ServerProcess};
 
 fn web_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../web")
 }
 
-/// Runs the browser script with `args` and returns the JSON it printed.
+/// Runs the browser script with `args` and returns the JSON it printed. Its output goes to
+/// files, not pipes: a pipe nobody reads while waiting would stall a talkative browser.
 fn run_browser(args: &[&str]) -> Value {
     let web = web_dir();
     assert!(
@@ -28,20 +30,30 @@ fn run_browser(args: &[&str]) -> Value {
         "{} is missing: run `npm ci` in web/ (scripts/test.sh does)",
         web.join("node_modules/puppeteer-core").display()
     );
-    let out = run_with_limit(
-        Command::new("node")
-            .arg(web.join("test/browser-e2e.mjs"))
-            .args(args),
-        Duration::from_secs(240),
-    )
-    .expect("the browser script runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = Command::new("node")
+        .arg(web.join("test/browser-e2e.mjs"))
+        .args(args)
+        .stdout(File::create(&out_path).expect("stdout file"))
+        .stderr(File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("node runs (is Node.js installed?)");
+    let limit = Duration::from_secs(240);
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|e| {
-        panic!(
-            "the browser script printed no JSON ({e}); stdout:\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
+        panic!("the browser script printed no JSON ({e}); stdout:\n{stdout}\nstderr:\n{stderr}")
     })
 }
 
