@@ -24,6 +24,8 @@ for _ in $(seq 1 100); do
 done
 cat "${LOG}.out"
 echo "server log: $LOG"
+echo "watch in a browser too: https://localhost:${PORT}/ (a Chromium-based browser; the page's"
+echo "  certificate is signed by certs/ca.pem: import it, or accept the browser's warning once)"
 
 VIEWER=(./target/release/streamsocket-client "localhost:${PORT}" --ca certs/ca.pem)
 if [ -n "${DISPLAY:-}" ]; then

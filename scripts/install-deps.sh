@@ -25,6 +25,7 @@ PACKAGES=(
   pulseaudio      # a virtual sound card for tests: a null sink and its monitor as microphone
   pulseaudio-utils
   libasound2-plugins # ALSA's "pulse" device, through which cpal reaches it
+  chromium        # the browser viewer's end-to-end tests (headless, driven by puppeteer-core)
   build-essential
 )
 

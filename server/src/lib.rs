@@ -13,5 +13,6 @@ pub mod fanout;
 mod server;
 pub mod session;
 pub mod ui;
+pub mod web;
 
 pub use server::{EncoderTuning, Inputs, Server, ServerOptions};

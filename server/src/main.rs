@@ -35,9 +35,20 @@ use streamsocket_server::{EncoderTuning, Inputs, Server, ServerOptions};
 struct Args {
     #[command(subcommand)]
     command: Option<Subcommand>,
-    /// Address and UDP port to listen on.
+    /// Address and UDP port to listen on: native viewers (QUIC) and browsers (WebTransport).
     #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], streamsocket_proto::DEFAULT_PORT)))]
     listen: SocketAddr,
+    /// Where to serve the web viewer's page (HTTPS, TCP); default: the --listen address and
+    /// port. Open https://HOST:PORT/ in a Chromium-based browser to watch.
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "no_http")]
+    http_listen: Option<SocketAddr>,
+    /// Serve no web page (browsers can still connect from a page allowed by --allow-origin).
+    #[arg(long)]
+    no_http: bool,
+    /// Another web origin (https://host[:port]) whose pages may open WebTransport sessions
+    /// here, besides this server's own page (repeatable).
+    #[arg(long = "allow-origin", value_name = "ORIGIN", value_parser = parse_origin)]
+    allow_origins: Vec<String>,
     /// Directory with ca.pem, server.pem and server.key (generated when missing).
     #[arg(long, default_value = "certs")]
     certs: PathBuf,
@@ -168,6 +179,19 @@ struct Args {
     /// costs bits (docs/BENCHMARKS.md).
     #[arg(long)]
     error_resilient: bool,
+}
+
+fn parse_origin(text: &str) -> Result<String, String> {
+    let origin = text.trim().trim_end_matches('/');
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => {
+            Ok(origin.to_string())
+        }
+        _ => Err("an origin: https://HOST or https://HOST:PORT, no path".into()),
+    }
 }
 
 fn parse_audio_frame_ms(text: &str) -> Result<u32, String> {
@@ -333,6 +357,13 @@ async fn main() -> ExitCode {
         cert_check: (args.cert_check > 0).then(|| std::time::Duration::from_secs(args.cert_check)),
         audio_frame_ms: args.audio_frame_ms,
         listen: args.listen,
+        http: match (args.no_http, args.http_listen) {
+            (true, _) => None,
+            (false, Some(addr)) => Some(addr),
+            // Port 0 with --listen's IP: whatever port QUIC got.
+            (false, None) => Some(args.listen),
+        },
+        allow_origins: args.allow_origins,
         certs: args.certs,
         hosts: args.hosts,
         ladder,
@@ -387,6 +418,9 @@ async fn main() -> ExitCode {
     // Machine-readable lines first (tests and scripts read them), then a human hint.
     println!("listening on {local}");
     println!("fingerprint {}", server.fingerprint);
+    if let Some(page) = server.page_addr() {
+        println!("web page https://{}/", viewer_address(&page));
+    }
     println!(
         "media clock: 0 = CLOCK_MONOTONIC {} us",
         clock.monotonic_origin_us()

@@ -41,6 +41,11 @@ pub struct ServerOptions {
     pub cert_check: Option<Duration>,
     /// One Opus packet's duration, ms (10 or 20).
     pub audio_frame_ms: u32,
+    /// Where the web viewer's page is served (HTTPS on TCP); `None`: no page. Port 0 with
+    /// the same IP as `listen`: the port QUIC got.
+    pub http: Option<SocketAddr>,
+    /// Web pages besides the server's own that may open WebTransport sessions.
+    pub allow_origins: Vec<String>,
 }
 
 /// Where pictures and sound come from (see [`capture::open_video`], [`capture::open_audio`]).
@@ -111,6 +116,8 @@ pub struct Server {
     admission: Arc<crate::access::admission::Admission>,
     tls: TlsSettings,
     served: certificates::Served,
+    page: Option<crate::web::PageServer>,
+    origins: Arc<crate::web::OriginPolicy>,
     /// The certificate's fingerprint at start (it may change: see `certificates::watch`).
     pub fingerprint: Fingerprint,
     pub source_stats: Arc<SourceStats>,
@@ -161,12 +168,23 @@ impl Server {
                 g.paths.ca_cert().display()
             );
         }
+        let web = crate::web::WebCertificate::new(&opts.hosts)?;
+        {
+            let c = web.current();
+            tracing::info!(
+                sha256 = %hex::encode(c.sha256),
+                not_after = %streamsocket_certs::format_time(c.not_after),
+                "issued the browsers' WebTransport certificate (ECDSA P-256, renewed by itself)"
+            );
+        }
         let tls = TlsSettings {
             certs: opts.certs.clone(),
             viewer_ca: opts.viewer_ca.clone(),
             congestion: opts.congestion,
             check_every: opts.cert_check,
             retry_key: certificates::RetryKey(streamsocket_transport::endpoint::retry_token_key()),
+            web: web.clone(),
+            page_key: Arc::new(certificates::CurrentKey::new(placeholder_key()?)),
         };
         // From here on SIGHUP means "reload", never the default "terminate", even before the
         // reload tasks start (a deploy hook may send it as soon as the server is up).
@@ -184,6 +202,7 @@ impl Server {
         // The admission check refuses revoked certificates too (see `withdraw_certificates`).
         opts.admission.withdraw_certificates(&loaded.revoked);
         let served = loaded.served();
+        tls.page_key.set(loaded.key.clone());
         let fingerprint = loaded.fingerprint;
         let server_config = loaded.config;
         // Stateless resets keyed by the private key survive a restart (see endpoint::server).
@@ -254,6 +273,23 @@ impl Server {
             send_bytes = buffers.send,
             "UDP socket buffers"
         );
+        let page = match opts.http {
+            None => None,
+            Some(mut addr) => {
+                if addr.port() == 0 && addr.ip() == opts.listen.ip() {
+                    addr.set_port(endpoint.local_addr()?.port());
+                }
+                let state = crate::web::https::PageState {
+                    web_certificate: web.clone(),
+                };
+                let page = crate::web::PageServer::bind(
+                    addr,
+                    certificates::page_config(tls.page_key.clone())?,
+                    state,
+                )?;
+                Some(page)
+            }
+        };
         Ok(Server {
             endpoint,
             join: opts.join,
@@ -263,6 +299,8 @@ impl Server {
             admission: opts.admission.clone(),
             tls,
             served,
+            page,
+            origins: Arc::new(crate::web::OriginPolicy::new(&opts.allow_origins)),
             fingerprint,
             source_stats,
         })
@@ -282,11 +320,18 @@ impl Server {
         Ok(self.endpoint.local_addr()?)
     }
 
+    /// Where the web viewer's page is served (HTTPS), if it is.
+    pub fn page_addr(&self) -> Option<SocketAddr> {
+        self.page.as_ref().and_then(|p| p.local_addr().ok())
+    }
+
     /// Accepts viewers until `shutdown` completes, then says goodbye to everyone.
     pub async fn serve(
-        self,
+        mut self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
+        let page = self.page.take().map(|p| tokio::spawn(p.run()));
+        let renewal = tokio::spawn(self.tls.web.clone().keep_renewed());
         let next_id = AtomicU64::new(1);
         let handshakes = Arc::new(HandshakeCounts::default());
         let status = tokio::spawn(log_status(
@@ -338,6 +383,7 @@ impl Server {
                     let admission = self.admission.clone();
                     let clock = self.clock;
                     let join = self.join;
+                    let origins = self.origins.clone();
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(async move {
                         let _counted = counted;
@@ -348,8 +394,17 @@ impl Server {
                             return;
                         };
                         match handshake {
+                            Ok(conn) if negotiated_protocol(&conn).as_deref() == Some(web_transport_quinn::ALPN.as_bytes()) => {
+                                let remote = conn.remote_address();
+                                match crate::web::connect::accept(conn, &origins).await {
+                                    Ok(connection) => {
+                                        crate::session::serve(connection, hub, admission, clock, id, join).await
+                                    }
+                                    Err(e) => tracing::info!(%remote, reason = e.reason(), "web viewer turned away: {e}"),
+                                }
+                            }
                             Ok(conn) => {
-                                crate::session::serve(conn, hub, admission, clock, id, join).await
+                                crate::session::serve(crate::session::Connection::native(conn), hub, admission, clock, id, join).await
                             }
                             // A refused certificate (mutual TLS, a TLS alert) is worth knowing
                             // about; an abandoned or malformed handshake is not.
@@ -369,6 +424,10 @@ impl Server {
             }
         }
         status.abort();
+        renewal.abort();
+        if let Some(page) = page {
+            page.abort();
+        }
         reloader.abort();
         token_reloader.abort();
         self.stop.store(true, Ordering::Relaxed);
@@ -380,6 +439,25 @@ impl Server {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
         Ok(())
     }
+}
+
+/// The application protocol a connection's handshake settled on.
+fn negotiated_protocol(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
+/// A key for the page server until the certificate files are loaded (never served: the
+/// files are loaded before the page server starts).
+fn placeholder_key() -> anyhow::Result<Arc<rustls::sign::CertifiedKey>> {
+    let c = streamsocket_certs::issue_hashed(&[])?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::from_der(
+        vec![c.cert],
+        c.key.into(),
+        &rustls::crypto::ring::default_provider(),
+    )?))
 }
 
 /// Handshakes the accept loop did not take at once.

@@ -21,6 +21,8 @@ pub enum ReadError {
     Truncated,
     #[error("stream error: {0}")]
     Stream(#[from] quinn::ReadError),
+    #[error("stream error: {0}")]
+    WebTransport(#[from] web_transport_quinn::ReadError),
 }
 
 impl ReadError {
@@ -31,7 +33,7 @@ impl ReadError {
                 ErrorCode::UnsupportedVersion
             }
             ReadError::Malformed(_) | ReadError::Truncated => ErrorCode::MalformedMessage,
-            ReadError::Stream(_) => ErrorCode::Internal,
+            ReadError::Stream(_) | ReadError::WebTransport(_) => ErrorCode::Internal,
         }
     }
 }
@@ -45,18 +47,41 @@ impl From<quinn::ReadExactError> for ReadError {
     }
 }
 
-/// Reads length-prefixed control messages from the control stream.
+/// Reads length-prefixed control messages from the control stream: a QUIC stream of the
+/// native protocol, or a WebTransport stream (`web_transport_quinn::RecvStream`).
 ///
 /// Cancel-safe: bytes are kept in the reader between calls, so `next()` can sit in a
 /// `select!` beside other events without losing half a message when another branch wins.
-pub struct ControlReader {
-    recv: RecvStream,
+pub struct ControlReader<R = RecvStream> {
+    recv: R,
     /// Received bytes not yet parsed into a message.
     pending: Vec<u8>,
 }
 
-impl ControlReader {
-    pub fn new(recv: RecvStream) -> Self {
+/// The receiving half of a control stream.
+pub trait ControlRecvStream {
+    /// Reads what has arrived into `buf`: its length, or `None` at the end of the stream.
+    /// Cancel-safe: nothing is consumed unless it completes.
+    fn read_some(
+        &mut self,
+        buf: &mut [u8],
+    ) -> impl std::future::Future<Output = Result<Option<usize>, ReadError>> + Send;
+}
+
+impl ControlRecvStream for RecvStream {
+    async fn read_some(&mut self, buf: &mut [u8]) -> Result<Option<usize>, ReadError> {
+        Ok(self.read(buf).await?)
+    }
+}
+
+impl ControlRecvStream for web_transport_quinn::RecvStream {
+    async fn read_some(&mut self, buf: &mut [u8]) -> Result<Option<usize>, ReadError> {
+        Ok(self.read(buf).await?)
+    }
+}
+
+impl<R: ControlRecvStream> ControlReader<R> {
+    pub fn new(recv: R) -> Self {
         Self {
             recv,
             pending: Vec::new(),
@@ -79,8 +104,7 @@ impl ControlReader {
             if let Some(msg) = self.parse()? {
                 return Ok(Some(msg));
             }
-            // quinn's `read` is cancel-safe: nothing is consumed unless it completes.
-            match self.recv.read(&mut chunk).await? {
+            match self.recv.read_some(&mut chunk).await? {
                 None if self.pending.is_empty() => return Ok(None),
                 None | Some(0) => return Err(ReadError::Truncated),
                 Some(n) => self.pending.extend_from_slice(&chunk[..n]),
@@ -89,14 +113,58 @@ impl ControlReader {
     }
 }
 
-/// Writes control messages on the control stream.
-pub struct ControlWriter {
-    send: SendStream,
+/// The sending half of a control stream.
+pub trait ControlSendStream {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    fn write_all_bytes(
+        &mut self,
+        buf: &[u8],
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Ends the stream (FIN) and waits until the peer has acknowledged all of it, or has
+    /// stopped it, or the connection is gone. False when the stream could not be finished.
+    fn finish_and_wait(&mut self) -> impl std::future::Future<Output = bool> + Send;
+}
+
+impl ControlSendStream for SendStream {
+    type Error = quinn::WriteError;
+
+    async fn write_all_bytes(&mut self, buf: &[u8]) -> Result<(), quinn::WriteError> {
+        self.write_all(buf).await
+    }
+
+    async fn finish_and_wait(&mut self) -> bool {
+        if self.finish().is_err() {
+            return false;
+        }
+        self.stopped().await.is_ok()
+    }
+}
+
+impl ControlSendStream for web_transport_quinn::SendStream {
+    type Error = web_transport_quinn::WriteError;
+
+    async fn write_all_bytes(&mut self, buf: &[u8]) -> Result<(), Self::Error> {
+        self.write_all(buf).await
+    }
+
+    async fn finish_and_wait(&mut self) -> bool {
+        if self.finish().is_err() {
+            return false;
+        }
+        self.stopped().await.is_ok()
+    }
+}
+
+/// Writes control messages on the control stream (native or WebTransport).
+pub struct ControlWriter<W = SendStream> {
+    send: W,
     buf: Vec<u8>,
 }
 
-impl ControlWriter {
-    pub fn new(send: SendStream) -> Self {
+impl<W: ControlSendStream + Send> ControlWriter<W> {
+    pub fn new(send: W) -> Self {
         Self {
             send,
             buf: Vec::with_capacity(256),
@@ -104,14 +172,14 @@ impl ControlWriter {
     }
 
     /// The stream underneath, for bytes that are not a message (tests of malformed input).
-    pub fn stream(&mut self) -> &mut SendStream {
+    pub fn stream(&mut self) -> &mut W {
         &mut self.send
     }
 
-    pub async fn send(&mut self, msg: &ControlMessage) -> Result<(), quinn::WriteError> {
+    pub async fn send(&mut self, msg: &ControlMessage) -> Result<(), W::Error> {
         self.buf.clear();
         msg.encode(&mut self.buf);
-        self.send.write_all(&self.buf).await
+        self.send.write_all_bytes(&self.buf).await
     }
 
     /// Sends an error or goodbye, finishes the stream and waits, at most `limit`, until the
@@ -120,10 +188,10 @@ impl ControlWriter {
     /// without the message that explains it).
     pub async fn send_and_finish(&mut self, msg: &ControlMessage, limit: std::time::Duration) {
         // The connection is about to close: failures here change nothing for the caller.
-        if self.send(msg).await.is_err() || self.send.finish().is_err() {
+        if self.send(msg).await.is_err() {
             return;
         }
-        let _ = tokio::time::timeout(limit, self.send.stopped()).await;
+        let _ = tokio::time::timeout(limit, self.send.finish_and_wait()).await;
     }
 }
 
@@ -403,8 +471,15 @@ pub mod settings {
         s.strip_suffix('s')?.parse().ok().map(Duration::from_secs)
     }
 
-    /// The server's transport, with the given congestion controller: the viewer may open one
-    /// bidirectional (control) stream and nothing else.
+    /// Bidirectional streams a viewer may have open: a browser's CONNECT request and the
+    /// control stream.
+    pub const H3_BIDI_STREAMS: u32 = 2;
+    /// Unidirectional streams a viewer may have open: a browser's HTTP/3 control stream and
+    /// QPACK's encoder and decoder streams (RFC 9114, section 6.2).
+    pub const H3_UNI_STREAMS: u32 = 3;
+
+    /// The server's transport, with the given congestion controller: the viewer may open
+    /// [`H3_BIDI_STREAMS`] bidirectional and [`H3_UNI_STREAMS`] unidirectional streams.
     pub fn server_with(congestion: Congestion) -> Arc<quinn::TransportConfig> {
         server_tuned(congestion, &Tuning::current())
     }
@@ -423,8 +498,13 @@ pub mod settings {
                 t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
             }
         }
-        t.max_concurrent_bidi_streams(VarInt::from_u32(1))
-            .max_concurrent_uni_streams(VarInt::from_u32(0))
+        // A viewer needs one bidirectional stream (control). A browser's HTTP/3 needs a
+        // second (its CONNECT request) and three unidirectional ones (its control stream and
+        // QPACK's), and refuses a server that grants fewer in the handshake; the endpoint
+        // serves both, so it grants these to all, and a session ends a viewer that opens a
+        // stream it has no use for (`Session::stream_opened`).
+        t.max_concurrent_bidi_streams(VarInt::from_u32(H3_BIDI_STREAMS))
+            .max_concurrent_uni_streams(VarInt::from_u32(H3_UNI_STREAMS))
             .datagram_receive_buffer_size(Some(SERVER_DATAGRAM_RECEIVE_BUFFER))
             .datagram_send_buffer_size(tuning.datagram_send_buffer)
             .send_window(tuning.send_window);

@@ -2,11 +2,15 @@
 //! on SIGHUP) and, optionally, the viewer certificates it requires (mutual TLS).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use streamsocket_certs::{CertInfo, CertPaths, Fingerprint, Validity};
+
+use crate::web::WebCertificate;
 
 use crate::access::admission::Admission;
 use crate::access::file_watch::FileWatch;
@@ -29,6 +33,68 @@ pub struct TlsSettings {
     pub check_every: Option<Duration>,
     /// The key of address-validation (Retry) tokens, the same across reloads.
     pub retry_key: RetryKey,
+    /// The short-lived certificate browsers' WebTransport sessions get (ALPN `h3`).
+    pub web: Arc<WebCertificate>,
+    /// The server's certificate as the page server (HTTPS) serves it, replaced on reload.
+    pub page_key: Arc<CurrentKey>,
+}
+
+/// A certificate that can be replaced while connections use the old one: the page server's.
+#[derive(Debug)]
+pub struct CurrentKey(RwLock<Arc<CertifiedKey>>);
+
+impl CurrentKey {
+    pub fn new(key: Arc<CertifiedKey>) -> Self {
+        Self(RwLock::new(key))
+    }
+
+    pub fn set(&self, key: Arc<CertifiedKey>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = key;
+    }
+
+    fn get(&self) -> Arc<CertifiedKey> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl ResolvesServerCert for CurrentKey {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.get())
+    }
+}
+
+/// Picks the certificate by the protocols a client offers: a browser asking for HTTP/3 only
+/// (WebTransport) gets the short-lived one it accepts by hash; everyone else the server's
+/// own certificate.
+#[derive(Debug)]
+struct ByProtocol {
+    native: Arc<CertifiedKey>,
+    web: Arc<WebCertificate>,
+}
+
+impl ResolvesServerCert for ByProtocol {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let offered: Vec<&[u8]> = hello.alpn().map(|a| a.collect()).unwrap_or_default();
+        let web = offered.contains(&web_transport_quinn::ALPN.as_bytes())
+            && !offered.contains(&streamsocket_proto::ALPN);
+        Some(if web {
+            self.web.current().key.clone()
+        } else {
+            self.native.clone()
+        })
+    }
+}
+
+/// The page server's TLS configuration (HTTP/1.1), serving whatever `key` holds now.
+pub fn page_config(key: Arc<CurrentKey>) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS setup")?
+        .with_no_client_auth()
+        .with_cert_resolver(key);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// The key of the server's Retry tokens ([`streamsocket_transport::endpoint::retry_token_key`]).
@@ -87,6 +153,8 @@ impl Loaded {
 /// A QUIC server configuration built from the certificate files, and what it holds.
 pub struct Loaded {
     pub config: quinn::ServerConfig,
+    /// The server's certificate and key (for the page server).
+    pub key: Arc<CertifiedKey>,
     pub fingerprint: Fingerprint,
     pub info: CertInfo,
     /// The private key's bytes: the seed of stateless resets (see `endpoint::server`).
@@ -135,16 +203,28 @@ pub fn load(settings: &TlsSettings) -> anyhow::Result<Loaded> {
             (builder.with_client_cert_verifier(verifier), lists)
         }
     };
-    let mut tls = builder
-        .with_single_cert(identity.chain, identity.key)
-        .with_context(|| {
-            format!(
-                "{} and {} do not belong together (is one of them being rewritten?)",
-                settings.paths().server_cert().display(),
-                settings.paths().server_key().display()
-            )
-        })?;
-    tls.alpn_protocols = vec![streamsocket_proto::ALPN.to_vec()];
+    let key = CertifiedKey::from_der(
+        identity.chain,
+        identity.key,
+        &rustls::crypto::ring::default_provider(),
+    )
+    .with_context(|| {
+        format!(
+            "{} and {} do not belong together (is one of them being rewritten?)",
+            settings.paths().server_cert().display(),
+            settings.paths().server_key().display()
+        )
+    })?;
+    let key = Arc::new(key);
+    let mut tls = builder.with_cert_resolver(Arc::new(ByProtocol {
+        native: key.clone(),
+        web: settings.web.clone(),
+    }));
+    // Native viewers first; browsers offer only HTTP/3.
+    tls.alpn_protocols = vec![
+        streamsocket_proto::ALPN.to_vec(),
+        web_transport_quinn::ALPN.as_bytes().to_vec(),
+    ];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .context("TLS configuration not usable for QUIC")?;
     let mut config = quinn::ServerConfig::new(Arc::new(crypto), settings.retry_key.0.clone());
@@ -153,6 +233,7 @@ pub fn load(settings: &TlsSettings) -> anyhow::Result<Loaded> {
     ));
     Ok(Loaded {
         config,
+        key,
         fingerprint,
         info,
         reset_secret,
@@ -240,6 +321,7 @@ pub async fn watch(
             Ok(new) => {
                 had_revocations = new.revocation_lists > 0;
                 endpoint.set_server_config(Some(new.config));
+                settings.page_key.set(new.key.clone());
                 files.loaded(new.seen);
                 if new.fingerprint != current {
                     log_certificate(

@@ -274,6 +274,19 @@ impl Session {
         self.refuse(code, reason);
     }
 
+    /// The viewer opened a stream the protocol gives it no use for: a unidirectional stream,
+    /// or a bidirectional one besides the control stream (`what` says which).
+    ///
+    /// Flow control allows a few (a browser's HTTP/3 needs three unidirectional streams on
+    /// the same endpoint, and a browser refuses a server that grants fewer), so the rule is
+    /// kept here instead.
+    pub fn stream_opened(&mut self, what: &str) {
+        self.refuse(
+            ErrorCode::UnexpectedMessage,
+            format!("the viewer opened {what}; the protocol has no use for it"),
+        );
+    }
+
     /// The broadcaster paused or resumed the stream (also to be called with the state before
     /// the viewer is admitted).
     pub fn set_broadcast_paused(&mut self, paused: bool, now: Instant) {

@@ -5,8 +5,8 @@
 //!
 //! Split as quinn splits quinn-proto from quinn: [`core::Session`] decides everything about
 //! a viewer without I/O (with [`VideoForwarder`] and [`AudioForwarder`] for
-//! its media), and `quic` ([`serve`]) drives it over a QUIC connection. Another transport is another
-//! driver of the same core.
+//! its media), and `quic` ([`serve`]) drives it over a QUIC connection: a native viewer's, or
+//! a browser's WebTransport session on the same endpoint.
 
 pub(crate) mod audio;
 pub(crate) mod core;
@@ -15,7 +15,7 @@ pub(crate) mod video;
 
 pub use self::core::{Action, Ending, Offer, Session};
 pub use audio::{AudioAction, AudioCounters, AudioForwarder, Verdict};
-pub use quic::serve;
+pub use quic::{close, serve, Connection, ViewerKind};
 pub use video::{
     KeyframeAsker, VideoAction, VideoCounters, VideoEvent, VideoForwarder, MIN_SWITCH_INTERVAL,
     YOUNG_GOP,

@@ -1,6 +1,11 @@
 //! The QUIC driver of a [`Session`]: one task per viewer that turns what happens on the
 //! connection and in the hub into the core's events and performs the core's actions. It
-//! decides nothing itself; a second transport is a second driver like this one.
+//! decides nothing itself.
+//!
+//! Both bindings of the protocol come through here: a native viewer's QUIC connection
+//! (ALPN `streamsocket/1`) and a browser's WebTransport session (HTTP/3), each as a
+//! `web_transport_quinn::Session` (the native one "raw": the same calls straight on the
+//! connection). Streams, datagrams, resets and close codes mean the same on both.
 //!
 //! Everything a viewer's session waits for is one `select!` here: the control stream, the
 //! broadcaster's pause, the frames of the (at most two) renditions being received, the audio
@@ -11,16 +16,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use quinn::VarInt;
-use streamsocket_proto::control::ControlMessage;
+use streamsocket_proto::control::{AccessToken, ControlMessage, Hello};
 use streamsocket_proto::{ErrorCode, RenditionId};
-use streamsocket_transport::{close, ControlReader, ControlWriter, ReadError};
+use streamsocket_transport::{ControlReader, ControlWriter, ReadError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 use tokio_stream::StreamExt as _;
+use web_transport_quinn::{RecvStream, SendStream, SessionError};
 
 use super::audio::{AudioAction, Verdict};
 use super::core::{Action, Ending, Offer, Session};
@@ -34,7 +39,7 @@ use crate::fanout::controls::Controls;
 use crate::fanout::hub::{Hub, Watch};
 
 /// Stream reset code for a frame that missed its deadline.
-pub const RESET_DEADLINE: VarInt = VarInt::from_u32(1);
+pub const RESET_DEADLINE: u32 = 1;
 
 /// How long a refusal waits for the viewer to acknowledge the Error that explains it before
 /// the connection is closed anyway (a viewer that never acknowledges holds its own session
@@ -45,9 +50,53 @@ const REFUSAL_WAIT: Duration = Duration::from_secs(1);
 /// are rate-limited, so only a viewer that reads none of its replies fills this.
 const CONTROL_BACKLOG: usize = 256;
 
+/// Which binding of the protocol a viewer speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewerKind {
+    /// QUIC with ALPN `streamsocket/1` (`streamsocket-client`).
+    Native,
+    /// WebTransport over HTTP/3 (the browser page).
+    Web,
+}
+
+impl ViewerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViewerKind::Native => "native",
+            ViewerKind::Web => "web",
+        }
+    }
+}
+
+/// A viewer's connection, ready for its control stream.
+pub struct Connection {
+    pub link: web_transport_quinn::Session,
+    pub kind: ViewerKind,
+    /// A token given in the WebTransport URL (`?token=`), used when the hello has none.
+    pub url_token: Option<AccessToken>,
+}
+
+impl Connection {
+    /// A native viewer's QUIC connection.
+    pub fn native(conn: quinn::Connection) -> Self {
+        Self {
+            link: web_transport_quinn::Session::raw(conn),
+            kind: ViewerKind::Native,
+            url_token: None,
+        }
+    }
+}
+
+/// Closes a viewer's connection with a protocol error code and a reason it can show: a
+/// QUIC CONNECTION_CLOSE for a native viewer, a WebTransport close (the browser's
+/// `closed` gives `closeCode` and `reason`) for a web one.
+pub fn close(link: &web_transport_quinn::Session, code: ErrorCode, reason: &str) {
+    link.close(u32::from(code.to_u16()), reason.as_bytes());
+}
+
 /// Serves one viewer until it leaves or misbehaves.
 pub async fn serve(
-    conn: quinn::Connection,
+    connection: Connection,
     hub: Arc<Hub>,
     admission: Arc<Admission>,
     clock: MediaClock,
@@ -62,8 +111,15 @@ pub async fn serve(
         strategy,
         Instant::now().into_std(),
     );
+    let Connection {
+        link: conn,
+        kind,
+        url_token,
+    } = connection;
     let mut driver = Driver {
         conn: conn.clone(),
+        kind,
+        url_token,
         hub: hub.clone(),
         admission: &admission,
         session,
@@ -87,7 +143,7 @@ pub async fn serve(
     match ending {
         Ending::Left => {
             drop(writer);
-            tracing::info!(session_id, %remote, "viewer left");
+            tracing::info!(session_id, %remote, kind = kind.as_str(), "viewer left");
         }
         Ending::Refuse { code, reason } => {
             tracing::warn!(session_id, %remote, code = code.to_u16(), "closing session: {reason}");
@@ -125,7 +181,9 @@ struct Feed {
 }
 
 struct Driver<'a> {
-    conn: quinn::Connection,
+    conn: web_transport_quinn::Session,
+    kind: ViewerKind,
+    url_token: Option<AccessToken>,
     hub: Arc<Hub>,
     admission: &'a Admission,
     session: Session,
@@ -154,6 +212,8 @@ impl Driver<'_> {
         let mut paused = Some(WatchStream::from_changes(
             self.hub.controls().watch_paused(),
         ));
+        // Stops looking for new streams once the connection refuses to give any.
+        let mut accepting = true;
         loop {
             // What became of frames in flight is taken in passing, not waited for: it only
             // matters to the next frame (a miss means a keyframe first), and a wake-up per
@@ -167,22 +227,33 @@ impl Driver<'_> {
             let timeout = self.session.poll_timeout().map(Instant::from_std);
             let [first, second] = &mut self.feeds;
             tokio::select! {
-                streams = self.conn.accept_bi(), if self.messages.is_none() => match streams {
+                streams = self.conn.accept_bi(), if accepting => match streams {
+                    Ok(_) if self.messages.is_some() => {
+                        self.session.stream_opened("a second bidirectional stream")
+                    }
                     Ok((send, recv)) => {
                         self.messages = Some(spawn_reader(ControlReader::new(recv)));
                         self.writer = Some(ControlSender::spawn(ControlWriter::new(send)));
                         self.session.control_stream_opened(now());
                     }
                     Err(e) => {
-                        tracing::debug!(session_id = self.session_id, "connection ended before the control stream: {e}");
-                        self.session.control_ended();
+                        accepting = false;
+                        if self.messages.is_none() {
+                            tracing::debug!(session_id = self.session_id, "connection ended before the control stream: {e}");
+                            self.session.control_ended();
+                        }
                     }
+                },
+                stream = self.conn.accept_uni(), if accepting => match stream {
+                    Ok(_) => self.session.stream_opened("a unidirectional stream"),
+                    // Gone: the control stream (or its absence) says so.
+                    Err(_) => accepting = false,
                 },
                 next = next_message(&mut self.messages) => match next {
                     Ok(Some(msg)) => self.session.message(msg, now()),
                     Ok(None) => self.session.control_ended(),
                     // The viewer went away (closed the connection or reset the stream).
-                    Err(ReadError::Stream(_)) => self.session.control_ended(),
+                    Err(ReadError::Stream(_) | ReadError::WebTransport(_)) => self.session.control_ended(),
                     Err(e) => self.session.control_failed(e.close_code(), read_error_text(&e)),
                 },
                 changed = changed(&mut paused) => match changed {
@@ -244,7 +315,7 @@ impl Driver<'_> {
         None
     }
 
-    fn admit(&mut self, hello: &streamsocket_proto::control::Hello) {
+    fn admit(&mut self, hello: &Hello) {
         let session_id = self.session_id;
         let remote = self.conn.remote_address();
         let withdrawn = self.conn.clone();
@@ -254,11 +325,17 @@ impl Driver<'_> {
         };
         let certificate = crate::access::certificates::viewer_certificate(&self.conn);
         let serial = certificate.as_ref().map(|c| c.serial.clone());
-        match self.admission.admit(hello.token.expose(), serial, withdraw) {
+        // The hello's token, else one from the WebTransport URL.
+        let token = match (hello.token.expose(), &self.url_token) {
+            ("", Some(url)) => url.expose(),
+            (hello, _) => hello,
+        };
+        match self.admission.admit(token, serial, withdraw) {
             Ok(admitted) => {
                 tracing::info!(
                     session_id,
                     %remote,
+                    kind = self.kind.as_str(),
                     client = %hello.client_name,
                     token = %admitted.name.as_deref().unwrap_or("-"),
                     viewer_cert = %certificate.as_ref().map_or("-", |c| c.common_name.as_str()),
@@ -320,7 +397,7 @@ impl Driver<'_> {
             VideoAction::AskKeyframe(id) => self.request_keyframe(id),
             VideoAction::RepairKeyframe(id) => {
                 if let Some(r) = self.hub.rendition(id) {
-                    let acks = self.conn.stats().frame_rx.acks;
+                    let acks = quinn::Connection::stats(&self.conn).frame_rx.acks;
                     if self.asker.should_ask(acks, r.viewers() <= 1) {
                         r.keyframes.request();
                     }
@@ -363,7 +440,7 @@ impl Driver<'_> {
                 return;
             }
         };
-        let max = self.conn.max_datagram_size();
+        let max = Some(self.conn.max_datagram_size()).filter(|&m| m > 0);
         match self.session.audio_packet(packet.datagram.len(), max) {
             Verdict::Withhold => {}
             Verdict::TooBig { first } => {
@@ -378,7 +455,11 @@ impl Driver<'_> {
             Verdict::Send => match self.conn.send_datagram(packet.datagram.clone()) {
                 Ok(()) => self.session.audio_sent(true),
                 // The connection is gone: the control stream says so next.
-                Err(quinn::SendDatagramError::ConnectionLost(_)) => self.audio = None,
+                Err(
+                    SessionError::ConnectionError(_)
+                    | SessionError::WebTransportError(_)
+                    | SessionError::SendDatagramError(quinn::SendDatagramError::ConnectionLost(_)),
+                ) => self.audio = None,
                 Err(e) => {
                     if !std::mem::replace(&mut self.warned_datagrams, true) {
                         tracing::warn!(
@@ -425,7 +506,7 @@ impl Drop for ControlReceiver {
     }
 }
 
-fn spawn_reader(mut reader: ControlReader) -> ControlReceiver {
+fn spawn_reader(mut reader: ControlReader<RecvStream>) -> ControlReceiver {
     let (tx, messages) = mpsc::channel(8);
     let task = tokio::spawn(async move {
         loop {
@@ -522,11 +603,11 @@ enum Outgoing {
 /// The control stream's sending half, written by a task of its own.
 struct ControlSender {
     queue: mpsc::Sender<Outgoing>,
-    task: JoinHandle<Result<(), quinn::WriteError>>,
+    task: JoinHandle<Result<(), web_transport_quinn::WriteError>>,
 }
 
 impl ControlSender {
-    fn spawn(mut writer: ControlWriter) -> Self {
+    fn spawn(mut writer: ControlWriter<SendStream>) -> Self {
         let (queue, mut outgoing) = mpsc::channel(CONTROL_BACKLOG);
         let task = tokio::spawn(async move {
             // Ends when the session lets go of its sender, or after the last message.
@@ -588,7 +669,7 @@ impl Drop for ViewerCount {
 /// Sends one frame on its own stream and reports its fate: delivered (acknowledged) within
 /// the deadline, or missed (the stream is reset). Nothing when the connection is gone.
 async fn send_frame(
-    conn: quinn::Connection,
+    conn: web_transport_quinn::Session,
     frame: Arc<EncodedFrame>,
     priority: i32,
     deadline: Duration,
