@@ -100,9 +100,9 @@ fn the_web_viewer_plays_switches_pauses_and_is_refused_where_it_must_be() {
     // Frames decode and show, and every picture whose timestamp row could be read from the
     // canvas is the one its header names.
     let play = &v["play"];
-    assert!(u64_at(play, "/video/frames_decoded") > 60, "{}", context());
+    assert!(u64_at(play, "/video/frames_decoded") >= 60, "{}", context());
     assert!(
-        u64_at(play, "/video/frames_presented") > 60,
+        u64_at(play, "/video/frames_presented") >= 60,
         "{}",
         context()
     );
