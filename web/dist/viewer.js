@@ -608,6 +608,18 @@ var Connection = class _Connection {
         true
       );
     }
+    try {
+      return await _Connection.welcome(wt, closed, opts);
+    } catch (e) {
+      try {
+        wt.close({ closeCode: ErrorCode.NoError, reason: "viewer leaving" });
+      } catch {
+      }
+      throw e;
+    }
+  }
+  /** Says hello on a ready session and waits for the welcome or a refusal. */
+  static async welcome(wt, closed, opts) {
     const stream = await wt.createBidirectionalStream();
     const writer = stream.writable.getWriter();
     const reader = stream.readable.getReader();

@@ -163,6 +163,22 @@ export class Connection {
         true,
       );
     }
+    try {
+      return await Connection.welcome(wt, closed, opts);
+    } catch (e) {
+      // Whatever went wrong, this session is not used: let it go (the server may have closed
+      // it already).
+      try {
+        wt.close({ closeCode: ErrorCode.NoError, reason: "viewer leaving" });
+      } catch {
+        // already closed
+      }
+      throw e;
+    }
+  }
+
+  /** Says hello on a ready session and waits for the welcome or a refusal. */
+  private static async welcome(wt: WebTransport, closed: Promise<Closed>, opts: ConnectOptions): Promise<Connection> {
     const stream = await wt.createBidirectionalStream();
     const writer = stream.writable.getWriter();
     const reader = stream.readable.getReader();
