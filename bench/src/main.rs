@@ -173,6 +173,20 @@ enum Command {
         #[arg(long = "server-arg", allow_hyphen_values = true)]
         server_args: Vec<String>,
     },
+    /// The web viewer in headless Chromium beside the native viewer on one server: capture
+    /// to decoded and shown, and the page's join time over fresh loads (needs `npm ci` in
+    /// web/).
+    Browser {
+        /// Seconds both viewers watch.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Fresh page loads timed from load to first picture.
+        #[arg(long, default_value_t = 20)]
+        loads: u32,
+        /// Extra server options, one per flag.
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_args: Vec<String>,
+    },
     /// Glass to glass: capture to the viewer's window, read off the screen (ffmpeg x11grab;
     /// runs itself under xvfb-run without a display).
     Glass {
@@ -254,6 +268,11 @@ fn main() -> anyhow::Result<()> {
             seconds,
             server_args,
         } => ladder::run(seconds, &server_args),
+        Command::Browser {
+            seconds,
+            loads,
+            server_args,
+        } => browser::run(seconds, loads, &server_args),
         Command::Glass {
             seconds,
             grabber,
@@ -407,6 +426,7 @@ fn testsrc2(width: usize, height: usize, fps: u32, frames: u64) -> anyhow::Resul
     })
 }
 
+mod browser;
 mod capture;
 mod encoder;
 mod fanout;

@@ -341,6 +341,9 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
         let page = self.page.take().map(|p| tokio::spawn(p.run()));
+        // Tells every session the server is stopping, so each closes in its own binding's
+        // words (a browser's session needs a WebTransport close to read the code from).
+        let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
         let renewal = tokio::spawn(self.tls.web.clone().keep_renewed());
         let next_id = AtomicU64::new(1);
         let handshakes = Arc::new(HandshakeCounts::default());
@@ -394,6 +397,7 @@ impl Server {
                     let clock = self.clock;
                     let join = self.join;
                     let origins = self.origins.clone();
+                    let stopping = stopping.clone();
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(async move {
                         let _counted = counted;
@@ -408,13 +412,13 @@ impl Server {
                                 let remote = conn.remote_address();
                                 match crate::web::connect::accept(conn, &origins).await {
                                     Ok(connection) => {
-                                        crate::session::serve(connection, hub, admission, clock, id, join).await
+                                        crate::session::serve(connection, hub, admission, clock, id, join, stopping).await
                                     }
                                     Err(e) => tracing::info!(%remote, reason = e.reason(), "web viewer turned away: {e}"),
                                 }
                             }
                             Ok(conn) => {
-                                crate::session::serve(crate::session::Connection::native(conn), hub, admission, clock, id, join).await
+                                crate::session::serve(crate::session::Connection::native(conn), hub, admission, clock, id, join, stopping).await
                             }
                             // A refused certificate (mutual TLS, a TLS alert) is worth knowing
                             // about; an abandoned or malformed handshake is not.
@@ -441,6 +445,10 @@ impl Server {
         reloader.abort();
         token_reloader.abort();
         self.stop.store(true, Ordering::Relaxed);
+        // Sessions close themselves first (a web session's close waits a moment for the
+        // browser to acknowledge it); what is left after a second is closed below.
+        let _ = stopping_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
         self.endpoint.close(
             quinn::VarInt::from_u32(ErrorCode::ServerShuttingDown.to_u16() as u32),
             b"server shutting down",

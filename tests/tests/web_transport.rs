@@ -355,3 +355,35 @@ fn the_page_server_serves_the_page_and_nothing_else() {
     let mut server = server;
     assert!(server.is_running(), "{}", server.log());
 }
+
+#[test]
+fn a_stopping_server_tells_web_viewers_why() {
+    let _machine = exclusive();
+    let mut server = ServerProcess::start(&[]).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let session = runtime.block_on(async {
+        let (endpoint, session) = connect_web(&server, &WebSession::own_page(&server))
+            .await
+            .unwrap();
+        let (mut writer, mut reader) = control(&session).await;
+        writer
+            .send(&hello(WishedRendition::Fixed(2), ""))
+            .await
+            .unwrap();
+        assert!(matches!(
+            next(&mut reader).await,
+            ControlMessage::Welcome(_)
+        ));
+        (endpoint, session, writer, reader)
+    });
+    assert!(server.terminate(Duration::from_secs(10)).success());
+    runtime.block_on(async {
+        let (code, reason) = closed(&session.1).await;
+        assert_eq!(
+            code,
+            u32::from(ErrorCode::ServerShuttingDown.to_u16()),
+            "{reason}"
+        );
+        assert_eq!(reason, "server shutting down");
+    });
+}

@@ -102,6 +102,7 @@ pub async fn serve(
     clock: MediaClock,
     session_id: u64,
     strategy: JoinStrategy,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     let offer = Arc::new(Offer::of(&hub));
     let session = Session::new(
@@ -133,7 +134,7 @@ pub async fn serve(
         asker: KeyframeAsker::default(),
         warned_datagrams: false,
     };
-    let ending = driver.run().await;
+    let ending = driver.run(stopping).await;
     let (video, audio) = driver.session.counters();
     let writer = driver.writer.take();
     // Media stops before the goodbye is said; the viewer is no longer counted.
@@ -206,7 +207,10 @@ struct Driver<'a> {
 }
 
 impl Driver<'_> {
-    async fn run(&mut self) -> Ending {
+    async fn run(&mut self, stopping: tokio::sync::watch::Receiver<bool>) -> Ending {
+        // Through a stream, which keeps its place between wake-ups (the receiver is shared
+        // by every session).
+        let mut stopping = Some(WatchStream::new(stopping));
         // Changes from now on; the state itself is read as the viewer is admitted (a change
         // in between comes again through here, and telling the session twice is harmless).
         let mut paused = Some(WatchStream::from_changes(
@@ -251,6 +255,11 @@ impl Driver<'_> {
                     // The viewer went away (closed the connection or reset the stream).
                     Err(ReadError::Stream(_) | ReadError::WebTransport(_)) => self.session.control_ended(),
                     Err(e) => self.session.control_failed(e.close_code(), read_error_text(&e)),
+                },
+                stop = changed(&mut stopping) => match stop {
+                    Some(true) => self.session.server_stopping(),
+                    Some(false) => {}
+                    None => stopping = None,
                 },
                 changed = changed(&mut paused) => match changed {
                     Some(p) => self.session.set_broadcast_paused(p, now()),
