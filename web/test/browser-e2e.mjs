@@ -16,39 +16,12 @@
 // lets this script fetch /session.json itself for the foreign-origin page. Every wait is for a
 // condition, with a timeout.
 
-import { createHash, X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import https from "node:https";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-function args() {
-  const out = {};
-  const a = process.argv.slice(2);
-  for (let i = 0; i < a.length; i++) {
-    if (!a[i].startsWith("--")) throw new Error(`unexpected argument ${a[i]}`);
-    out[a[i].slice(2)] = a[i + 1];
-    i++;
-  }
-  return out;
-}
-
-async function loadPuppeteer() {
-  try {
-    return (await import("puppeteer-core")).default;
-  } catch {
-    console.error("puppeteer-core is not installed: run `npm ci` in web/ (scripts/test.sh does)");
-    process.exit(3);
-  }
-}
-
-/** base64 of SHA-256 of the certificate's SubjectPublicKeyInfo (DER). */
-function spkiHash(pemPath) {
-  const cert = new X509Certificate(readFileSync(pemPath));
-  const spki = cert.publicKey.export({ type: "spki", format: "der" });
-  return createHash("sha256").update(spki).digest("base64");
-}
+import { args, launchChromium } from "./chromium.mjs";
 
 function fetchJson(url, ca) {
   return new Promise((resolve, reject) => {
@@ -240,24 +213,7 @@ async function main() {
   if (!a.url || !a.certs) throw new Error("usage: --url URL --certs DIR [--token-url URL] [--screenshot PNG]");
   const certDirs = a.certs.split(",");
   localDist = a.dist;
-  const puppeteer = await loadPuppeteer();
-  const profile = mkdtempSync(join(tmpdir(), "streamsocket-chromium-"));
-  const flags = [
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-    `--user-data-dir=${profile}`,
-    `--ignore-certificate-errors-spki-list=${certDirs.map((d) => spkiHash(join(d, "server.pem"))).join(",")}`,
-  ];
-  if (process.getuid?.() === 0) flags.push("--no-sandbox");
-  const browser = await puppeteer.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
-    args: flags,
-  });
+  const { browser, close } = await launchChromium(certDirs);
   const result = {};
   const logs = [];
   try {
@@ -274,8 +230,7 @@ async function main() {
     result.error = String(e && (e.stack || e));
   } finally {
     result.console = logs.slice(-40);
-    await browser.close();
-    rmSync(profile, { recursive: true, force: true });
+    await close();
   }
   process.stdout.write(JSON.stringify(result) + "\n");
 }
