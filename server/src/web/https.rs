@@ -314,6 +314,48 @@ mod tests {
     }
 
     #[test]
+    fn metrics_routes_answer_as_their_access_says() {
+        let metrics = crate::metrics::tests::endpoint();
+        let with = |access: MetricsAccess, page: bool| PageState {
+            metrics: Some(metrics.clone()),
+            metrics_access: access,
+            page,
+            ..state()
+        };
+        let off = with(MetricsAccess::Off, true);
+        assert_eq!(
+            answer(&off, &Method::GET, "/metrics", None).status(),
+            StatusCode::NOT_FOUND
+        );
+        let open = with(MetricsAccess::Open, true);
+        let ok = answer(&open, &Method::GET, "/metrics", None);
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert_eq!(ok.headers()["cache-control"], "no-store");
+        let token = crate::metrics::MetricsToken::new("t0ken").unwrap();
+        let guarded = with(MetricsAccess::Token(token), true);
+        let denied = answer(&guarded, &Method::GET, "/status", Some(b"Bearer x"));
+        assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+        assert!(denied.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer"));
+        assert_eq!(
+            answer(&guarded, &Method::GET, "/status", Some(b"Bearer t0ken")).status(),
+            StatusCode::OK
+        );
+        // The metrics listener serves nothing else.
+        let listener = with(MetricsAccess::Open, false);
+        assert_eq!(
+            answer(&listener, &Method::GET, "/", None).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            answer(&listener, &Method::GET, "/session.json", None).status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[test]
     fn refuses_other_methods_and_paths() {
         let s = state();
         let post = answer(&s, &Method::POST, "/", None);
