@@ -10,6 +10,7 @@ pub mod access;
 pub mod capture;
 pub mod encode;
 pub mod fanout;
+pub mod metrics;
 mod server;
 pub mod session;
 pub mod ui;

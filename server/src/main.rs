@@ -13,6 +13,7 @@ use streamsocket_server::capture::{
     self, AudioChoice, CameraSelector, MediaClock, PictureFormat, VideoChoice,
 };
 use streamsocket_server::encode::{EncoderKind, Ladder};
+use streamsocket_server::metrics::MetricsToken;
 use streamsocket_server::session::JoinStrategy;
 use streamsocket_server::{EncoderTuning, Inputs, Server, ServerOptions};
 
@@ -49,6 +50,21 @@ struct Args {
     /// here, besides this server's own page (repeatable).
     #[arg(long = "allow-origin", value_name = "ORIGIN", value_parser = parse_origin)]
     allow_origins: Vec<String>,
+    /// Serve /metrics (Prometheus) and /status (JSON) on the page server to requests with
+    /// `Authorization: Bearer TOKEN`. Without it they are served there only when the page
+    /// server listens on a loopback address (and are 404 elsewhere).
+    #[arg(
+        long,
+        env = "STREAMSOCKET_METRICS_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    metrics_token: Option<String>,
+    /// Also serve /metrics and /status on this address over plain HTTP (no TLS, no page):
+    /// for a scraper on a private network; keep the port off the internet. Open to anyone
+    /// who reaches it, unless --metrics-token is set.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<SocketAddr>,
     /// Directory with ca.pem, server.pem and server.key (generated when missing).
     #[arg(long, default_value = "certs")]
     certs: PathBuf,
@@ -352,7 +368,21 @@ async fn main() -> ExitCode {
             admission.max_viewers()
         );
     }
+    let metrics_token = match args
+        .metrics_token
+        .as_deref()
+        .map(MetricsToken::new)
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: --metrics-token: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let opts = ServerOptions {
+        metrics_token,
+        metrics_listen: args.metrics_listen,
         viewer_ca,
         cert_check: (args.cert_check > 0).then(|| std::time::Duration::from_secs(args.cert_check)),
         audio_frame_ms: args.audio_frame_ms,
@@ -420,6 +450,9 @@ async fn main() -> ExitCode {
     println!("fingerprint {}", server.fingerprint);
     if let Some(page) = server.page_addr() {
         println!("web page https://{}/", viewer_address(&page));
+    }
+    if let Some(metrics) = server.metrics_addr() {
+        println!("metrics http://{metrics}/metrics");
     }
     println!(
         "media clock: 0 = CLOCK_MONOTONIC {} us",

@@ -46,6 +46,11 @@ pub struct ServerOptions {
     pub http: Option<SocketAddr>,
     /// Web pages besides the server's own that may open WebTransport sessions.
     pub allow_origins: Vec<String>,
+    /// `/metrics` and `/status` on the page server need this token (`Authorization:
+    /// Bearer`); without it they are served there only on a loopback address.
+    pub metrics_token: Option<crate::metrics::MetricsToken>,
+    /// A plain-HTTP listener serving only `/metrics` and `/status` (behind the token if set).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Where pictures and sound come from (see [`capture::open_video`], [`capture::open_audio`]).
@@ -117,6 +122,8 @@ pub struct Server {
     tls: TlsSettings,
     served: certificates::Served,
     page: Option<crate::web::PageServer>,
+    metrics_listener: Option<crate::web::PageServer>,
+    observed: Arc<crate::metrics::Observed>,
     origins: Arc<crate::web::OriginPolicy>,
     /// The certificate's fingerprint at start (it may change: see `certificates::watch`).
     pub fingerprint: Fingerprint,
@@ -185,6 +192,7 @@ impl Server {
             retry_key: certificates::RetryKey(streamsocket_transport::endpoint::retry_token_key()),
             web: web.clone(),
             page_key: Arc::new(certificates::CurrentKey::new(placeholder_key()?)),
+            metrics: Arc::default(),
         };
         // From here on SIGHUP means "reload", never the default "terminate", even before the
         // reload tasks start (a deploy hook may send it as soon as the server is up).
@@ -192,6 +200,8 @@ impl Server {
         let _ = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         let loaded = certificates::load(&tls)?;
         certificates::log_certificate(&loaded.info, "server certificate");
+        tls.metrics
+            .set_server_certificate_not_after(loaded.info.not_after.unix_timestamp());
         if let Some(ca) = &opts.viewer_ca {
             tracing::info!(
                 ca = %ca.display(),
@@ -228,7 +238,13 @@ impl Server {
             frame_ms: opts.audio_frame_ms,
             ..OpusSettings::default()
         };
-        let hub = Arc::new(Hub::new(renditions, opus.format(), &audio_bitrates, clock));
+        let hub = Arc::new(Hub::with_metrics(
+            renditions,
+            opus.format(),
+            &audio_bitrates,
+            clock,
+            tls.metrics.clone(),
+        ));
         let stop = Arc::new(AtomicBool::new(false));
 
         // Video: source thread -> (per running encoder: bounded queue -> scaler + AV1 encoder
@@ -273,12 +289,21 @@ impl Server {
             send_bytes = buffers.send,
             "UDP socket buffers"
         );
+        let observed =
+            crate::metrics::Observed::new(hub.clone(), source_stats.clone(), web.clone());
+        let metrics = crate::metrics::MetricsEndpoint::new(observed.clone());
+        let token = opts.metrics_token.as_ref();
         let page = match opts.http {
             None => None,
             Some(addr) => {
+                let access =
+                    crate::metrics::MetricsAccess::for_page(addr.ip().is_loopback(), token);
                 let bind = |addr| {
                     let state = crate::web::https::PageState {
                         web_certificate: web.clone(),
+                        page: true,
+                        metrics: Some(metrics.clone()),
+                        metrics_access: access.clone(),
                     };
                     crate::web::PageServer::bind(
                         addr,
@@ -297,7 +322,39 @@ impl Server {
                 } else {
                     bind(addr)?
                 };
+                let at = page.local_addr()?;
+                match access {
+                    crate::metrics::MetricsAccess::Off => tracing::info!(
+                        "/metrics and /status are off on the page server (https://{at}, not a loopback address): pass --metrics-token, or --metrics-listen for a private network"
+                    ),
+                    crate::metrics::MetricsAccess::Open => tracing::info!(
+                        "metrics: https://{at}/metrics and /status (loopback: no token needed)"
+                    ),
+                    crate::metrics::MetricsAccess::Token(_) => tracing::info!(
+                        "metrics: https://{at}/metrics and /status, with Authorization: Bearer (--metrics-token)"
+                    ),
+                }
                 Some(page)
+            }
+        };
+        let metrics_listener = match opts.metrics_listen {
+            None => None,
+            Some(addr) => {
+                let listener = crate::web::PageServer::bind_plain(
+                    addr,
+                    crate::web::https::PageState {
+                        web_certificate: web.clone(),
+                        page: false,
+                        metrics: Some(metrics.clone()),
+                        metrics_access: crate::metrics::MetricsAccess::for_listener(token),
+                    },
+                )?;
+                let at = listener.local_addr()?;
+                tracing::info!(
+                    token = token.is_some(),
+                    "metrics: http://{at}/metrics and /status (plain HTTP: keep it on a private network)"
+                );
+                Some(listener)
             }
         };
         Ok(Server {
@@ -310,6 +367,8 @@ impl Server {
             tls,
             served,
             page,
+            metrics_listener,
+            observed,
             origins: Arc::new(crate::web::OriginPolicy::new(&opts.allow_origins)),
             fingerprint,
             source_stats,
@@ -335,6 +394,13 @@ impl Server {
         self.page.as_ref().and_then(|p| p.local_addr().ok())
     }
 
+    /// Where `--metrics-listen` serves `/metrics` and `/status` (plain HTTP), if it does.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|p| p.local_addr().ok())
+    }
+
     /// Accepts viewers until `shutdown` completes, then says goodbye to everyone.
     pub async fn serve(
         mut self,
@@ -344,14 +410,12 @@ impl Server {
         // Tells every session the server is stopping, so each closes in its own binding's
         // words (a browser's session needs a WebTransport close to read the code from).
         let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+        let metrics_listener = self.metrics_listener.take().map(|p| tokio::spawn(p.run()));
+        let rates = tokio::spawn(crate::metrics::sample_rates(self.observed.clone()));
         let renewal = tokio::spawn(self.tls.web.clone().keep_renewed());
         let next_id = AtomicU64::new(1);
-        let handshakes = Arc::new(HandshakeCounts::default());
-        let status = tokio::spawn(log_status(
-            self.hub.clone(),
-            self.source_stats.clone(),
-            handshakes.clone(),
-        ));
+        let metrics = self.hub.metrics().clone();
+        let status = tokio::spawn(log_status(self.hub.clone(), self.source_stats.clone()));
         let token_reloader = tokio::spawn(
             self.admission
                 .clone()
@@ -373,18 +437,19 @@ impl Server {
                     let Some(incoming) = incoming else { break };
                     if open.load(Ordering::Relaxed) >= max_open {
                         tracing::debug!(remote = %incoming.remote_address(), "refusing a connection: {max_open} open already");
+                        metrics.connections_refused.inc();
                         incoming.refuse();
                         continue;
                     }
                     let in_progress = handshaking.load(Ordering::Relaxed);
                     if in_progress >= MAX_HANDSHAKES {
                         tracing::debug!(remote = %incoming.remote_address(), "ignoring a handshake: {in_progress} in progress");
-                        handshakes.ignored.fetch_add(1, Ordering::Relaxed);
+                        metrics.handshakes_ignored.inc();
                         incoming.ignore();
                         continue;
                     }
                     if in_progress >= VALIDATE_ABOVE && !incoming.remote_address_validated() {
-                        handshakes.retried.fetch_add(1, Ordering::Relaxed);
+                        metrics.handshakes_retried.inc();
                         if let Err(e) = incoming.retry() {
                             e.into_incoming().refuse();
                         }
@@ -398,15 +463,24 @@ impl Server {
                     let join = self.join;
                     let origins = self.origins.clone();
                     let stopping = stopping.clone();
+                    let metrics = metrics.clone();
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(async move {
+                        use crate::metrics::{Handshake, Stage};
                         let _counted = counted;
                         let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await;
                         drop(in_handshake);
                         let Ok(handshake) = handshake else {
+                            metrics.handshake(Handshake::Timeout);
                             tracing::debug!("a handshake did not finish within {HANDSHAKE_TIMEOUT:?}: forgotten");
                             return;
                         };
+                        metrics.handshake(match &handshake {
+                            Ok(_) => Handshake::Completed,
+                            Err(quinn::ConnectionError::TransportError(e))
+                                if u64::from(e.code) & !0xff == 0x100 => Handshake::Tls,
+                            Err(_) => Handshake::Failed,
+                        });
                         match handshake {
                             Ok(conn) if negotiated_protocol(&conn).as_deref() == Some(web_transport_quinn::ALPN.as_bytes()) => {
                                 let remote = conn.remote_address();
@@ -414,7 +488,10 @@ impl Server {
                                     Ok(connection) => {
                                         crate::session::serve(connection, hub, admission, clock, id, join, stopping).await
                                     }
-                                    Err(e) => tracing::info!(%remote, reason = e.reason(), "web viewer turned away: {e}"),
+                                    Err(e) => {
+                                        metrics.refused(Stage::WebTransport, e.reason());
+                                        tracing::info!(%remote, reason = e.reason(), "web viewer turned away: {e}")
+                                    }
                                 }
                             }
                             Ok(conn) => {
@@ -438,6 +515,10 @@ impl Server {
             }
         }
         status.abort();
+        rates.abort();
+        if let Some(listener) = metrics_listener {
+            listener.abort();
+        }
         renewal.abort();
         if let Some(page) = page {
             page.abort();
@@ -478,18 +559,10 @@ fn placeholder_key() -> anyhow::Result<Arc<rustls::sign::CertifiedKey>> {
     )?))
 }
 
-/// Handshakes the accept loop did not take at once.
-#[derive(Default)]
-struct HandshakeCounts {
-    /// Sent a Retry (an address to validate first).
-    retried: AtomicU64,
-    /// Ignored (too many in progress; the viewer's retransmission gets another chance).
-    ignored: AtomicU64,
-}
-
 /// Logs what the encoders are doing every few seconds (only those with viewers), and how many
 /// handshakes had to prove their address or wait.
-async fn log_status(hub: Arc<Hub>, source: Arc<SourceStats>, handshakes: Arc<HandshakeCounts>) {
+async fn log_status(hub: Arc<Hub>, source: Arc<SourceStats>) {
+    let handshakes = hub.metrics().clone();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.tick().await;
     let mut last: Vec<(u64, u64)> = vec![(0, 0); hub.renditions().len()];
@@ -497,8 +570,8 @@ async fn log_status(hub: Arc<Hub>, source: Arc<SourceStats>, handshakes: Arc<Han
     loop {
         tick.tick().await;
         let now = (
-            handshakes.retried.load(Ordering::Relaxed),
-            handshakes.ignored.load(Ordering::Relaxed),
+            handshakes.handshakes_retried.get(),
+            handshakes.handshakes_ignored.get(),
         );
         if now != last_handshakes {
             tracing::info!(

@@ -37,6 +37,8 @@ pub struct TlsSettings {
     pub web: Arc<WebCertificate>,
     /// The server's certificate as the page server (HTTPS) serves it, replaced on reload.
     pub page_key: Arc<CurrentKey>,
+    /// Where the certificate's expiry is published for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A certificate that can be replaced while connections use the old one: the page server's.
@@ -322,6 +324,9 @@ pub async fn watch(
                 had_revocations = new.revocation_lists > 0;
                 endpoint.set_server_config(Some(new.config));
                 settings.page_key.set(new.key.clone());
+                settings
+                    .metrics
+                    .set_server_certificate_not_after(new.info.not_after.unix_timestamp());
                 files.loaded(new.seen);
                 if new.fingerprint != current {
                     log_certificate(

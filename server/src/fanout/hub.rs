@@ -80,6 +80,7 @@ pub struct Hub {
     clock: MediaClock,
     controls: Arc<Controls>,
     audio_loss: Arc<crate::fanout::audio_loss::AudioLossReports>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A viewer watching a rendition; dropping it may stop the encoder.
@@ -106,6 +107,11 @@ impl Hub {
         &self.controls
     }
 
+    /// The server's counters for `/metrics` (sessions count their frames' fates here).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
     /// Viewers' audio loss reports, which size the Opus encoders' FEC.
     pub fn audio_loss(&self) -> &Arc<crate::fanout::audio_loss::AudioLossReports> {
         &self.audio_loss
@@ -118,6 +124,23 @@ impl Hub {
         audio_format: AudioFormat,
         audio_bitrates: &[u32],
         clock: MediaClock,
+    ) -> Self {
+        Self::with_metrics(
+            renditions,
+            audio_format,
+            audio_bitrates,
+            clock,
+            Arc::default(),
+        )
+    }
+
+    /// [`Hub::new`] counting into `metrics` (shared with the certificate reloader).
+    pub fn with_metrics(
+        renditions: Vec<(Rendition, EncoderSettings)>,
+        audio_format: AudioFormat,
+        audio_bitrates: &[u32],
+        clock: MediaClock,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         let renditions = renditions
             .into_iter()
@@ -147,6 +170,7 @@ impl Hub {
             taps: Arc::new(Mutex::new(Vec::new())),
             controls: Arc::new(Controls::default()),
             audio_loss: Arc::default(),
+            metrics,
             clock,
         }
     }

@@ -37,6 +37,7 @@ use crate::encode::audio::AudioPacket;
 use crate::encode::video::EncodedFrame;
 use crate::fanout::controls::Controls;
 use crate::fanout::hub::{Hub, Watch};
+use crate::metrics::{code_name, Stage};
 
 /// Stream reset code for a frame that missed its deadline.
 pub const RESET_DEADLINE: u32 = 1;
@@ -135,12 +136,30 @@ pub async fn serve(
         warned_datagrams: false,
     };
     let ending = driver.run(stopping).await;
+    // Fates that came in after the loop's last look still count.
+    while let Ok(fate) = driver.fates.1.try_recv() {
+        driver.count_fate(&fate);
+    }
+    let admitted = driver.admitted.is_some();
     let (video, audio) = driver.session.counters();
     let writer = driver.writer.take();
     // Media stops before the goodbye is said; the viewer is no longer counted.
     drop(driver);
     hub.audio_loss().remove(session_id);
     let remote = conn.remote_address();
+    let metrics = hub.metrics();
+    match &ending {
+        Ending::Left if admitted => metrics.ended("left"),
+        Ending::Refuse { code, .. } if !admitted => {
+            metrics.refused(Stage::Session, code_name(*code))
+        }
+        Ending::Refuse { code, .. } | Ending::Close { code, .. } if admitted => {
+            metrics.ended(code_name(*code))
+        }
+        Ending::Close { code, .. } => metrics.refused(Stage::Session, code_name(*code)),
+        // Gone before its hello.
+        Ending::Left | Ending::Refuse { .. } => {}
+    }
     match ending {
         Ending::Left => {
             drop(writer);
@@ -224,6 +243,7 @@ impl Driver<'_> {
             // matters to the next frame (a miss means a keyframe first), and a wake-up per
             // frame per viewer is a cost that grows with the audience.
             while let Ok(fate) = self.fates.1.try_recv() {
+                self.count_fate(&fate);
                 self.session.video(fate, now());
             }
             if let Some(ending) = self.perform_actions() {
@@ -278,6 +298,21 @@ impl Driver<'_> {
                 }
                 _ = sleep_until(timeout) => self.session.handle_timeout(now()),
             }
+        }
+    }
+
+    /// Counts a frame's fate for `/metrics` (a relaxed add, no lock).
+    fn count_fate(&self, fate: &VideoEvent) {
+        let m = self.hub.metrics();
+        match fate {
+            VideoEvent::Delivered { bytes } => {
+                m.frames_sent.inc();
+                m.frame_bytes_sent.inc_by(*bytes);
+            }
+            VideoEvent::Missed => {
+                m.frames_reset.inc();
+            }
+            _ => {}
         }
     }
 
@@ -347,11 +382,19 @@ impl Driver<'_> {
                     latency_target_ms = hello.latency_target_ms,
                     "viewer joined"
                 );
-                let counted = ViewerCount::new(self.hub.controls().clone());
+                let metrics = self.hub.metrics();
+                metrics.admitted(self.kind);
+                let counted = ViewerCount::new(
+                    self.hub.controls().clone(),
+                    metrics.viewers(self.kind).clone(),
+                );
                 self.admitted = Some((admitted, counted));
                 self.session.admitted(now());
             }
             Err((code, message)) => {
+                if code == ErrorCode::TokenInvalid {
+                    self.hub.metrics().tokens_rejected.inc();
+                }
                 tracing::info!(session_id, %remote, "turned away: {} ({message})", code.describe());
                 self.session.refused(code, message);
             }
@@ -420,7 +463,10 @@ impl Driver<'_> {
     fn frame(&mut self, rendition: RenditionId, frame: Received<Arc<EncodedFrame>>) {
         let event = match frame {
             Received::Item(f) => VideoEvent::Frame(f),
-            Received::Lagged(frames) => VideoEvent::Lagged { rendition, frames },
+            Received::Lagged(frames) => {
+                self.hub.metrics().frames_lagged.inc_by(frames);
+                VideoEvent::Lagged { rendition, frames }
+            }
             Received::Closed => {
                 for feed in &mut self.feeds {
                     if feed
@@ -439,7 +485,10 @@ impl Driver<'_> {
     fn audio_packet(&mut self, packet: Received<Arc<AudioPacket>>) {
         let packet = match packet {
             Received::Item(p) => p,
-            Received::Lagged(n) => return self.session.audio_lagged(n),
+            Received::Lagged(n) => {
+                self.hub.metrics().audio_dropped.inc_by(n);
+                return self.session.audio_lagged(n);
+            }
             Received::Closed => {
                 self.audio = None;
                 return;
@@ -449,6 +498,7 @@ impl Driver<'_> {
         match self.session.audio_packet(packet.datagram.len(), max) {
             Verdict::Withhold => {}
             Verdict::TooBig { first } => {
+                self.hub.metrics().audio_dropped.inc();
                 if first {
                     tracing::warn!(
                         session_id = self.session_id,
@@ -458,7 +508,10 @@ impl Driver<'_> {
                 }
             }
             Verdict::Send => match self.conn.send_datagram(packet.datagram.clone()) {
-                Ok(()) => self.session.audio_sent(true),
+                Ok(()) => {
+                    self.hub.metrics().audio_sent.inc();
+                    self.session.audio_sent(true)
+                }
                 // The connection is gone: the control stream says so next.
                 Err(
                     SessionError::ConnectionError(_)
@@ -472,6 +525,7 @@ impl Driver<'_> {
                             "cannot send audio datagrams: {e}"
                         );
                     }
+                    self.hub.metrics().audio_dropped.inc();
                     self.session.audio_sent(false);
                 }
             },
@@ -704,19 +758,22 @@ impl ControlSender {
     }
 }
 
-/// Counts a viewer as connected while it lives.
-struct ViewerCount(Arc<Controls>);
+/// Counts a viewer as connected while it lives: in the broadcaster's status and in the
+/// `/metrics` gauge of its kind.
+struct ViewerCount(Arc<Controls>, prometheus_client::metrics::gauge::Gauge);
 
 impl ViewerCount {
-    fn new(controls: Arc<Controls>) -> Self {
+    fn new(controls: Arc<Controls>, by_kind: prometheus_client::metrics::gauge::Gauge) -> Self {
         controls.viewer_joined();
-        Self(controls)
+        by_kind.inc();
+        Self(controls, by_kind)
     }
 }
 
 impl Drop for ViewerCount {
     fn drop(&mut self) {
         self.0.viewer_left();
+        self.1.dec();
     }
 }
 

@@ -1,5 +1,7 @@
 //! The page server: HTTPS (HTTP/1.1 over TLS, on TCP) for the web viewer's page, its
-//! scripts and `/session.json`, the current WebTransport certificate hash.
+//! scripts and `/session.json`, the current WebTransport certificate hash; and the
+//! operators' `/metrics` and `/status` where [`MetricsAccess`] allows them. The same server
+//! without TLS and without the page is the `--metrics-listen` listener.
 //!
 //! Small on purpose: GET and HEAD of a fixed set of paths, no request bodies read, a bound
 //! on connections, header bytes and the time to send them (docs/SECURITY.md, "HTTP").
@@ -24,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use super::assets;
 use super::certificate::WebCertificate;
 use super::connect::WEBTRANSPORT_PATH;
+use crate::metrics::{Denied, MetricsAccess, MetricsEndpoint};
 
 /// Connections served at once; more wait in the kernel's backlog.
 pub const MAX_HTTP_CONNECTIONS: usize = 256;
@@ -52,12 +55,19 @@ const SECURITY_HEADERS: &[(&str, &str)] = &[
 /// What the page server answers from.
 pub struct PageState {
     pub web_certificate: Arc<WebCertificate>,
+    /// Whether the page, its scripts and `/session.json` are served (not on the metrics
+    /// listener).
+    pub page: bool,
+    /// `/metrics` and `/status`, answered as `metrics_access` says.
+    pub metrics: Option<Arc<MetricsEndpoint>>,
+    pub metrics_access: MetricsAccess,
 }
 
 /// A bound page server; [`PageServer::run`] serves it.
 pub struct PageServer {
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    /// `None`: plain HTTP (the metrics listener).
+    acceptor: Option<TlsAcceptor>,
     state: Arc<PageState>,
 }
 
@@ -74,8 +84,27 @@ impl PageServer {
             .with_context(|| format!("cannot listen for HTTPS on TCP {addr} (--http-listen chooses another address, --no-http turns the web page off)"))?;
         Ok(Self {
             listener,
-            acceptor: TlsAcceptor::from(tls),
+            acceptor: Some(TlsAcceptor::from(tls)),
             state: Arc::new(state),
+        })
+    }
+
+    /// Binds `addr` (TCP) for plain HTTP: the `--metrics-listen` listener, which serves only
+    /// `/metrics` and `/status`.
+    pub fn bind_plain(addr: SocketAddr, state: PageState) -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(TcpListener::from_std)
+            .with_context(|| {
+                format!("cannot listen for metrics on TCP {addr} (--metrics-listen)")
+            })?;
+        Ok(Self {
+            listener,
+            acceptor: None,
+            state: Arc::new(PageState {
+                page: false,
+                ..state
+            }),
         })
     }
 
@@ -106,6 +135,9 @@ impl PageServer {
             let state = self.state.clone();
             tokio::spawn(async move {
                 let _permit = permit;
+                let Some(acceptor) = acceptor else {
+                    return serve_connection(tcp, state, remote).await;
+                };
                 let tls =
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => tls,
@@ -114,37 +146,81 @@ impl PageServer {
                         }
                         Err(_) => return tracing::debug!(%remote, "HTTPS handshake timed out"),
                     };
-                let service = hyper::service::service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(respond(&state, &req)) }
-                });
-                let served = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .max_buf_size(MAX_HEADER_BYTES)
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
-                if let Err(e) = served {
-                    tracing::debug!(%remote, "HTTPS connection ended: {e}");
-                }
+                serve_connection(tls, state, remote).await
             });
         }
     }
 }
 
-/// The answer to one request.
-pub fn respond(state: &PageState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    answer(state, req.method(), req.uri().path())
+/// Serves HTTP/1.1 requests on one connection (TLS or not) until it ends.
+async fn serve_connection<Io>(io: Io, state: Arc<PageState>, remote: SocketAddr)
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(respond(&state, &req)) }
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(%remote, "HTTP connection ended: {e}");
+    }
 }
 
-fn answer(state: &PageState, method: &Method, path: &str) -> Response<Full<Bytes>> {
+/// The answer to one request.
+pub fn respond(state: &PageState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    answer(state, req.method(), req.uri().path(), authorization)
+}
+
+fn answer(
+    state: &PageState,
+    method: &Method,
+    path: &str,
+    authorization: Option<&[u8]>,
+) -> Response<Full<Bytes>> {
     if method != Method::GET && method != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    let mut response = if path == "/session.json" {
+    let mut response = if let Some(metrics) = state
+        .metrics
+        .as_ref()
+        .filter(|_| MetricsEndpoint::serves(path))
+    {
+        match metrics.answer(&state.metrics_access, path, authorization) {
+            Ok((content_type, body)) => {
+                let mut r = with_body(StatusCode::OK, content_type, body);
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            }
+            Err(Denied::NotFound) => text(StatusCode::NOT_FOUND, "not found\n"),
+            Err(Denied::Unauthorized) => {
+                let mut r = text(
+                    StatusCode::UNAUTHORIZED,
+                    "a metrics token is needed: Authorization: Bearer TOKEN\n",
+                );
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"streamsocket metrics\""),
+                );
+                r
+            }
+        }
+    } else if !state.page {
+        text(StatusCode::NOT_FOUND, "not found\n")
+    } else if path == "/session.json" {
         let body = session_json(&state.web_certificate);
         let mut r = with_body(StatusCode::OK, "application/json", body.into_bytes().into());
         r.headers_mut()
@@ -213,17 +289,20 @@ mod tests {
     fn state() -> PageState {
         PageState {
             web_certificate: WebCertificate::new(&[]).unwrap(),
+            page: true,
+            metrics: None,
+            metrics_access: MetricsAccess::Off,
         }
     }
 
     #[test]
     fn serves_the_page_and_the_current_hash() {
         let s = state();
-        let page = answer(&s, &Method::GET, "/");
+        let page = answer(&s, &Method::GET, "/", None);
         assert_eq!(page.status(), StatusCode::OK);
         assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
         assert_eq!(page.headers()["referrer-policy"], "no-referrer");
-        let json = answer(&s, &Method::GET, "/session.json");
+        let json = answer(&s, &Method::GET, "/session.json", None);
         assert_eq!(json.headers()["cache-control"], "no-store");
         let v: serde_json::Value = serde_json::from_str(&session_json(&s.web_certificate)).unwrap();
         let hash = v["certificate_hashes"][0]["value"].as_str().unwrap();
@@ -235,17 +314,59 @@ mod tests {
     }
 
     #[test]
-    fn refuses_other_methods_and_paths() {
-        let s = state();
-        let post = answer(&s, &Method::POST, "/");
-        assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(post.headers()["allow"], "GET, HEAD");
+    fn metrics_routes_answer_as_their_access_says() {
+        let metrics = crate::metrics::tests::endpoint();
+        let with = |access: MetricsAccess, page: bool| PageState {
+            metrics: Some(metrics.clone()),
+            metrics_access: access,
+            page,
+            ..state()
+        };
+        let off = with(MetricsAccess::Off, true);
         assert_eq!(
-            answer(&s, &Method::GET, "/../Cargo.toml").status(),
+            answer(&off, &Method::GET, "/metrics", None).status(),
+            StatusCode::NOT_FOUND
+        );
+        let open = with(MetricsAccess::Open, true);
+        let ok = answer(&open, &Method::GET, "/metrics", None);
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert_eq!(ok.headers()["cache-control"], "no-store");
+        let token = crate::metrics::MetricsToken::new("t0ken").unwrap();
+        let guarded = with(MetricsAccess::Token(token), true);
+        let denied = answer(&guarded, &Method::GET, "/status", Some(b"Bearer x"));
+        assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+        assert!(denied.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer"));
+        assert_eq!(
+            answer(&guarded, &Method::GET, "/status", Some(b"Bearer t0ken")).status(),
+            StatusCode::OK
+        );
+        // The metrics listener serves nothing else.
+        let listener = with(MetricsAccess::Open, false);
+        assert_eq!(
+            answer(&listener, &Method::GET, "/", None).status(),
             StatusCode::NOT_FOUND
         );
         assert_eq!(
-            answer(&s, &Method::GET, "/viewer.js").status(),
+            answer(&listener, &Method::GET, "/session.json", None).status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn refuses_other_methods_and_paths() {
+        let s = state();
+        let post = answer(&s, &Method::POST, "/", None);
+        assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(post.headers()["allow"], "GET, HEAD");
+        assert_eq!(
+            answer(&s, &Method::GET, "/../Cargo.toml", None).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            answer(&s, &Method::GET, "/viewer.js", None).status(),
             StatusCode::OK
         );
     }

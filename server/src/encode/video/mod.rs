@@ -269,6 +269,8 @@ pub struct EncoderStats {
     pub frames_out: AtomicU64,
     pub keyframes: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Time spent in the encoder (scaling excluded), microseconds.
+    pub encode_us_total: AtomicU64,
 }
 
 /// One rendition's encoder: a backend, the rendition's frame numbering and the wire headers.
@@ -400,7 +402,12 @@ pub fn spawn(
                 };
                 let force = keyframes.take(Instant::now());
                 let encode_start_us = encoder.clock.now_us();
-                match encoder.encode(&raw, force) {
+                let encoded = encoder.encode(&raw, force);
+                stats.encode_us_total.fetch_add(
+                    encoder.clock.now_us().saturating_sub(encode_start_us),
+                    Ordering::Relaxed,
+                );
+                match encoded {
                     Ok(frames) => {
                         if std::mem::take(&mut first) {
                             let now = encoder.clock.now_us();
