@@ -83,6 +83,22 @@ pub fn generate(dir: &Path, extra_hosts: &[String]) -> Result<Generated, CertErr
     )
 }
 
+/// `DEFAULT_HOSTS` plus `extra_hosts` (trimmed, each once); an empty name or one with
+/// spaces is refused.
+pub(crate) fn server_hosts(extra_hosts: &[String]) -> Result<Vec<String>, CertError> {
+    let mut hosts: Vec<String> = DEFAULT_HOSTS.iter().map(|s| s.to_string()).collect();
+    for h in extra_hosts {
+        let h = h.trim().to_string();
+        if h.is_empty() || h.contains(char::is_whitespace) {
+            return Err(CertError::BadHost(h));
+        }
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    Ok(hosts)
+}
+
 /// Issues a server certificate for `DEFAULT_HOSTS` plus `extra_hosts` with the given
 /// lifetime, signed by the CA in `dir` (or a new CA when there is none).
 pub fn issue_server(
@@ -97,16 +113,7 @@ pub fn issue_server(
         None => (new_ca(&paths)?, true),
     };
 
-    let mut hosts: Vec<String> = DEFAULT_HOSTS.iter().map(|s| s.to_string()).collect();
-    for h in extra_hosts {
-        let h = h.trim().to_string();
-        if h.is_empty() || h.contains(char::is_whitespace) {
-            return Err(CertError::BadHost(h));
-        }
-        if !hosts.contains(&h) {
-            hosts.push(h);
-        }
-    }
+    let hosts = server_hosts(extra_hosts)?;
     let mut params =
         CertificateParams::new(hosts.clone()).map_err(|_| CertError::BadHost(hosts.join(",")))?;
     params.distinguished_name = common_name("StreamSocket server");

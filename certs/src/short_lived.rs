@@ -7,7 +7,7 @@ use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
-use crate::issue::DEFAULT_HOSTS;
+use crate::issue::server_hosts;
 use crate::CertError;
 
 /// The longest validity (not after − not before) a browser accepts for a certificate it
@@ -42,16 +42,7 @@ impl std::fmt::Debug for HashedCertificate {
 /// Issues a fresh certificate for `DEFAULT_HOSTS` plus `extra_hosts`, valid from an hour ago
 /// for [`HASHED_CERT_DAYS`] in all.
 pub fn issue_hashed(extra_hosts: &[String]) -> Result<HashedCertificate, CertError> {
-    let mut hosts: Vec<String> = DEFAULT_HOSTS.iter().map(|s| s.to_string()).collect();
-    for h in extra_hosts {
-        let h = h.trim().to_string();
-        if h.is_empty() || h.contains(char::is_whitespace) {
-            return Err(CertError::BadHost(h));
-        }
-        if !hosts.contains(&h) {
-            hosts.push(h);
-        }
-    }
+    let hosts = server_hosts(extra_hosts)?;
     let mut params =
         CertificateParams::new(hosts.clone()).map_err(|_| CertError::BadHost(hosts.join(",")))?;
     params

@@ -30,6 +30,16 @@ async fn control(session: &Session) -> Control {
     (ControlWriter::new(send), ControlReader::new(recv))
 }
 
+/// Opens the control stream, says hello and returns it once welcomed.
+async fn joined(session: &Session, rendition: WishedRendition, token: &str) -> Control {
+    let (mut writer, mut reader) = control(session).await;
+    writer.send(&hello(rendition, token)).await.unwrap();
+    match next(&mut reader).await {
+        ControlMessage::Welcome(_) => (writer, reader),
+        other => panic!("expected a Welcome, got {other:?}"),
+    }
+}
+
 /// The next message, within 10 s.
 async fn next(reader: &mut ControlReader<RecvStream>) -> ControlMessage {
     tokio::time::timeout(Duration::from_secs(10), reader.next())
@@ -218,15 +228,8 @@ fn origins_paths_and_tokens_are_checked_for_web_viewers() {
             ),
         ] {
             let (_e, s) = connect_web(&server, &session).await.unwrap();
-            let (mut writer, mut reader) = control(&s).await;
-            writer
-                .send(&hello(WishedRendition::Auto, token))
-                .await
-                .unwrap();
-            assert!(
-                matches!(next(&mut reader).await, ControlMessage::Welcome(_)),
-                "{session:?} with {token:?} was not welcomed"
-            );
+            // Panics with what came instead of a Welcome.
+            let _control = joined(&s, WishedRendition::Auto, token).await;
             s.close(0, b"done");
         }
     });
@@ -263,15 +266,7 @@ fn a_hostile_web_viewer_loses_only_its_own_session() {
         let (_e, pushy) = connect_web(&server, &WebSession::own_page(&server))
             .await
             .unwrap();
-        let (mut writer, mut reader) = control(&pushy).await;
-        writer
-            .send(&hello(WishedRendition::Fixed(2), ""))
-            .await
-            .unwrap();
-        assert!(matches!(
-            next(&mut reader).await,
-            ControlMessage::Welcome(_)
-        ));
+        let _control = joined(&pushy, WishedRendition::Fixed(2), "").await;
         let mut extra = pushy.open_uni().await.unwrap();
         extra.write_all(b"x").await.unwrap();
         let (code, reason) = closed(&pushy).await;
@@ -365,16 +360,8 @@ fn a_stopping_server_tells_web_viewers_why() {
         let (endpoint, session) = connect_web(&server, &WebSession::own_page(&server))
             .await
             .unwrap();
-        let (mut writer, mut reader) = control(&session).await;
-        writer
-            .send(&hello(WishedRendition::Fixed(2), ""))
-            .await
-            .unwrap();
-        assert!(matches!(
-            next(&mut reader).await,
-            ControlMessage::Welcome(_)
-        ));
-        (endpoint, session, writer, reader)
+        let control = joined(&session, WishedRendition::Fixed(2), "").await;
+        (endpoint, session, control)
     });
     assert!(server.terminate(Duration::from_secs(10)).success());
     runtime.block_on(async {
