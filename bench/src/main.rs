@@ -168,7 +168,7 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         seconds: u64,
         /// Scrapes back to back at the end.
-        #[arg(long, default_value_t = 500)]
+        #[arg(long, default_value_t = 5000)]
         burst: u32,
         /// Extra server options, one per flag.
         #[arg(long = "server-arg", allow_hyphen_values = true)]
