@@ -26,6 +26,7 @@ PACKAGES=(
   pulseaudio-utils
   libasound2-plugins # ALSA's "pulse" device, through which cpal reaches it
   chromium        # the browser viewer's end-to-end tests (headless, driven by puppeteer-core)
+  nodejs          # builds and tests the web viewer (web/: esbuild, tsc, node --test, puppeteer-core); 18 or later
   build-essential
 )
 
@@ -35,6 +36,10 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
+
+# npm is Debian's own package beside Debian's nodejs, but comes inside NodeSource's nodejs:
+# asked for only when the command is missing.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PACKAGES[@]} system packages present"

@@ -13,5 +13,8 @@ echo "== lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== build"
 cargo build --workspace --all-targets --locked
+echo "== web viewer (type check, unit tests, the committed bundle matches its source)"
+(cd web && npm ci --no-audit --no-fund && npm run check && npm test && npm run build)
+git diff --exit-code -- web/dist
 echo "== tests"
 cargo test --workspace --locked

@@ -2,8 +2,11 @@
 //!
 //! Light viewers run in this process: each is a real QUIC connection that says hello, keeps a
 //! clock estimate with pings, and reads every frame stream and audio datagram, but does not
-//! decode (decoding is the viewer's cost, not the server's). The server is the release
-//! binary, measured from /proc: CPU time and resident memory.
+//! decode (decoding is the viewer's cost, not the server's). They speak either binding: the
+//! native one, or WebTransport as a browser does (HTTP/3, the CONNECT with the page's
+//! origin, the certificate by its hash); both run through the same client code, so the
+//! difference measured is the server's. The server is the release binary, measured from
+//! /proc: CPU time and resident memory.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,9 +16,52 @@ use streamsocket_client::ViewerClock;
 use streamsocket_client::{client_config, Trust};
 use streamsocket_client::{ClockSync, Exchange};
 use streamsocket_proto::control::{ControlMessage, Hello, Ping, Rendition, WishedRendition};
+use streamsocket_proto::media::FrameHeader;
 use streamsocket_proto::PROTOCOL_VERSION;
+use streamsocket_tests::web::{web_certificate_hash, WebSession};
 use streamsocket_tests::ServerProcess;
-use streamsocket_transport::{read_frame, ControlReader, ControlWriter};
+use streamsocket_transport::{ControlReader, ControlWriter};
+
+/// Which binding light viewers speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Kind {
+    /// QUIC, ALPN streamsocket/1 (as `streamsocket-client`).
+    Native,
+    /// WebTransport over HTTP/3 (as the browser page).
+    Web,
+}
+
+/// How a light viewer reaches the server.
+#[derive(Clone)]
+pub enum Dial {
+    Native(quinn::ClientConfig),
+    Web {
+        config: quinn::ClientConfig,
+        session: WebSession,
+    },
+}
+
+impl Dial {
+    async fn open(
+        &self,
+        endpoint: &quinn::Endpoint,
+        addr: std::net::SocketAddr,
+    ) -> Option<web_transport_quinn::Session> {
+        match self {
+            Dial::Native(config) => {
+                let conn = endpoint
+                    .connect_with(config.clone(), addr, "localhost")
+                    .ok()?
+                    .await
+                    .ok()?;
+                Some(web_transport_quinn::Session::raw(conn))
+            }
+            Dial::Web { config, session } => {
+                session.open(endpoint, config.clone(), addr).await.ok()
+            }
+        }
+    }
+}
 
 /// What one light viewer saw.
 #[derive(Default)]
@@ -38,7 +84,7 @@ pub struct Seen {
 /// different machines would: one shared socket would see every viewer's burst at once and
 /// overflow.
 pub async fn light_viewer(
-    config: quinn::ClientConfig,
+    dial: Dial,
     addr: std::net::SocketAddr,
     watch: Duration,
     rendition: WishedRendition,
@@ -53,10 +99,7 @@ pub async fn light_viewer(
                 return seen;
             }
         };
-    let Ok(connecting) = endpoint.connect_with(config, addr, "localhost") else {
-        return seen;
-    };
-    let Ok(conn) = connecting.await else {
+    let Some(conn) = dial.open(&endpoint, addr).await else {
         return seen;
     };
     let Ok((send, recv)) = conn.open_bi().await else {
@@ -131,15 +174,20 @@ pub async fn light_viewer(
         while let Ok(mut recv) = frames_conn.accept_uni().await {
             let tx = tx.clone();
             tokio::spawn(async move {
-                if let Ok(f) = read_frame(&mut recv).await {
-                    let t = f.header.timing;
-                    let encoded = f.header.capture_us
+                let header = recv
+                    .read_to_end(4 << 20)
+                    .await
+                    .ok()
+                    .and_then(|bytes: Vec<u8>| FrameHeader::decode(&bytes).ok());
+                if let Some(header) = header {
+                    let t = header.timing;
+                    let encoded = header.capture_us
                         + t.queue_us as u64
                         + t.encoder_wait_us as u64
                         + t.encode_us as u64;
                     let _ = tx.send((
-                        f.header.seq,
-                        f.header.capture_us,
+                        header.seq,
+                        header.capture_us,
                         encoded,
                         t.encode_us as u64,
                         clock.now_us(),
@@ -168,7 +216,7 @@ pub async fn light_viewer(
         let got = seqs.iter().filter(|&&s| s <= end).count() as u64;
         seen.missing = (end - first + 1).saturating_sub(got);
     }
-    conn.close(0u32.into(), b"done");
+    conn.close(0, b"done");
     control.abort();
     receiver.abort();
     seen.audio = audio.await.unwrap_or(0);
@@ -205,7 +253,7 @@ pub struct FanoutResult {
 /// configuration, and the server's CPU time when they started.
 pub struct LightRun {
     pub runtime: tokio::runtime::Runtime,
-    pub config: quinn::ClientConfig,
+    pub dial: Dial,
     pub addr: std::net::SocketAddr,
     pid: u32,
     cpu_before: Option<f64>,
@@ -213,16 +261,26 @@ pub struct LightRun {
 }
 
 impl LightRun {
-    pub fn new(server: &ServerProcess, threads: usize) -> anyhow::Result<Self> {
+    pub fn new(server: &ServerProcess, threads: usize, kind: Kind) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .enable_all()
             .build()?;
-        let (config, _) = client_config(Trust::Ca(server.ca()), None)?;
+        let dial = match kind {
+            Kind::Native => Dial::Native(client_config(Trust::Ca(server.ca()), None)?.0),
+            Kind::Web => {
+                // As the page does: the hash from /session.json, then WebTransport.
+                let hash = runtime.block_on(web_certificate_hash(server))?;
+                Dial::Web {
+                    config: WebSession::client_config(hash)?,
+                    session: WebSession::own_page(server),
+                }
+            }
+        };
         let pid = server.pid();
         Ok(Self {
             runtime,
-            config,
+            dial,
             addr: server.addr,
             pid,
             cpu_before: crate::cpu_seconds(pid),
@@ -242,6 +300,7 @@ impl LightRun {
 
 pub fn run(
     n: usize,
+    kind: Kind,
     seconds: u64,
     join_over: Duration,
     server_args: &[&str],
@@ -252,17 +311,17 @@ pub fn run(
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
-    let light = LightRun::new(&server, threads)?;
-    let (config, addr) = (light.config.clone(), light.addr);
+    let light = LightRun::new(&server, threads, kind)?;
+    let (dial, addr) = (light.dial.clone(), light.addr);
     let watch = Duration::from_secs(seconds);
     let (seen, rss) = light.runtime.block_on(async {
         let tasks: Vec<_> = (0..n)
             .map(|i| {
                 let arrival = join_over * i as u32 / n as u32;
-                let config = config.clone();
+                let dial = dial.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(arrival).await;
-                    light_viewer(config, addr, watch, WishedRendition::Fixed(0)).await
+                    light_viewer(dial, addr, watch, WishedRendition::Fixed(0)).await
                 })
             })
             .collect();

@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use streamsocket_proto::control::WishedRendition;
 use streamsocket_tests::ServerProcess;
 
-use crate::fanout::{light_viewer, LightRun, Seen};
+use crate::fanout::{light_viewer, Kind, LightRun, Seen};
 
 fn quantiles_ms(values: &[u64]) -> anyhow::Result<[f64; 3]> {
     let mut h = Histogram::<u64>::new(3)?;
@@ -33,15 +33,15 @@ pub fn run(seconds: u64, server_args: &[String]) -> anyhow::Result<()> {
         .filter(|l| l.starts_with("rendition "))
         .collect();
     anyhow::ensure!(!rungs.is_empty(), "the server printed no ladder");
-    let light = LightRun::new(&server, 1)?;
-    let (config, addr) = (light.config.clone(), light.addr);
+    let light = LightRun::new(&server, 1, Kind::Native)?;
+    let (dial, addr) = (light.dial.clone(), light.addr);
     let watch = Duration::from_secs(seconds);
     let seen: Vec<Seen> = light.runtime.block_on(async {
         let tasks: Vec<_> = (0..rungs.len())
             .map(|i| {
-                let config = config.clone();
+                let dial = dial.clone();
                 tokio::spawn(light_viewer(
-                    config,
+                    dial,
                     addr,
                     watch,
                     WishedRendition::Fixed(i as u8),

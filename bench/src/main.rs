@@ -156,6 +156,10 @@ enum Command {
         /// Transport setting overrides for the server and the viewers, as for `network`.
         #[arg(long, default_value = "")]
         transport: String,
+        /// Which binding the viewers speak; several (`--kind native,web`) measure each count
+        /// with each kind, against fresh servers, and compare them.
+        #[arg(long, value_delimiter = ',', default_value = "native")]
+        kind: Vec<fanout::Kind>,
     },
     /// What /metrics costs the server: light viewers watch while /metrics is scraped every
     /// second over a kept-alive connection (--metrics-listen), against phases without
@@ -182,6 +186,20 @@ enum Command {
         /// Seconds every rung is watched.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
+        /// Extra server options, one per flag.
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_args: Vec<String>,
+    },
+    /// The web viewer in headless Chromium beside the native viewer on one server: capture
+    /// to decoded and shown, and the page's join time over fresh loads (needs `npm ci` in
+    /// web/).
+    Browser {
+        /// Seconds both viewers watch.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Fresh page loads timed from load to first picture.
+        #[arg(long, default_value_t = 20)]
+        loads: u32,
         /// Extra server options, one per flag.
         #[arg(long = "server-arg", allow_hyphen_values = true)]
         server_args: Vec<String>,
@@ -249,6 +267,7 @@ fn main() -> anyhow::Result<()> {
             join_over_ms,
             server_args,
             transport,
+            kind,
         } => {
             streamsocket_transport::settings::Tuning::parse(&transport)
                 .map_err(|e| anyhow::anyhow!("--transport {transport:?}: {e}"))?;
@@ -256,6 +275,7 @@ fn main() -> anyhow::Result<()> {
             std::env::set_var(streamsocket_transport::settings::TUNING_ENV, &transport);
             fanout_table(
                 &viewers,
+                &kind,
                 seconds,
                 Duration::from_millis(join_over_ms),
                 &server_args,
@@ -271,6 +291,11 @@ fn main() -> anyhow::Result<()> {
             seconds,
             server_args,
         } => ladder::run(seconds, &server_args),
+        Command::Browser {
+            seconds,
+            loads,
+            server_args,
+        } => browser::run(seconds, loads, &server_args),
         Command::Glass {
             seconds,
             grabber,
@@ -424,6 +449,7 @@ fn testsrc2(width: usize, height: usize, fps: u32, frames: u64) -> anyhow::Resul
     })
 }
 
+mod browser;
 mod capture;
 mod encoder;
 mod fanout;
@@ -437,6 +463,7 @@ mod soak;
 
 fn fanout_table(
     counts: &[usize],
+    kinds: &[fanout::Kind],
     seconds: u64,
     join_over: Duration,
     server_args: &[String],
@@ -449,27 +476,28 @@ fn fanout_table(
         std::env::var(streamsocket_transport::settings::TUNING_ENV).unwrap_or_default()
     );
     println!();
-    println!("| viewers | connected | frames per viewer (min / median of {}) | missing | on time | latency p50 ms | p95 ms | delivery p50 ms | p95 ms | server CPU % | server RSS MB | MB per viewer beyond the first |", seconds * 30);
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| viewers | kind | connected | frames per viewer (min / median of {}) | missing | on time | latency p50 ms | p95 ms | delivery p50 ms | p95 ms | server CPU % | server RSS MB | MB per viewer beyond the first |", seconds * 30);
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut cpu_at = std::collections::BTreeMap::new();
-    let mut rss_one: Option<f64> = None;
+    let mut rss_one = std::collections::BTreeMap::new();
     for &n in counts {
-        let r = fanout::run(n, seconds, join_over, &extra)?;
-        // Every frame: none missing, each viewer got 90% of the frames of the run (the first
-        // ~200 ms go to the join), and p95 within the 300 ms deadline.
-        let on_time = r.connected == n
-            && r.missing == 0
-            && r.frames_min as f64 >= r.expected_frames as f64 * 0.9
-            && r.latency_p95_ms < 300.0;
-        if n == 1 {
-            rss_one = Some(r.rss_mb);
-        }
-        let per_viewer = match rss_one {
-            Some(one) if n > 1 => format!("{:.3}", (r.rss_mb - one) / (n - 1) as f64),
-            _ => "-".to_string(),
-        };
-        println!(
-            "| {n} | {} | {} / {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {per_viewer} |",
+        for &kind in kinds {
+            let r = fanout::run(n, kind, seconds, join_over, &extra)?;
+            // Every frame: none missing, each viewer got 90% of the frames of the run (the first
+            // ~200 ms go to the join), and p95 within the 300 ms deadline.
+            let on_time = r.connected == n
+                && r.missing == 0
+                && r.frames_min as f64 >= r.expected_frames as f64 * 0.9
+                && r.latency_p95_ms < 300.0;
+            if n == 1 {
+                rss_one.insert(kind, r.rss_mb);
+            }
+            let per_viewer = match rss_one.get(&kind) {
+                Some(one) if n > 1 => format!("{:.3}", (r.rss_mb - one) / (n - 1) as f64),
+                _ => "-".to_string(),
+            };
+            println!(
+            "| {n} | {kind:?} | {} | {} / {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {per_viewer} |",
             r.connected,
             r.frames_min,
             r.frames_median,
@@ -482,17 +510,43 @@ fn fanout_table(
             r.cpu_percent,
             r.rss_mb,
         );
-        cpu_at.insert(n, r.cpu_percent);
-        if r.server_reset + r.server_lagged > 0 {
-            println!("|  | server: {} frames reset at their deadline, {} lost to a full hub queue | | | | | | | | | | |", r.server_reset, r.server_lagged);
+            cpu_at.insert((n, kind), r.cpu_percent);
+            if r.server_reset + r.server_lagged > 0 {
+                println!("|  | | server: {} frames reset at their deadline, {} lost to a full hub queue | | | | | | | | | | |", r.server_reset, r.server_lagged);
+            }
         }
     }
-    if let (Some(one), Some(eight)) = (cpu_at.get(&1), cpu_at.get(&8)) {
-        println!();
-        println!(
-            "server CPU with 8 viewers / with 1 viewer: {:.2}",
-            eight / one
-        );
+    println!();
+    for &kind in kinds {
+        if let (Some(one), Some(eight)) = (cpu_at.get(&(1, kind)), cpu_at.get(&(8, kind))) {
+            println!(
+                "{kind:?}: server CPU with 8 viewers / with 1 viewer: {:.2}",
+                eight / one
+            );
+        }
+        // The cost of one more viewer: the slope between the smallest and largest count.
+        let mine: Vec<(usize, f64)> = counts
+            .iter()
+            .filter_map(|&n| cpu_at.get(&(n, kind)).map(|&c| (n, c)))
+            .collect();
+        if let (Some(&(a, ca)), Some(&(b, cb))) = (mine.first(), mine.last()) {
+            if b > a {
+                println!(
+                    "{kind:?}: server CPU per viewer, {a} to {b} viewers: {:.3}% of a core",
+                    (cb - ca) / (b - a) as f64
+                );
+            }
+        }
+    }
+    if let [first, second] = kinds {
+        for &n in counts {
+            if let (Some(a), Some(b)) = (cpu_at.get(&(n, *first)), cpu_at.get(&(n, *second))) {
+                println!(
+                    "{n} viewers: server CPU {second:?} / {first:?}: {:.2}",
+                    b / a
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -295,22 +295,33 @@ impl Server {
         let token = opts.metrics_token.as_ref();
         let page = match opts.http {
             None => None,
-            Some(mut addr) => {
-                if addr.port() == 0 && addr.ip() == opts.listen.ip() {
-                    addr.set_port(endpoint.local_addr()?.port());
-                }
+            Some(addr) => {
                 let access =
                     crate::metrics::MetricsAccess::for_page(addr.ip().is_loopback(), token);
-                let page = crate::web::PageServer::bind(
-                    addr,
-                    certificates::page_config(tls.page_key.clone())?,
-                    crate::web::https::PageState {
+                let bind = |addr| {
+                    let state = crate::web::https::PageState {
                         web_certificate: web.clone(),
                         page: true,
                         metrics: Some(metrics.clone()),
                         metrics_access: access.clone(),
-                    },
-                )?;
+                    };
+                    crate::web::PageServer::bind(
+                        addr,
+                        certificates::page_config(tls.page_key.clone())?,
+                        state,
+                    )
+                };
+                // Port 0 with QUIC's IP: the port number QUIC got, if TCP has it free too
+                // (an ephemeral port chosen for UDP may be in use on TCP); else any.
+                let page = if addr.port() == 0 && addr.ip() == opts.listen.ip() {
+                    let same = SocketAddr::new(addr.ip(), endpoint.local_addr()?.port());
+                    bind(same).or_else(|e| {
+                        tracing::warn!("{e:#}: serving the web page on another port");
+                        bind(addr)
+                    })?
+                } else {
+                    bind(addr)?
+                };
                 let at = page.local_addr()?;
                 match access {
                     crate::metrics::MetricsAccess::Off => tracing::info!(
@@ -396,6 +407,9 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
         let page = self.page.take().map(|p| tokio::spawn(p.run()));
+        // Tells every session the server is stopping, so each closes in its own binding's
+        // words (a browser's session needs a WebTransport close to read the code from).
+        let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
         let metrics_listener = self.metrics_listener.take().map(|p| tokio::spawn(p.run()));
         let rates = tokio::spawn(crate::metrics::sample_rates(self.observed.clone()));
         let renewal = tokio::spawn(self.tls.web.clone().keep_renewed());
@@ -448,6 +462,7 @@ impl Server {
                     let clock = self.clock;
                     let join = self.join;
                     let origins = self.origins.clone();
+                    let stopping = stopping.clone();
                     let metrics = metrics.clone();
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(async move {
@@ -471,7 +486,7 @@ impl Server {
                                 let remote = conn.remote_address();
                                 match crate::web::connect::accept(conn, &origins).await {
                                     Ok(connection) => {
-                                        crate::session::serve(connection, hub, admission, clock, id, join).await
+                                        crate::session::serve(connection, hub, admission, clock, id, join, stopping).await
                                     }
                                     Err(e) => {
                                         metrics.refused(Stage::WebTransport, e.reason());
@@ -480,7 +495,7 @@ impl Server {
                                 }
                             }
                             Ok(conn) => {
-                                crate::session::serve(crate::session::Connection::native(conn), hub, admission, clock, id, join).await
+                                crate::session::serve(crate::session::Connection::native(conn), hub, admission, clock, id, join, stopping).await
                             }
                             // A refused certificate (mutual TLS, a TLS alert) is worth knowing
                             // about; an abandoned or malformed handshake is not.
@@ -511,6 +526,10 @@ impl Server {
         reloader.abort();
         token_reloader.abort();
         self.stop.store(true, Ordering::Relaxed);
+        // Sessions close themselves first (a web session's close waits a moment for the
+        // browser to acknowledge it); what is left after a second is closed below.
+        let _ = stopping_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
         self.endpoint.close(
             quinn::VarInt::from_u32(ErrorCode::ServerShuttingDown.to_u16() as u32),
             b"server shutting down",

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+
+pub mod web;
 use serde_json::Value;
 
 /// End-to-end tests encode video: two at once on a 2-core machine would starve each other.

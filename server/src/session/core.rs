@@ -274,6 +274,16 @@ impl Session {
         self.refuse(code, reason);
     }
 
+    /// The server is stopping: the session ends with `ServerShuttingDown`, which the driver
+    /// says in the close (a browser reads it from its session's close, as a native viewer
+    /// reads it from the connection's).
+    pub fn server_stopping(&mut self) {
+        self.end(Ending::Close {
+            code: ErrorCode::ServerShuttingDown,
+            reason: "server shutting down".into(),
+        });
+    }
+
     /// The viewer opened a stream the protocol gives it no use for: a unidirectional stream,
     /// or a bidirectional one besides the control stream (`what` says which).
     ///

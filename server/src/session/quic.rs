@@ -103,6 +103,7 @@ pub async fn serve(
     clock: MediaClock,
     session_id: u64,
     strategy: JoinStrategy,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     let offer = Arc::new(Offer::of(&hub));
     let session = Session::new(
@@ -134,7 +135,7 @@ pub async fn serve(
         asker: KeyframeAsker::default(),
         warned_datagrams: false,
     };
-    let ending = driver.run().await;
+    let ending = driver.run(stopping).await;
     // Fates that came in after the loop's last look still count.
     while let Ok(fate) = driver.fates.1.try_recv() {
         driver.count_fate(&fate);
@@ -225,14 +226,18 @@ struct Driver<'a> {
 }
 
 impl Driver<'_> {
-    async fn run(&mut self) -> Ending {
+    async fn run(&mut self, stopping: tokio::sync::watch::Receiver<bool>) -> Ending {
+        // Through a stream, which keeps its place between wake-ups (the receiver is shared
+        // by every session).
+        let mut stopping = Some(WatchStream::new(stopping));
         // Changes from now on; the state itself is read as the viewer is admitted (a change
         // in between comes again through here, and telling the session twice is harmless).
         let mut paused = Some(WatchStream::from_changes(
             self.hub.controls().watch_paused(),
         ));
-        // Stops looking for new streams once the connection refuses to give any.
-        let mut accepting = true;
+        // The viewer's streams come from a task of their own: an accept made anew at every
+        // wake-up of this loop would register and unregister with the connection each time.
+        let mut streams = Some(spawn_stream_watch(self.conn.clone()));
         loop {
             // What became of frames in flight is taken in passing, not waited for: it only
             // matters to the next frame (a miss means a keyframe first), and a wake-up per
@@ -247,27 +252,22 @@ impl Driver<'_> {
             let timeout = self.session.poll_timeout().map(Instant::from_std);
             let [first, second] = &mut self.feeds;
             tokio::select! {
-                streams = self.conn.accept_bi(), if accepting => match streams {
-                    Ok(_) if self.messages.is_some() => {
-                        self.session.stream_opened("a second bidirectional stream")
-                    }
-                    Ok((send, recv)) => {
+                opened = next_stream(&mut streams) => match opened {
+                    Some(Opened::Control(send, recv)) => {
                         self.messages = Some(spawn_reader(ControlReader::new(recv)));
                         self.writer = Some(ControlSender::spawn(ControlWriter::new(send)));
                         self.session.control_stream_opened(now());
                     }
-                    Err(e) => {
-                        accepting = false;
+                    Some(Opened::Unexpected(what)) => self.session.stream_opened(what),
+                    Some(Opened::Gone(e)) => {
+                        streams = None;
                         if self.messages.is_none() {
                             tracing::debug!(session_id = self.session_id, "connection ended before the control stream: {e}");
                             self.session.control_ended();
                         }
                     }
-                },
-                stream = self.conn.accept_uni(), if accepting => match stream {
-                    Ok(_) => self.session.stream_opened("a unidirectional stream"),
-                    // Gone: the control stream (or its absence) says so.
-                    Err(_) => accepting = false,
+                    // The watch ended after saying why; nothing more comes.
+                    None => streams = None,
                 },
                 next = next_message(&mut self.messages) => match next {
                     Ok(Some(msg)) => self.session.message(msg, now()),
@@ -275,6 +275,11 @@ impl Driver<'_> {
                     // The viewer went away (closed the connection or reset the stream).
                     Err(ReadError::Stream(_) | ReadError::WebTransport(_)) => self.session.control_ended(),
                     Err(e) => self.session.control_failed(e.close_code(), read_error_text(&e)),
+                },
+                stop = changed(&mut stopping) => match stop {
+                    Some(true) => self.session.server_stopping(),
+                    Some(false) => {}
+                    None => stopping = None,
                 },
                 changed = changed(&mut paused) => match changed {
                     Some(p) => self.session.set_broadcast_paused(p, now()),
@@ -582,6 +587,55 @@ async fn next_message(receiver: &mut Option<ControlReceiver>) -> Read {
             // The reader ended after its last result, which the session has taken.
             None => std::future::pending().await,
         },
+        None => std::future::pending().await,
+    }
+}
+
+/// A stream the viewer opened, or why no more will come.
+enum Opened {
+    /// The first bidirectional stream: the control stream.
+    Control(SendStream, RecvStream),
+    /// Any other (a unidirectional stream, a second bidirectional one).
+    Unexpected(&'static str),
+    /// The connection is gone.
+    Gone(SessionError),
+}
+
+/// Watches for the streams a viewer opens, on a task of its own (aborted when dropped).
+struct StreamWatch {
+    opened: mpsc::Receiver<Opened>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for StreamWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn spawn_stream_watch(link: web_transport_quinn::Session) -> StreamWatch {
+    let (tx, opened) = mpsc::channel(2);
+    let task = tokio::spawn(async move {
+        let first = match link.accept_bi().await {
+            Ok((send, recv)) => Opened::Control(send, recv),
+            Err(e) => Opened::Gone(e),
+        };
+        let gone = matches!(first, Opened::Gone(_));
+        if tx.send(first).await.is_err() || gone {
+            return;
+        }
+        let next = tokio::select! {
+            bi = link.accept_bi() => bi.map(|_| Opened::Unexpected("a second bidirectional stream")),
+            uni = link.accept_uni() => uni.map(|_| Opened::Unexpected("a unidirectional stream")),
+        };
+        let _ = tx.send(next.unwrap_or_else(Opened::Gone)).await;
+    });
+    StreamWatch { opened, task }
+}
+
+async fn next_stream(watch: &mut Option<StreamWatch>) -> Option<Opened> {
+    match watch {
+        Some(w) => w.opened.recv().await,
         None => std::future::pending().await,
     }
 }

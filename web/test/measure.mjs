@@ -1,0 +1,50 @@
+// The web viewer's figures for `streamsocket-bench browser`: watches the page for --seconds
+// and takes window.streamsocket.stats() (the native --stats-json field names), then times
+// --loads fresh page loads from navigation to the first picture shown. Writes one JSON object
+// to --out: {"stats": ..., "state": ..., "joins_ms": [...]}. Asserts nothing.
+//
+//   node web/test/measure.mjs --url https://127.0.0.1:PORT/ --certs DIR --seconds 20 --loads 20 --out F
+
+import { writeFileSync } from "node:fs";
+
+import { args, launchChromium } from "./chromium.mjs";
+
+const WAIT = { timeout: 30_000, polling: 20 };
+
+async function main() {
+  const a = args();
+  if (!a.url || !a.certs || !a.out) throw new Error("usage: --url URL --certs DIR --out FILE [--seconds S] [--loads N]");
+  const seconds = Number(a.seconds ?? 20);
+  const loads = Number(a.loads ?? 0);
+  const { browser, close } = await launchChromium([a.certs]);
+  const result = { joins_ms: [] };
+  try {
+    const page = await browser.newPage();
+    await page.setViewport({ width: 900, height: 560 });
+    await page.goto(a.url, { waitUntil: "load" });
+    await page.waitForFunction(() => window.streamsocket?.state().first_picture_ms != null, WAIT);
+    // Watch for the run's length from the first picture (the native viewer runs as long).
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    result.stats = await page.evaluate(() => window.streamsocket.stats());
+    result.state = await page.evaluate(() => window.streamsocket.state());
+    await page.close();
+    // Joins: each a new page (new document, new connection), timed by the page itself from
+    // its navigation start (performance.now() = 0) to its first picture drawn.
+    for (let i = 0; i < loads; i++) {
+      const p = await browser.newPage();
+      await p.setViewport({ width: 900, height: 560 });
+      await p.goto(a.url, { waitUntil: "load" });
+      await p.waitForFunction(() => window.streamsocket?.state().first_picture_ms != null, WAIT);
+      result.joins_ms.push(await p.evaluate(() => window.streamsocket.state().first_picture_ms));
+      await p.close();
+    }
+  } finally {
+    await close();
+  }
+  writeFileSync(a.out, JSON.stringify(result));
+}
+
+main().catch((e) => {
+  console.error(e?.stack ?? String(e));
+  process.exit(1);
+});
