@@ -161,6 +161,23 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "native")]
         kind: Vec<fanout::Kind>,
     },
+    /// What /metrics costs the server: light viewers watch while /metrics is scraped every
+    /// second over a kept-alive connection (--metrics-listen), against phases without
+    /// scraping in the same run; then a burst of scrapes for the CPU of one (bench/src/scrape.rs).
+    Scrape {
+        /// Light viewers watching meanwhile.
+        #[arg(long, default_value_t = 1)]
+        viewers: usize,
+        /// Seconds of each phase (without, scraping every second, without).
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Scrapes back to back at the end.
+        #[arg(long, default_value_t = 5000)]
+        burst: u32,
+        /// Extra server options, one per flag.
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_args: Vec<String>,
+    },
     /// Every rung of the shipped ladder (or the one the server options give, e.g.
     /// --server-arg=--width --server-arg=640 --server-arg=--height --server-arg=360) encoded at
     /// once: one light viewer per rung; frames received against each rung's frame rate, encode
@@ -264,6 +281,12 @@ fn main() -> anyhow::Result<()> {
                 &server_args,
             )
         }
+        Command::Scrape {
+            viewers,
+            seconds,
+            burst,
+            server_args,
+        } => scrape::run(viewers, seconds, burst, &server_args),
         Command::Ladder {
             seconds,
             server_args,
@@ -435,6 +458,7 @@ mod glass;
 mod ladder;
 mod network;
 mod quality;
+mod scrape;
 mod soak;
 
 fn fanout_table(
