@@ -19,7 +19,7 @@ use streamsocket_tests::ServerProcess;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::fanout::{light_viewer, LightRun};
+use crate::fanout::{light_viewer, Kind, LightRun};
 
 /// A kept-alive HTTP/1.1 connection to the metrics listener.
 struct Scraper {
@@ -101,13 +101,13 @@ pub fn run(viewers: usize, seconds: u64, burst: u32, server_args: &[String]) -> 
         .trim_end_matches("/metrics")
         .parse()
         .with_context(|| format!("metrics address in {line:?}"))?;
-    let light = LightRun::new(&server, 1)?;
+    let light = LightRun::new(&server, 1, Kind::Native)?;
     let warmup = 3;
     let watch = Duration::from_secs(warmup + 3 * seconds + 30);
     let handles: Vec<_> = (0..viewers)
         .map(|_| {
             light.runtime.spawn(light_viewer(
-                light.config.clone(),
+                light.dial.clone(),
                 light.addr,
                 watch,
                 WishedRendition::Fixed(0),
