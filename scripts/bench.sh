@@ -2,7 +2,7 @@
 # Reproduces the figures in docs/BENCHMARKS.md: builds in release mode, sweeps the AV1
 # encoders' settings, then runs the server and a headless viewer on loopback.
 #   scripts/bench.sh            # everything
-#   scripts/bench.sh encoder    # one part (encoder | ffmpeg-encoders | e2e | glass | browser | fanout | ladder | capture | quality | network | soak), extra options passed on
+#   scripts/bench.sh encoder    # one part (encoder | ffmpeg-encoders | e2e | glass | browser | scrape | fanout | ladder | capture | quality | network | soak), extra options passed on
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -16,6 +16,7 @@ case "${1:-all}" in
   glass) shift; $B glass "$@" 2>/dev/null ;;
   browser) shift; (cd web && npm ci --no-audit --no-fund >/dev/null); $B browser "$@" 2>/dev/null ;;
   fanout) shift; $B fanout "$@" 2>/dev/null ;;
+  scrape) shift; $B scrape "$@" 2>/dev/null ;;
   ladder) shift; $B ladder "$@" 2>/dev/null ;;
   capture) shift; $B capture "$@" 2>/dev/null ;;
   quality) shift; $B quality "$@" 2>/dev/null ;;
