@@ -374,3 +374,33 @@ fn a_stopping_server_tells_web_viewers_why() {
         assert_eq!(reason, "server shutting down");
     });
 }
+
+#[test]
+fn the_viewer_limit_counts_web_and_native_viewers_alike() {
+    let _machine = exclusive();
+    let server = ServerProcess::start(&["--max-viewers", "1"]).unwrap();
+    let native = spawn_viewer(&server, &["--duration", "6", "--quality", "3"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        server
+            .wait_for_log("viewer joined", Duration::from_secs(10))
+            .await;
+        let (_e, session) = connect_web(&server, &WebSession::own_page(&server))
+            .await
+            .unwrap();
+        let (mut writer, mut reader) = control(&session).await;
+        writer
+            .send(&hello(WishedRendition::Auto, ""))
+            .await
+            .unwrap();
+        match next(&mut reader).await {
+            ControlMessage::Error { code, message } => {
+                assert_eq!(code, ErrorCode::ServerFull, "{message}")
+            }
+            other => panic!("expected ServerFull, got {other:?}"),
+        }
+        let (code, reason) = closed(&session).await;
+        assert_eq!(code, u32::from(ErrorCode::ServerFull.to_u16()), "{reason}");
+    });
+    assert_kept_watching(&native.join().unwrap(), 6.0, "the native viewer");
+}
