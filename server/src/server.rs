@@ -121,6 +121,8 @@ pub struct Server {
     admission: Arc<crate::access::admission::Admission>,
     tls: TlsSettings,
     served: certificates::Served,
+    /// The page server's copy of the certificate, kept current by `certificates::watch`.
+    page_key: Arc<certificates::CurrentKey>,
     page: Option<crate::web::PageServer>,
     metrics_listener: Option<crate::web::PageServer>,
     observed: Arc<crate::metrics::Observed>,
@@ -191,7 +193,6 @@ impl Server {
             check_every: opts.cert_check,
             retry_key: certificates::RetryKey(streamsocket_transport::endpoint::retry_token_key()),
             web: web.clone(),
-            page_key: Arc::new(certificates::CurrentKey::new(placeholder_key()?)),
             metrics: Arc::default(),
         };
         // From here on SIGHUP means "reload", never the default "terminate", even before the
@@ -212,7 +213,8 @@ impl Server {
         // The admission check refuses revoked certificates too (see `withdraw_certificates`).
         opts.admission.withdraw_certificates(&loaded.revoked);
         let served = loaded.served();
-        tls.page_key.set(loaded.key.clone());
+        // The page server's certificate: the same, replaced with it on reload.
+        let page_key = Arc::new(certificates::CurrentKey::new(loaded.key.clone()));
         let fingerprint = loaded.fingerprint;
         let server_config = loaded.config;
         // Stateless resets keyed by the private key survive a restart (see endpoint::server).
@@ -307,7 +309,7 @@ impl Server {
                     };
                     crate::web::PageServer::bind(
                         addr,
-                        certificates::page_config(tls.page_key.clone())?,
+                        certificates::page_config(page_key.clone())?,
                         state,
                     )
                 };
@@ -366,6 +368,7 @@ impl Server {
             admission: opts.admission.clone(),
             tls,
             served,
+            page_key,
             page,
             metrics_listener,
             observed,
@@ -423,6 +426,7 @@ impl Server {
         );
         let reloader = tokio::spawn(certificates::watch(
             self.endpoint.clone(),
+            self.page_key.clone(),
             self.tls.clone(),
             self.served.clone(),
             self.admission.clone(),
@@ -546,17 +550,6 @@ fn negotiated_protocol(conn: &quinn::Connection) -> Option<Vec<u8>> {
         .downcast::<quinn::crypto::rustls::HandshakeData>()
         .ok()?
         .protocol
-}
-
-/// A key for the page server until the certificate files are loaded (never served: the
-/// files are loaded before the page server starts).
-fn placeholder_key() -> anyhow::Result<Arc<rustls::sign::CertifiedKey>> {
-    let c = streamsocket_certs::issue_hashed(&[])?;
-    Ok(Arc::new(rustls::sign::CertifiedKey::from_der(
-        vec![c.cert],
-        c.key.into(),
-        &rustls::crypto::ring::default_provider(),
-    )?))
 }
 
 /// Logs what the encoders are doing every few seconds (only those with viewers), and how many

@@ -153,9 +153,7 @@ impl WebSession {
     /// A client config that accepts the browsers' certificate by `hash` (as
     /// `serverCertificateHashes` does) and speaks HTTP/3.
     pub fn client_config(hash: [u8; 32]) -> anyhow::Result<quinn::ClientConfig> {
-        let fingerprint: streamsocket_certs::Fingerprint =
-            format!("sha256:{}", hex_lower(&hash)).parse()?;
-        let pin = streamsocket_client::Trust::Pinned(fingerprint);
+        let pin = streamsocket_client::Trust::Pinned(streamsocket_certs::Fingerprint(hash));
         Ok(streamsocket_client::client_config_with_alpn(pin, None, b"h3")?.0)
     }
 
@@ -179,10 +177,6 @@ impl WebSession {
         }
         Ok(web_transport_quinn::Session::connect(conn, request).await?)
     }
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A WebTransport session to `server` from its own page, and the endpoint it needs.

@@ -220,11 +220,6 @@ pub async fn read_frame(recv: &mut RecvStream) -> Result<ReceivedFrame, ReadErro
     })
 }
 
-/// Closes a connection with a StreamSocket error code and a reason the peer can show.
-pub fn close(conn: &quinn::Connection, code: ErrorCode, reason: &str) {
-    conn.close(VarInt::from_u32(code.to_u16() as u32), reason.as_bytes());
-}
-
 /// Transport settings. Chosen, not inherited: quinn's defaults buffer seconds of media
 /// (10 MB send window, 1 MiB datagram buffer), which turns a slow link into growing delay.
 /// Each value below is justified by `streamsocket-bench network --transport ...` runs,

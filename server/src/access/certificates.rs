@@ -35,8 +35,6 @@ pub struct TlsSettings {
     pub retry_key: RetryKey,
     /// The short-lived certificate browsers' WebTransport sessions get (ALPN `h3`).
     pub web: Arc<WebCertificate>,
-    /// The server's certificate as the page server (HTTPS) serves it, replaced on reload.
-    pub page_key: Arc<CurrentKey>,
     /// Where the certificate's expiry is published for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -279,9 +277,11 @@ pub fn log_certificate(info: &CertInfo, what: &str) {
 /// session (but a viewer whose certificate was revoked is cut off); new ones get the new
 /// certificate. A set of files that does not load (a certificate whose key is still being
 /// written, say) leaves the current one in place and is tried again when the files change
-/// again. Runs until dropped.
+/// again. `page_key`, the page server's copy of the certificate, is replaced with it. Runs
+/// until dropped.
 pub async fn watch(
     endpoint: quinn::Endpoint,
+    page_key: Arc<CurrentKey>,
     settings: TlsSettings,
     served: Served,
     admission: Arc<Admission>,
@@ -323,7 +323,7 @@ pub async fn watch(
             Ok(new) => {
                 had_revocations = new.revocation_lists > 0;
                 endpoint.set_server_config(Some(new.config));
-                settings.page_key.set(new.key.clone());
+                page_key.set(new.key.clone());
                 settings
                     .metrics
                     .set_server_certificate_not_after(new.info.not_after.unix_timestamp());

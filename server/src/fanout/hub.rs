@@ -102,6 +102,34 @@ impl Watch {
 }
 
 impl Hub {
+    /// For unit tests: a hub with the 640x360 ladder (360p, 240p, 180p), one 48 kbit/s audio
+    /// bitrate, and no encoder running.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        let ladder = crate::encode::ladder::Ladder::default_for(640, 360, 30, 800);
+        let renditions = ladder
+            .wire()
+            .into_iter()
+            .zip(&ladder.renditions)
+            .map(|(info, spec)| {
+                let settings = crate::encode::video::EncoderSettings::realtime(
+                    crate::encode::video::EncoderKind::default(),
+                    spec.width,
+                    spec.height,
+                    spec.fps,
+                    spec.bitrate_kbps,
+                );
+                (info, settings)
+            })
+            .collect();
+        Self::new(
+            renditions,
+            crate::encode::audio::OpusSettings::default().format(),
+            &[48_000],
+            crate::capture::clock::MediaClock::start(),
+        )
+    }
+
     /// The broadcaster's controls (pause, mute) and status.
     pub fn controls(&self) -> &Arc<Controls> {
         &self.controls

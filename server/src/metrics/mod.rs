@@ -109,28 +109,7 @@ pub(crate) mod tests {
 
     /// An endpoint over a hub with the 640x360 ladder (360p, 240p, 180p) and no encoder.
     pub(crate) fn endpoint() -> Arc<MetricsEndpoint> {
-        let ladder = crate::encode::ladder::Ladder::default_for(640, 360, 30, 800);
-        let renditions = ladder
-            .wire()
-            .into_iter()
-            .zip(&ladder.renditions)
-            .map(|(info, spec)| {
-                let settings = crate::encode::video::EncoderSettings::realtime(
-                    crate::encode::video::EncoderKind::default(),
-                    spec.width,
-                    spec.height,
-                    spec.fps,
-                    spec.bitrate_kbps,
-                );
-                (info, settings)
-            })
-            .collect();
-        let hub = Arc::new(Hub::new(
-            renditions,
-            crate::encode::audio::OpusSettings::default().format(),
-            &[48_000],
-            crate::capture::clock::MediaClock::start(),
-        ));
+        let hub = Arc::new(Hub::for_tests());
         MetricsEndpoint::new(Observed::new(
             hub,
             Arc::default(),

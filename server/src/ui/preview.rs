@@ -199,28 +199,7 @@ mod tests {
 
     #[test]
     fn status_names_what_the_broadcaster_needs() {
-        let ladder = crate::encode::ladder::Ladder::default_for(640, 360, 30, 800);
-        let renditions = ladder
-            .wire()
-            .into_iter()
-            .zip(&ladder.renditions)
-            .map(|(info, spec)| {
-                let settings = crate::encode::video::EncoderSettings::realtime(
-                    crate::encode::video::EncoderKind::default(),
-                    spec.width,
-                    spec.height,
-                    spec.fps,
-                    spec.bitrate_kbps,
-                );
-                (info, settings)
-            })
-            .collect();
-        let hub = Hub::new(
-            renditions,
-            crate::encode::audio::OpusSettings::default().format(),
-            &[48_000],
-            crate::capture::clock::MediaClock::start(),
-        );
+        let hub = Hub::for_tests();
         let c = hub.controls();
         c.viewer_joined();
         c.set_audio_peak(0.25);
