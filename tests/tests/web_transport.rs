@@ -268,7 +268,8 @@ fn a_hostile_web_viewer_loses_only_its_own_session() {
             .unwrap();
         let _control = joined(&pushy, WishedRendition::Fixed(2), "").await;
         let mut extra = pushy.open_uni().await.unwrap();
-        extra.write_all(b"x").await.unwrap();
+        // The server may stop the stream as soon as it sees it open, before this write.
+        let _ = extra.write_all(b"x").await;
         let (code, reason) = closed(&pushy).await;
         assert_eq!(
             code,

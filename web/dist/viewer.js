@@ -520,10 +520,10 @@ function worthRetrying(code) {
 
 // src/connection.ts
 var ConnectError = class extends Error {
-  constructor(message, retry, refusal) {
+  constructor(message, retry, refusal2) {
     super(message);
     this.retry = retry;
-    this.refusal = refusal;
+    this.refusal = refusal2;
     this.name = "ConnectError";
   }
   retry;
@@ -573,7 +573,7 @@ var Connection = class _Connection {
     this.writer = writer;
     this.closed = closed.then((c) => {
       this.ended = true;
-      return c;
+      return this.fatal ? { kind: "server", ...this.fatal } : c;
     });
   }
   wt;
@@ -581,6 +581,8 @@ var Connection = class _Connection {
   early;
   writer;
   ended = false;
+  /** The fatal Error the server sent, once read: the session's end, whatever the close says. */
+  fatal;
   /** Resolves once, when the session ends for any reason. */
   closed;
   /** Connects, says hello, and resolves with the welcomed connection; media handlers start
@@ -660,7 +662,10 @@ var Connection = class _Connection {
       for (const m of msgs) {
         if (welcome) early.push(m);
         else if (m.type === "Welcome") welcome = m.welcome;
-        else {
+        else if (m.type === "Error" && isFatal(m.code)) {
+          closeQuietly(wt, m.code, m.message);
+          throw refusal(m.code, m.message);
+        } else {
           if (m.type === "Error") lastError = { code: m.code, message: m.message };
           early.push(m);
         }
@@ -703,7 +708,14 @@ var Connection = class _Connection {
       }
       if (chunk.done) return;
       try {
-        for (const m of framer.push(chunk.value)) h.message(m);
+        for (const m of framer.push(chunk.value)) {
+          if (m.type === "Error" && isFatal(m.code)) this.fatal = { code: m.code, reason: m.message };
+          h.message(m);
+          if (this.fatal) {
+            closeQuietly(this.wt, this.fatal.code, this.fatal.reason);
+            return;
+          }
+        }
       } catch (e) {
         this.close(ErrorCode.MalformedMessage, errorText(e));
         return;
@@ -737,6 +749,22 @@ var Connection = class _Connection {
     }
   }
 };
+function isFatal(code) {
+  return code !== ErrorCode.UnknownRendition && code !== ErrorCode.NoError;
+}
+function closeQuietly(wt, code, reason) {
+  try {
+    wt.close({ closeCode: code, reason });
+  } catch {
+  }
+}
+function refusal(code, reason) {
+  return new ConnectError(
+    `the server refused the session: ${explain(code)}${reason ? ` (${reason})` : ""}`,
+    worthRetrying(code),
+    { code, reason: reason || describe(code) }
+  );
+}
 async function refusalOr(closed, fallback, lastError) {
   const c = await Promise.race([
     closed,
@@ -745,11 +773,7 @@ async function refusalOr(closed, fallback, lastError) {
   const code = c?.kind === "server" ? c.code : lastError?.code;
   if (code !== void 0 && code !== ErrorCode.NoError) {
     const reason = c?.kind === "server" && c.reason || lastError?.message || "";
-    return new ConnectError(
-      `the server refused the session: ${explain(code)}${reason ? ` (${reason})` : ""}`,
-      worthRetrying(code),
-      { code, reason: reason || describe(code) }
-    );
+    return refusal(code, reason);
   }
   return new ConnectError(c?.kind === "lost" ? `${fallback} (${c.reason})` : fallback, true);
 }

@@ -118,6 +118,8 @@ async function closeOf(wt: WebTransport): Promise<Closed> {
 export class Connection {
   private readonly writer: WritableStreamDefaultWriter<Uint8Array>;
   private ended = false;
+  /** The fatal Error the server sent, once read: the session's end, whatever the close says. */
+  private fatal?: { code: number; reason: string };
   /** Resolves once, when the session ends for any reason. */
   readonly closed: Promise<Closed>;
 
@@ -132,7 +134,7 @@ export class Connection {
     this.writer = writer;
     this.closed = closed.then((c) => {
       this.ended = true;
-      return c;
+      return this.fatal ? { kind: "server", ...this.fatal } : c;
     });
   }
 
@@ -219,7 +221,12 @@ export class Connection {
       for (const m of msgs) {
         if (welcome) early.push(m);
         else if (m.type === "Welcome") welcome = m.welcome;
-        else {
+        else if (m.type === "Error" && isFatal(m.code)) {
+          // A refusal. The page closes the session itself, now that it holds the reason: a
+          // close from the server could discard what the browser had not yet handed over.
+          closeQuietly(wt, m.code, m.message);
+          throw refusal(m.code, m.message);
+        } else {
           if (m.type === "Error") lastError = { code: m.code, message: m.message };
           early.push(m);
         }
@@ -272,7 +279,16 @@ export class Connection {
       }
       if (chunk.done) return;
       try {
-        for (const m of framer.push(chunk.value)) h.message(m);
+        for (const m of framer.push(chunk.value)) {
+          if (m.type === "Error" && isFatal(m.code)) this.fatal = { code: m.code, reason: m.message };
+          h.message(m);
+          if (this.fatal) {
+            // The server closes after a fatal Error; the page closes first, so that the end
+            // it reports is this one and not a connection lost under unread data.
+            closeQuietly(this.wt, this.fatal.code, this.fatal.reason);
+            return;
+          }
+        }
       } catch (e) {
         // A malformed message closes the connection (PROTOCOL.md §2).
         this.close(ErrorCode.MalformedMessage, errorText(e));
@@ -311,6 +327,29 @@ export class Connection {
   }
 }
 
+/** Whether an Error from the server ends the session (PROTOCOL.md §2): every code but
+ * UnknownRendition, which is informational. */
+export function isFatal(code: number): boolean {
+  return code !== ErrorCode.UnknownRendition && code !== ErrorCode.NoError;
+}
+
+function closeQuietly(wt: WebTransport, code: number, reason: string): void {
+  try {
+    // WebTransport close reasons are at most 1024 bytes, as Error messages are.
+    wt.close({ closeCode: code, reason });
+  } catch {
+    // already closed
+  }
+}
+
+function refusal(code: number, reason: string): ConnectError {
+  return new ConnectError(
+    `the server refused the session: ${explain(code)}${reason ? ` (${reason})` : ""}`,
+    worthRetrying(code),
+    { code, reason: reason || describe(code) },
+  );
+}
+
 /** The refusal the server closed with, if it did, else a failure that may pass. The Error
  * message comes first on the control stream and the close after it (PROTOCOL.md §2). */
 async function refusalOr(
@@ -326,11 +365,7 @@ async function refusalOr(
   const code = c?.kind === "server" ? c.code : lastError?.code;
   if (code !== undefined && code !== ErrorCode.NoError) {
     const reason = (c?.kind === "server" && c.reason) || lastError?.message || "";
-    return new ConnectError(
-      `the server refused the session: ${explain(code)}${reason ? ` (${reason})` : ""}`,
-      worthRetrying(code),
-      { code, reason: reason || describe(code) },
-    );
+    return refusal(code, reason);
   }
   return new ConnectError(c?.kind === "lost" ? `${fallback} (${c.reason})` : fallback, true);
 }

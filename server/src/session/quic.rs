@@ -169,6 +169,13 @@ pub async fn serve(
             tracing::warn!(session_id, %remote, code = code.to_u16(), "closing session: {reason}");
             if let Some(w) = writer {
                 w.refuse(code, reason.clone()).await;
+                if kind == ViewerKind::Web {
+                    // A browser drops what it has received but not yet handed to the page
+                    // when the connection closes under it, the Error and the close capsule
+                    // included. The page closes the session itself once it has read the
+                    // Error; the server closes only if it has not within the wait.
+                    let _ = tokio::time::timeout(REFUSAL_WAIT, conn.closed()).await;
+                }
             }
             close(&conn, code, &reason);
         }
