@@ -44,7 +44,18 @@ fn web_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web")
 }
 
-pub fn run(seconds: u64, loads: u32, server_args: &[String]) -> anyhow::Result<()> {
+pub fn run(
+    seconds: u64,
+    loads: u32,
+    audio_latencies: &[String],
+    server_args: &[String],
+) -> anyhow::Result<()> {
+    if let Some(bad) = audio_latencies
+        .iter()
+        .find(|v| !["interactive", "lowest"].contains(&v.as_str()))
+    {
+        bail!("--audio-latency takes interactive and/or lowest, not {bad:?}");
+    }
     let script = web_dir().join("test/measure.mjs");
     if !web_dir().join("node_modules/puppeteer-core").is_dir() {
         bail!("puppeteer-core is not installed: run `npm ci` in web/ (scripts/test.sh does)");
@@ -53,7 +64,8 @@ pub fn run(seconds: u64, loads: u32, server_args: &[String]) -> anyhow::Result<(
     let server = ServerProcess::start(&extra)?;
     let page = server.page_addr();
     println!(
-        "# Browser: the web viewer in headless Chromium and the native headless viewer, watching one server together for {seconds} s (server options: {:?}); then {loads} fresh page loads",
+        "# Browser: the web viewer in headless Chromium (one page per audio latency hint: {}) and the native headless viewer, watching one server together for {seconds} s (server options: {:?}); then {loads} fresh page loads",
+        audio_latencies.join(", "),
         streamsocket_tests::server_options(&extra)
     );
     let duration = seconds.to_string();
@@ -65,6 +77,7 @@ pub fn run(seconds: u64, loads: u32, server_args: &[String]) -> anyhow::Result<(
         .args(["--certs", &server.certs.to_string_lossy()])
         .args(["--seconds", &duration])
         .args(["--loads", &loads.to_string()])
+        .args(["--audio-latency", &audio_latencies.join(",")])
         .args(["--out", &out.path().to_string_lossy()]);
     let ran = run_with_limit(
         &mut node,
@@ -82,30 +95,57 @@ pub fn run(seconds: u64, loads: u32, server_args: &[String]) -> anyhow::Result<(
     let web: Value = serde_json::from_str(&std::fs::read_to_string(out.path())?)
         .context("the browser measurement's JSON")?;
     let n = Measured::of(native.stats());
-    let w = Measured::of(&web["stats"]);
+    let pages: Vec<(String, Measured, f64)> = web["pages"]
+        .as_array()
+        .context("the browser measurement has no pages")?
+        .iter()
+        .map(|p| {
+            (
+                format!(
+                    "web, ?audio-latency={}",
+                    p["audio_latency"].as_str().unwrap_or("?")
+                ),
+                Measured::of(&p["stats"]),
+                p.pointer("/state/audio_output_latency_ms")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
     println!();
-    println!("| viewer | capture to decoded p50 ms | p95 ms | capture to shown p50 ms | p95 ms | frames decoded | shown | skipped |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for (who, m) in [
-        ("native (streamsocket-client --headless)", &n),
-        ("web (Chromium, headless)", &w),
-    ] {
+    println!("| viewer | capture to decoded p50 ms | p95 ms | capture to shown p50 ms | p95 ms | frames decoded | shown | skipped | sound ahead of the speaker ms |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let native_row = (
+        "native (streamsocket-client --headless, no sound device)".to_string(),
+        n,
+        f64::NAN,
+    );
+    for (who, m, output) in std::iter::once(&native_row).chain(&pages) {
         println!(
-            "| {who} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} |",
+            "| {who} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {} |",
             m.decoded_p50,
             m.decoded_p95,
             m.shown_p50,
             m.shown_p95,
             m.frames_decoded,
             m.frames_shown,
-            m.frames_skipped
+            m.frames_skipped,
+            if output.is_nan() {
+                "-".into()
+            } else {
+                format!("{output:.1}")
+            }
         );
     }
     println!();
-    println!(
-        "capture to shown p95, web − native: {:+.1} ms",
-        w.shown_p95 - n.shown_p95
-    );
+    let n = &native_row.1;
+    for (who, w, _) in &pages {
+        println!(
+            "capture to shown, {who} − native: p50 {:+.1} ms, p95 {:+.1} ms",
+            w.shown_p50 - n.shown_p50,
+            w.shown_p95 - n.shown_p95
+        );
+    }
     let mut joins: Vec<f64> = web["joins_ms"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_f64).collect())

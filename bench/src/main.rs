@@ -200,6 +200,10 @@ enum Command {
         /// Fresh page loads timed from load to first picture.
         #[arg(long, default_value_t = 20)]
         loads: u32,
+        /// The pages' AudioContext latency hints, one page each, watching at once:
+        /// `interactive` (the page's default) and/or `lowest` (`?audio-latency=lowest`).
+        #[arg(long, value_delimiter = ',', default_value = "interactive,lowest")]
+        audio_latency: Vec<String>,
         /// Extra server options, one per flag.
         #[arg(long = "server-arg", allow_hyphen_values = true)]
         server_args: Vec<String>,
@@ -294,8 +298,9 @@ fn main() -> anyhow::Result<()> {
         Command::Browser {
             seconds,
             loads,
+            audio_latency,
             server_args,
-        } => browser::run(seconds, loads, &server_args),
+        } => browser::run(seconds, loads, &audio_latency, &server_args),
         Command::Glass {
             seconds,
             grabber,

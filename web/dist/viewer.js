@@ -1637,12 +1637,12 @@ var AudioPipeline = class _AudioPipeline {
   reportedOverflow = 0;
   /** Sets up the context and the worklet; undefined (and video plays alone) if the browser
    * cannot: no audio must never stop video. */
-  static async create(stats, nowUs2, serverNowUs, ceilingUs, videoNeedUs) {
+  static async create(stats, nowUs2, serverNowUs, ceilingUs, latency, videoNeedUs) {
     if (typeof AudioContext === "undefined" || typeof AudioDecoder === "undefined") return void 0;
     try {
       const support = await AudioDecoder.isConfigSupported({ codec: "opus", sampleRate: RATE, numberOfChannels: 1 });
       if (!support.supported) return void 0;
-      const ctx = new AudioContext({ sampleRate: RATE, latencyHint: "interactive" });
+      const ctx = new AudioContext({ sampleRate: RATE, latencyHint: latency === "lowest" ? 0 : "interactive" });
       await ctx.audioWorklet.addModule("/worklet.js");
       const node = new AudioWorkletNode(ctx, "streamsocket-playout", {
         numberOfInputs: 0,
@@ -1704,9 +1704,13 @@ var AudioPipeline = class _AudioPipeline {
       serverNowUs: this.serverNowUs(),
       outputFrame,
       processingFrame: Math.ceil(this.ctx.currentTime * RATE),
-      // The renderer runs ahead of the speaker by the output's latency and a render quantum.
-      outputLeadUs: ((this.ctx.baseLatency || 0) + (this.ctx.outputLatency || 0)) * 1e6 + 128 / RATE * 1e6
+      outputLeadUs: this.outputLatencyUs() + 128 / RATE * 1e6
     };
+  }
+  /** How far the renderer runs ahead of the speaker (the output's latency); the playout adds
+   * a render quantum to it. */
+  outputLatencyUs() {
+    return ((this.ctx.baseLatency || 0) + (this.ctx.outputLatency || 0)) * 1e6;
   }
   datagram(bytes) {
     const a = this.stats.audio;
@@ -2711,7 +2715,9 @@ var page = {
   close_reason: null,
   message: null,
   renditions: [],
-  first_picture_ms: null
+  first_picture_ms: null,
+  audio_output_latency_ms: null,
+  audio_latency: "interactive"
 };
 function setState(state, status) {
   page.state = state;
@@ -2758,10 +2764,16 @@ async function main() {
   const qualityParam = Number(params.get("quality"));
   const position = Number.isInteger(qualityParam) && qualityParam >= 1 ? qualityParam - 1 : void 0;
   const latencyTargetUs = (latencyMs || DEFAULT_LATENCY_MS) * 1e3;
+  page.audio_latency = params.get("audio-latency") === "lowest" ? "lowest" : "interactive";
   const stats = new Stats(performance.now());
+  let audio;
   const api = {
     stats: () => stats.snapshot(performance.now()),
-    state: () => ({ ...page, renditions: [...page.renditions] })
+    state: () => ({
+      ...page,
+      renditions: [...page.renditions],
+      audio_output_latency_ms: audio?.running ? Math.round(audio.outputLatencyUs() / 10) / 100 : null
+    })
   };
   window.streamsocket = api;
   const missing = await missingFeatures();
@@ -2781,7 +2793,6 @@ Use a current Chromium-based browser (Chrome, Edge, Chromium), or the native vie
   }
   const control = new ViewerControl({ position, latencyTargetUs });
   const serverNowUs = () => control.clockSync.toServer(nowUs());
-  let audio;
   const presenter = new Presenter(canvas, stats, nowUs, serverNowUs, {
     delayUs: () => audio?.running ? audio.delayUs() : void 0,
     canWait: () => audio?.canWait() ?? true
@@ -2792,7 +2803,14 @@ Use a current Chromium-based browser (Chrome, Edge, Chromium), or the native vie
     void startAudio();
   };
   const startAudio = async () => {
-    const a = await AudioPipeline.create(stats, nowUs, serverNowUs, latencyTargetUs, () => presenter.videoNeedUs());
+    const a = await AudioPipeline.create(
+      stats,
+      nowUs,
+      serverNowUs,
+      latencyTargetUs,
+      page.audio_latency,
+      () => presenter.videoNeedUs()
+    );
     audio = a;
     if (!a) return;
     a.setMuted(muted);

@@ -17,6 +17,9 @@ const FRAMES_PER_US = RATE / 1e6;
  * steady (anchoring on them made the first packets late). */
 const CONTEXT_SETTLING_S = 0.1;
 
+/** The AudioContext's latency hint, chosen with the page's ?audio-latency=. */
+export type AudioLatency = "interactive" | "lowest";
+
 export class AudioPipeline implements AudioClock {
   private decoder: AudioDecoder;
   private readonly playout: Playout;
@@ -49,13 +52,17 @@ export class AudioPipeline implements AudioClock {
     nowUs: () => number,
     serverNowUs: () => number | undefined,
     ceilingUs: number,
+    latency: AudioLatency,
     videoNeedUs: () => number | undefined,
   ): Promise<AudioPipeline | undefined> {
     if (typeof AudioContext === "undefined" || typeof AudioDecoder === "undefined") return undefined;
     try {
       const support = await AudioDecoder.isConfigSupported({ codec: "opus", sampleRate: RATE, numberOfChannels: 1 });
       if (!support.supported) return undefined;
-      const ctx = new AudioContext({ sampleRate: RATE, latencyHint: "interactive" });
+      // "interactive" is the browser's least latency without glitches on this device; 0
+      // asks for the least it can do at all (headless Chromium: 11 ms ahead of the speaker
+      // against 42), at the risk of crackles on a busy machine.
+      const ctx = new AudioContext({ sampleRate: RATE, latencyHint: latency === "lowest" ? 0 : "interactive" });
       await ctx.audioWorklet.addModule("/worklet.js");
       const node = new AudioWorkletNode(ctx, "streamsocket-playout", {
         numberOfInputs: 0,
@@ -124,9 +131,14 @@ export class AudioPipeline implements AudioClock {
       serverNowUs: this.serverNowUs(),
       outputFrame,
       processingFrame: Math.ceil(this.ctx.currentTime * RATE),
-      // The renderer runs ahead of the speaker by the output's latency and a render quantum.
-      outputLeadUs: ((this.ctx.baseLatency || 0) + (this.ctx.outputLatency || 0)) * 1e6 + (128 / RATE) * 1e6,
+      outputLeadUs: this.outputLatencyUs() + (128 / RATE) * 1e6,
     };
+  }
+
+  /** How far the renderer runs ahead of the speaker (the output's latency); the playout adds
+   * a render quantum to it. */
+  outputLatencyUs(): number {
+    return ((this.ctx.baseLatency || 0) + (this.ctx.outputLatency || 0)) * 1e6;
   }
 
   datagram(bytes: Uint8Array): void {

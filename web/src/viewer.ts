@@ -10,7 +10,7 @@ import { AUTO_RENDITION, ControlMessage, ErrorCode, MAX_NAME, MAX_TOKEN } from "
 import { Connection, ConnectError, Closed, errorText, fetchSession } from "./connection.js";
 import { Action, CoreCommand, Note, ViewerControl } from "./control.js";
 import { forKey } from "./keys.js";
-import { AudioPipeline } from "./audio.js";
+import { AudioLatency, AudioPipeline } from "./audio.js";
 import { Presenter } from "./presenter.js";
 import { Stats } from "./stats.js";
 import { VideoPipeline, av1CodecString } from "./video.js";
@@ -36,6 +36,11 @@ export interface PageState {
   /** When the first picture was drawn, ms after the page's navigation started (the join
    * time a person sees; stats().video.first_frame_ms counts from the first attempt). */
   first_picture_ms: number | null;
+  /** How far the sound the page renders is ahead of the speaker, ms (the AudioContext's
+   * baseLatency + outputLatency): pictures wait this long for their sound. Null without sound. */
+  audio_output_latency_ms: number | null;
+  /** The AudioContext's latency hint: "interactive" (the default) or "lowest" (?audio-latency=lowest). */
+  audio_latency: AudioLatency;
 }
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -55,6 +60,8 @@ const page: PageState = {
   message: null,
   renditions: [],
   first_picture_ms: null,
+  audio_output_latency_ms: null,
+  audio_latency: "interactive",
 };
 
 function setState(state: PageState["state"], status: string): void {
@@ -111,10 +118,16 @@ async function main(): Promise<void> {
   const qualityParam = Number(params.get("quality"));
   const position = Number.isInteger(qualityParam) && qualityParam >= 1 ? qualityParam - 1 : undefined;
   const latencyTargetUs = (latencyMs || DEFAULT_LATENCY_MS) * 1000;
+  page.audio_latency = params.get("audio-latency") === "lowest" ? "lowest" : "interactive";
   const stats = new Stats(performance.now());
+  let audio: AudioPipeline | undefined;
   const api = {
     stats: () => stats.snapshot(performance.now()),
-    state: (): PageState => ({ ...page, renditions: [...page.renditions] }),
+    state: (): PageState => ({
+      ...page,
+      renditions: [...page.renditions],
+      audio_output_latency_ms: audio?.running ? Math.round(audio.outputLatencyUs() / 10) / 100 : null,
+    }),
   };
   (window as unknown as { streamsocket: typeof api }).streamsocket = api;
 
@@ -136,7 +149,6 @@ async function main(): Promise<void> {
 
   const control = new ViewerControl({ position, latencyTargetUs });
   const serverNowUs = () => control.clockSync.toServer(nowUs());
-  let audio: AudioPipeline | undefined;
   const presenter = new Presenter(canvas, stats, nowUs, serverNowUs, {
     delayUs: () => (audio?.running ? audio.delayUs() : undefined),
     canWait: () => audio?.canWait() ?? true,
@@ -151,7 +163,9 @@ async function main(): Promise<void> {
   // /session.json took 150-250 ms instead of 25), which delayed the first picture as much.
   // Datagrams before it is ready are not played; pictures never wait for sound.
   const startAudio = async () => {
-    const a = await AudioPipeline.create(stats, nowUs, serverNowUs, latencyTargetUs, () => presenter.videoNeedUs());
+    const a = await AudioPipeline.create(stats, nowUs, serverNowUs, latencyTargetUs, page.audio_latency, () =>
+      presenter.videoNeedUs(),
+    );
     audio = a;
     if (!a) return;
     a.setMuted(muted);

@@ -51,6 +51,10 @@ export async function launchChromium(certDirs) {
     "--disable-component-update",
     "--disable-sync",
     "--autoplay-policy=no-user-gesture-required",
+    // Several pages watch at once in the benchmark: none may be throttled as a background tab.
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
     `--user-data-dir=${profile}`,
     `--ignore-certificate-errors-spki-list=${certDirs.map((d) => spkiHash(join(d, "server.pem"))).join(",")}`,
   ];

@@ -1,9 +1,13 @@
-// The web viewer's figures for `streamsocket-bench browser`: watches the page for --seconds
-// and takes window.streamsocket.stats() (the native --stats-json field names), then times
-// --loads fresh page loads from navigation to the first picture shown. Writes one JSON object
-// to --out: {"stats": ..., "state": ..., "joins_ms": [...]}. Asserts nothing.
+// The web viewer's figures for `streamsocket-bench browser`: watches the stream for --seconds
+// in one page per --audio-latency value (comma-separated, "interactive" and/or "lowest", all
+// at once), takes each one's window.streamsocket.stats() (the native --stats-json field
+// names) and state(), then times --loads fresh page loads from navigation to the first
+// picture shown. Writes one JSON object to --out:
+// {"pages": [{"audio_latency": ..., "stats": ..., "state": ...}], "joins_ms": [...]}.
+// Asserts nothing.
 //
-//   node web/test/measure.mjs --url https://127.0.0.1:PORT/ --certs DIR --seconds 20 --loads 20 --out F
+//   node web/test/measure.mjs --url https://127.0.0.1:PORT/ --certs DIR --seconds 20 --loads 20 \
+//     [--audio-latency interactive,lowest] --out F
 
 import { writeFileSync } from "node:fs";
 
@@ -17,17 +21,29 @@ async function main() {
   const seconds = Number(a.seconds ?? 20);
   const loads = Number(a.loads ?? 0);
   const { browser, close } = await launchChromium([a.certs]);
-  const result = { joins_ms: [] };
+  const variants = (a["audio-latency"] ?? "interactive").split(",");
+  const result = { pages: [], joins_ms: [] };
   try {
-    const page = await browser.newPage();
-    await page.setViewport({ width: 900, height: 560 });
-    await page.goto(a.url, { waitUntil: "load" });
-    await page.waitForFunction(() => window.streamsocket?.state().first_picture_ms != null, WAIT);
+    const pages = [];
+    for (const v of variants) {
+      const page = await browser.newPage();
+      await page.setViewport({ width: 900, height: 560 });
+      await page.goto(`${a.url}?audio-latency=${encodeURIComponent(v)}`, { waitUntil: "load" });
+      pages.push({ v, page });
+    }
+    for (const { page } of pages) {
+      await page.waitForFunction(() => window.streamsocket?.state().first_picture_ms != null, WAIT);
+    }
     // Watch for the run's length from the first picture (the native viewer runs as long).
     await new Promise((r) => setTimeout(r, seconds * 1000));
-    result.stats = await page.evaluate(() => window.streamsocket.stats());
-    result.state = await page.evaluate(() => window.streamsocket.state());
-    await page.close();
+    for (const { v, page } of pages) {
+      result.pages.push({
+        audio_latency: v,
+        stats: await page.evaluate(() => window.streamsocket.stats()),
+        state: await page.evaluate(() => window.streamsocket.state()),
+      });
+      await page.close();
+    }
     // Joins: each a new page (new document, new connection), timed by the page itself from
     // its navigation start (performance.now() = 0) to its first picture drawn.
     for (let i = 0; i < loads; i++) {

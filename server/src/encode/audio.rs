@@ -1,6 +1,8 @@
 //! The Opus encoder stage: 48 kHz mono, one packet per 10 ms (or 20 ms), each packet
 //! becoming one datagram (header built once, shared by every viewer).
 
+use std::sync::OnceLock;
+
 use anyhow::{anyhow, Context as _};
 use bytes::Bytes;
 use streamsocket_proto::control::{AudioFormat, AUDIO_CODEC_OPUS};
@@ -63,6 +65,9 @@ pub struct AudioPacket {
     pub capture_us: u64,
     /// Header and Opus payload: the whole datagram.
     pub datagram: Bytes,
+    /// The datagram framed for WebTransport, made by the first browser session that sends
+    /// it and shared by the rest (`web::framing`).
+    pub framed: OnceLock<Bytes>,
 }
 
 pub struct AudioEncoder {
@@ -149,6 +154,7 @@ impl AudioEncoder {
             seq: header.seq,
             capture_us,
             datagram: Bytes::from(header.datagram(&self.out[..n])),
+            framed: OnceLock::new(),
         })
     }
 }

@@ -38,6 +38,7 @@ use crate::encode::video::EncodedFrame;
 use crate::fanout::controls::Controls;
 use crate::fanout::hub::{Hub, Watch};
 use crate::metrics::{code_name, Stage};
+use crate::web::framing::MediaFraming;
 
 /// Stream reset code for a frame that missed its deadline.
 pub const RESET_DEADLINE: u32 = 1;
@@ -134,6 +135,10 @@ pub async fn serve(
         fates: mpsc::unbounded_channel(),
         asker: KeyframeAsker::default(),
         warned_datagrams: false,
+        framing: match kind {
+            ViewerKind::Native => MediaFraming::native(),
+            ViewerKind::Web => MediaFraming::web(),
+        },
     };
     let ending = driver.run(stopping).await;
     // Fates that came in after the loop's last look still count.
@@ -230,6 +235,8 @@ struct Driver<'a> {
     ),
     asker: KeyframeAsker,
     warned_datagrams: bool,
+    /// How this viewer's binding frames media on its QUIC connection.
+    framing: MediaFraming,
 }
 
 impl Driver<'_> {
@@ -442,7 +449,8 @@ impl Driver<'_> {
                 deadline,
             } => {
                 tokio::spawn(send_frame(
-                    self.conn.clone(),
+                    quinn::Connection::clone(&self.conn),
+                    self.framing.clone(),
                     frame,
                     priority,
                     deadline,
@@ -501,7 +509,9 @@ impl Driver<'_> {
                 return;
             }
         };
-        let max = Some(self.conn.max_datagram_size()).filter(|&m| m > 0);
+        let max = quinn::Connection::max_datagram_size(&self.conn)
+            .map(|m| m.saturating_sub(self.framing.datagram_overhead()))
+            .filter(|&m| m > 0);
         match self.session.audio_packet(packet.datagram.len(), max) {
             Verdict::Withhold => {}
             Verdict::TooBig { first } => {
@@ -514,17 +524,16 @@ impl Driver<'_> {
                     );
                 }
             }
-            Verdict::Send => match self.conn.send_datagram(packet.datagram.clone()) {
+            Verdict::Send => match quinn::Connection::send_datagram(
+                &self.conn,
+                self.framing.datagram(&packet.datagram, &packet.framed),
+            ) {
                 Ok(()) => {
                     self.hub.metrics().audio_sent.inc();
                     self.session.audio_sent(true)
                 }
                 // The connection is gone: the control stream says so next.
-                Err(
-                    SessionError::ConnectionError(_)
-                    | SessionError::WebTransportError(_)
-                    | SessionError::SendDatagramError(quinn::SendDatagramError::ConnectionLost(_)),
-                ) => self.audio = None,
+                Err(quinn::SendDatagramError::ConnectionLost(_)) => self.audio = None,
                 Err(e) => {
                     if !std::mem::replace(&mut self.warned_datagrams, true) {
                         tracing::warn!(
@@ -786,8 +795,12 @@ impl Drop for ViewerCount {
 
 /// Sends one frame on its own stream and reports its fate: delivered (acknowledged) within
 /// the deadline, or missed (the stream is reset). Nothing when the connection is gone.
+///
+/// The stream is opened on the QUIC connection and framed here ([`MediaFraming`]), so the
+/// binding's stream header, the frame header and the payload go out in one write.
 async fn send_frame(
-    conn: web_transport_quinn::Session,
+    conn: quinn::Connection,
+    framing: MediaFraming,
     frame: Arc<EncodedFrame>,
     priority: i32,
     deadline: Duration,
@@ -805,9 +818,13 @@ async fn send_frame(
     };
     let _ = send.set_priority(priority);
     let delivered = tokio::time::timeout_at(due, async {
-        send.write_all_chunks(&mut [frame.header.clone(), frame.payload.clone()])
-            .await
-            .ok()?;
+        send.write_all_chunks(&mut [
+            framing.stream_prefix().clone(),
+            frame.header.clone(),
+            frame.payload.clone(),
+        ])
+        .await
+        .ok()?;
         send.finish().ok()?;
         send.stopped().await.ok()
     })
@@ -818,7 +835,7 @@ async fn send_frame(
         },
         Ok(_) => return, // stopped by the viewer, or the connection is gone
         Err(_) => {
-            let _ = send.reset(RESET_DEADLINE);
+            let _ = send.reset(framing.reset_code(RESET_DEADLINE));
             VideoEvent::Missed
         }
     };

@@ -6,6 +6,7 @@
 pub(crate) mod assets;
 pub(crate) mod certificate;
 pub(crate) mod connect;
+pub(crate) mod framing;
 pub(crate) mod https;
 
 pub use certificate::{renewal_delay, WebCertificate, RENEW_BEFORE};
