@@ -64,12 +64,15 @@ pub fn run(
     let server = ServerProcess::start(&extra)?;
     let page = server.page_addr();
     println!(
-        "# Browser: the web viewer in headless Chromium (one page per audio latency hint: {}) and the native headless viewer, watching one server together for {seconds} s (server options: {:?}); then {loads} fresh page loads",
+        "# Browser: the web viewer in headless Chromium (one page per audio latency hint, {}, each for {seconds} s, one after the other) and the native headless viewer throughout, on one server (server options: {:?}); then {loads} fresh page loads",
         audio_latencies.join(", "),
         streamsocket_tests::server_options(&extra)
     );
     let duration = seconds.to_string();
-    let native = spawn_viewer(&server, &["--duration", &duration]);
+    // The pages watch one after another; the native viewer watches throughout, with time for
+    // each page's load.
+    let native_seconds = (seconds + 3) * audio_latencies.len() as u64;
+    let native = spawn_viewer(&server, &["--duration", &native_seconds.to_string()]);
     let out = tempfile::NamedTempFile::new()?;
     let mut node = Command::new("node");
     node.arg(&script)
@@ -81,7 +84,7 @@ pub fn run(
         .args(["--out", &out.path().to_string_lossy()]);
     let ran = run_with_limit(
         &mut node,
-        Duration::from_secs(seconds + 60 + 20 * loads as u64),
+        Duration::from_secs(native_seconds + 60 + 20 * loads as u64),
     )?;
     let native = native
         .join()

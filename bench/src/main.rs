@@ -200,7 +200,7 @@ enum Command {
         /// Fresh page loads timed from load to first picture.
         #[arg(long, default_value_t = 20)]
         loads: u32,
-        /// The pages' AudioContext latency hints, one page each, watching at once:
+        /// The pages' AudioContext latency hints, one page each, one after the other:
         /// `interactive` (the page's default) and/or `lowest` (`?audio-latency=lowest`).
         #[arg(long, value_delimiter = ',', default_value = "interactive,lowest")]
         audio_latency: Vec<String>,

@@ -51,7 +51,7 @@ export async function launchChromium(certDirs) {
     "--disable-component-update",
     "--disable-sync",
     "--autoplay-policy=no-user-gesture-required",
-    // Several pages watch at once in the benchmark: none may be throttled as a background tab.
+    // No page may be throttled as a background tab (the tests open several).
     "--disable-background-timer-throttling",
     "--disable-renderer-backgrounding",
     "--disable-backgrounding-occluded-windows",
