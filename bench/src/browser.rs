@@ -164,6 +164,37 @@ pub fn run(
             joins[joins.len() - 1]
         );
     }
+    // Where the joins' time went: each step's median time from navigation start.
+    let timelines = web["join_timelines_ms"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let steps = [
+        "html",
+        "viewer_js",
+        "script",
+        "features_checked",
+        "session_json",
+        "transport_ready",
+        "welcome",
+        "first_frame",
+        "first_decoded",
+        "first_shown",
+    ];
+    let medians: Vec<String> = steps
+        .iter()
+        .filter_map(|step| {
+            let mut at: Vec<f64> = timelines.iter().filter_map(|t| t[*step].as_f64()).collect();
+            at.sort_by(f64::total_cmp);
+            (!at.is_empty()).then(|| format!("{step} {:.0}", at[(at.len() - 1) / 2]))
+        })
+        .collect();
+    if !medians.is_empty() {
+        println!(
+            "web join, median ms from navigation start at each step: {}",
+            medians.join(", ")
+        );
+    }
     println!(
         "native first frame (from its start): {:.0} ms",
         native

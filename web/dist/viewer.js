@@ -478,6 +478,21 @@ function opusPacketDurationUs(packet) {
   return frames * frameUs;
 }
 
+// src/timeline.ts
+var steps = {};
+function mark(step) {
+  steps[step] ??= Math.round(performance.now() * 100) / 100;
+}
+function timeline() {
+  const out = { ...steps };
+  const round2 = (ms) => Math.round(ms * 100) / 100;
+  const nav = performance.getEntriesByType("navigation")[0];
+  if (nav?.responseEnd) out.html = round2(nav.responseEnd);
+  const js = performance.getEntriesByType("resource").find((e) => e.name.endsWith("/viewer.js"));
+  if (js) out.viewer_js = round2(js.responseEnd);
+  return out;
+}
+
 // src/refusals.ts
 function describe(code) {
   switch (code) {
@@ -535,6 +550,26 @@ function base64ToBytes(b64) {
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out;
 }
+function pageSession() {
+  const inline = document.getElementById("session")?.textContent;
+  if (inline) {
+    try {
+      return Promise.resolve(checkedSession(JSON.parse(inline)));
+    } catch (e) {
+      if (e instanceof ConnectError) return Promise.reject(e);
+    }
+  }
+  return fetchSession();
+}
+function checkedSession(info) {
+  if (info.protocol_version !== PROTOCOL_VERSION) {
+    throw new ConnectError(
+      `the server speaks protocol version ${info.protocol_version}, this page ${PROTOCOL_VERSION}: reload the page`,
+      false
+    );
+  }
+  return info;
+}
 async function fetchSession() {
   let res;
   try {
@@ -543,14 +578,7 @@ async function fetchSession() {
     throw new ConnectError(`the server is not reachable (${errorText(e)})`, true);
   }
   if (!res.ok) throw new ConnectError(`the server answered /session.json with HTTP ${res.status}`, true);
-  const info = await res.json();
-  if (info.protocol_version !== PROTOCOL_VERSION) {
-    throw new ConnectError(
-      `the server speaks protocol version ${info.protocol_version}, this page ${PROTOCOL_VERSION}: reload the page`,
-      false
-    );
-  }
-  return info;
+  return checkedSession(await res.json());
 }
 function errorText(e) {
   if (e instanceof Error) return e.message || e.name;
@@ -589,6 +617,7 @@ var Connection = class _Connection {
    * at once after it resolves (call start()). */
   static async open(opts, session) {
     const info = await (session ?? fetchSession());
+    mark("session_json");
     const query = opts.token ? `?token=${encodeURIComponent(opts.token)}` : "";
     const url = `https://${location.host}${info.webtransport_path}${query}`;
     const hashes = info.certificate_hashes.map((h) => ({
@@ -604,6 +633,7 @@ var Connection = class _Connection {
     const closed = closeOf(wt);
     try {
       await wt.ready;
+      mark("transport_ready");
     } catch (e) {
       throw new ConnectError(
         `the server refused this page's origin, or is not reachable: ${errorText(e)}`,
@@ -671,6 +701,7 @@ var Connection = class _Connection {
         }
       }
     }
+    mark("welcome");
     const conn = new _Connection(wt, writer, closed, welcome, early.filter((m) => m.type !== "Error"));
     conn.pendingReader = reader;
     conn.pendingFramer = framer;
@@ -827,6 +858,7 @@ async function readFrame(stream, h, nowUs2) {
     h.frameMalformed(header ? "frame stream ended before its payload" : "frame stream ended before its header");
     return;
   }
+  mark("first_frame");
   h.frame({ header, payload, firstByteUs, lastByteUs: nowUs2() });
 }
 function concat(chunks, total) {
@@ -2640,6 +2672,7 @@ var VideoPipeline = class {
       if (v.live_ms === null && latency < this.latencyTargetUs) v.live_ms = (now - this.connectStartUs) / 1e3;
     }
     if (v.first_frame_ms === null) v.first_frame_ms = (now - this.connectStartUs) / 1e3;
+    mark("first_decoded");
     this.output({ frame, capture_us, decoded_us: now, rendition: meta?.rendition ?? this.tracks.shownRendition ?? 0 });
   }
   rearmGapTimer() {
@@ -2717,6 +2750,7 @@ var page = {
   renditions: [],
   first_picture_ms: null,
   audio_output_latency_ms: null,
+  join_timeline_ms: {},
   audio_latency: "interactive"
 };
 function setState(state, status) {
@@ -2754,7 +2788,8 @@ async function missingFeatures() {
   }
   return missing;
 }
-var firstSession = fetchSession();
+mark("script");
+var firstSession = pageSession();
 firstSession.catch(() => {
 });
 async function main() {
@@ -2772,11 +2807,13 @@ async function main() {
     state: () => ({
       ...page,
       renditions: [...page.renditions],
+      join_timeline_ms: timeline(),
       audio_output_latency_ms: audio?.running ? Math.round(audio.outputLatencyUs() / 10) / 100 : null
     })
   };
   window.streamsocket = api;
   const missing = await missingFeatures();
+  mark("features_checked");
   if (missing.length) {
     setState("unsupported", "This browser cannot play the stream.");
     showMessage(
@@ -2799,6 +2836,7 @@ Use a current Chromium-based browser (Chrome, Edge, Chromium), or the native vie
   });
   presenter.onShown = () => {
     if (page.first_picture_ms !== null) return;
+    mark("first_shown");
     page.first_picture_ms = Math.round(performance.now() * 100) / 100;
     void startAudio();
   };

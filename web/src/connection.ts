@@ -18,6 +18,7 @@ import {
   encodeControl,
   frameHeaderLen,
 } from "./codec.js";
+import { mark } from "./timeline.js";
 import { describe, explain, worthRetrying } from "./refusals.js";
 
 /** What GET /session.json says. */
@@ -81,6 +82,31 @@ export function base64ToBytes(b64: string): Uint8Array {
   return out;
 }
 
+/** The session info the server wrote into the page itself (no request before the first
+ * connection), or a fetch of /session.json when it did not. */
+export function pageSession(): Promise<SessionInfo> {
+  const inline = document.getElementById("session")?.textContent;
+  if (inline) {
+    try {
+      return Promise.resolve(checkedSession(JSON.parse(inline) as SessionInfo));
+    } catch (e) {
+      if (e instanceof ConnectError) return Promise.reject(e);
+      // Not valid JSON: ask for it.
+    }
+  }
+  return fetchSession();
+}
+
+function checkedSession(info: SessionInfo): SessionInfo {
+  if (info.protocol_version !== PROTOCOL_VERSION) {
+    throw new ConnectError(
+      `the server speaks protocol version ${info.protocol_version}, this page ${PROTOCOL_VERSION}: reload the page`,
+      false,
+    );
+  }
+  return info;
+}
+
 export async function fetchSession(): Promise<SessionInfo> {
   let res: Response;
   try {
@@ -89,14 +115,7 @@ export async function fetchSession(): Promise<SessionInfo> {
     throw new ConnectError(`the server is not reachable (${errorText(e)})`, true);
   }
   if (!res.ok) throw new ConnectError(`the server answered /session.json with HTTP ${res.status}`, true);
-  const info = (await res.json()) as SessionInfo;
-  if (info.protocol_version !== PROTOCOL_VERSION) {
-    throw new ConnectError(
-      `the server speaks protocol version ${info.protocol_version}, this page ${PROTOCOL_VERSION}: reload the page`,
-      false,
-    );
-  }
-  return info;
+  return checkedSession((await res.json()) as SessionInfo);
 }
 
 export function errorText(e: unknown): string {
@@ -142,6 +161,7 @@ export class Connection {
    * at once after it resolves (call start()). */
   static async open(opts: ConnectOptions, session?: Promise<SessionInfo>): Promise<Connection> {
     const info = await (session ?? fetchSession());
+    mark("session_json");
     const query = opts.token ? `?token=${encodeURIComponent(opts.token)}` : "";
     const url = `https://${location.host}${info.webtransport_path}${query}`;
     const hashes = info.certificate_hashes.map((h) => ({
@@ -157,6 +177,7 @@ export class Connection {
     const closed = closeOf(wt);
     try {
       await wt.ready;
+      mark("transport_ready");
     } catch (e) {
       // An origin the server does not allow gets HTTP 403, which the page sees only as a
       // failed session, like an unreachable server; retrying helps the second only.
@@ -232,6 +253,7 @@ export class Connection {
         }
       }
     }
+    mark("welcome");
     const conn = new Connection(wt, writer, closed, welcome, early.filter((m) => m.type !== "Error"));
     conn.pendingReader = reader;
     conn.pendingFramer = framer;
@@ -420,6 +442,7 @@ async function readFrame(stream: ReadableStream<Uint8Array>, h: Handlers, nowUs:
     h.frameMalformed(header ? "frame stream ended before its payload" : "frame stream ended before its header");
     return;
   }
+  mark("first_frame");
   h.frame({ header, payload: payload!, firstByteUs, lastByteUs: nowUs() });
 }
 

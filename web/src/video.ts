@@ -3,6 +3,7 @@
 // keyframes (the control core spaces the requests), switch renditions at the new one's first
 // keyframe. This module is the browser's side: the decoder, and what it measures.
 
+import { mark } from "./timeline.js";
 import { ReceivedFrame } from "./connection.js";
 import { DecoderEvent } from "./control.js";
 import { TrackResult, Tracks } from "./tracks.js";
@@ -197,6 +198,7 @@ export class VideoPipeline {
       if (v.live_ms === null && latency < this.latencyTargetUs) v.live_ms = (now - this.connectStartUs) / 1000;
     }
     if (v.first_frame_ms === null) v.first_frame_ms = (now - this.connectStartUs) / 1000;
+    mark("first_decoded");
     this.output({ frame, capture_us, decoded_us: now, rendition: meta?.rendition ?? this.tracks.shownRendition ?? 0 });
   }
 

@@ -7,12 +7,13 @@
 // rendition N, 1 = highest; default automatic).
 
 import { AUTO_RENDITION, ControlMessage, ErrorCode, MAX_NAME, MAX_TOKEN } from "./codec.js";
-import { Connection, ConnectError, Closed, errorText, fetchSession } from "./connection.js";
+import { Connection, ConnectError, Closed, errorText, pageSession } from "./connection.js";
 import { Action, CoreCommand, Note, ViewerControl } from "./control.js";
 import { forKey } from "./keys.js";
 import { AudioLatency, AudioPipeline } from "./audio.js";
 import { Presenter } from "./presenter.js";
 import { Stats } from "./stats.js";
+import { JoinStep, mark, timeline } from "./timeline.js";
 import { VideoPipeline, av1CodecString } from "./video.js";
 import { bannerLines, helpLines, statsLines } from "./overlay.js";
 import { describe, explain, worthRetrying } from "./refusals.js";
@@ -39,6 +40,8 @@ export interface PageState {
   /** How far the sound the page renders is ahead of the speaker, ms (the AudioContext's
    * baseLatency + outputLatency): pictures wait this long for their sound. Null without sound. */
   audio_output_latency_ms: number | null;
+  /** The join's steps, ms after navigation start (timeline.ts). */
+  join_timeline_ms: Partial<Record<JoinStep, number>>;
   /** The AudioContext's latency hint: "interactive" (the default) or "lowest" (?audio-latency=lowest). */
   audio_latency: AudioLatency;
 }
@@ -61,6 +64,7 @@ const page: PageState = {
   renditions: [],
   first_picture_ms: null,
   audio_output_latency_ms: null,
+  join_timeline_ms: {},
   audio_latency: "interactive",
 };
 
@@ -107,8 +111,10 @@ async function missingFeatures(): Promise<string[]> {
   return missing;
 }
 
-/** The first attempt's /session.json, asked for as soon as the script runs. */
-const firstSession = fetchSession();
+/** The first attempt's session info: written into the page by the server (else asked for as
+ * soon as the script runs). Later attempts fetch /session.json: the certificate changes. */
+mark("script");
+const firstSession = pageSession();
 firstSession.catch(() => {}); // the attempt reports it
 
 async function main(): Promise<void> {
@@ -126,12 +132,14 @@ async function main(): Promise<void> {
     state: (): PageState => ({
       ...page,
       renditions: [...page.renditions],
+      join_timeline_ms: timeline(),
       audio_output_latency_ms: audio?.running ? Math.round(audio.outputLatencyUs() / 10) / 100 : null,
     }),
   };
   (window as unknown as { streamsocket: typeof api }).streamsocket = api;
 
   const missing = await missingFeatures();
+  mark("features_checked");
   if (missing.length) {
     setState("unsupported", "This browser cannot play the stream.");
     showMessage(
@@ -155,6 +163,7 @@ async function main(): Promise<void> {
   });
   presenter.onShown = () => {
     if (page.first_picture_ms !== null) return;
+    mark("first_shown");
     page.first_picture_ms = Math.round(performance.now() * 100) / 100;
     void startAudio();
   };

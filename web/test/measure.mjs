@@ -3,7 +3,8 @@
 // after the other), takes each one's window.streamsocket.stats() (the native --stats-json field
 // names) and state(), then times --loads fresh page loads from navigation to the first
 // picture shown. Writes one JSON object to --out:
-// {"pages": [{"audio_latency": ..., "stats": ..., "state": ...}], "joins_ms": [...]}.
+// {"pages": [{"audio_latency": ..., "stats": ..., "state": ...}], "joins_ms": [...],
+//  "join_timelines_ms": [{"script": ..., "session_json": ..., ...}, ...]}.
 // Asserts nothing.
 //
 //   node web/test/measure.mjs --url https://127.0.0.1:PORT/ --certs DIR --seconds 20 --loads 20 \
@@ -22,7 +23,7 @@ async function main() {
   const loads = Number(a.loads ?? 0);
   const { browser, close } = await launchChromium([a.certs]);
   const variants = (a["audio-latency"] ?? "interactive").split(",");
-  const result = { pages: [], joins_ms: [] };
+  const result = { pages: [], joins_ms: [], join_timelines_ms: [] };
   try {
     // One page after another: two pages decoding at once beside the native viewer overload
     // 2 cores (measured: decode p95 71 ms instead of 17).
@@ -47,7 +48,9 @@ async function main() {
       await p.setViewport({ width: 900, height: 560 });
       await p.goto(a.url, { waitUntil: "load" });
       await p.waitForFunction(() => window.streamsocket?.state().first_picture_ms != null, WAIT);
-      result.joins_ms.push(await p.evaluate(() => window.streamsocket.state().first_picture_ms));
+      const state = await p.evaluate(() => window.streamsocket.state());
+      result.joins_ms.push(state.first_picture_ms);
+      result.join_timelines_ms.push(state.join_timeline_ms);
       await p.close();
     }
   } finally {

@@ -226,6 +226,18 @@ fn answer(
         r.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         r
+    } else if path == "/" || path == "/index.html" {
+        // The page carries the session info for its first connection: no /session.json
+        // request before it (it is fetched again for every later attempt).
+        let page = assets::find("/").expect("the page is embedded");
+        let mut r = with_body(
+            StatusCode::OK,
+            page.content_type,
+            page_with_session(page.body, &session_json(&state.web_certificate)).into(),
+        );
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r
     } else if let Some(asset) = assets::find(path) {
         let mut r = with_body(
             StatusCode::OK,
@@ -243,6 +255,20 @@ fn answer(
         *response.body_mut() = Full::new(Bytes::new());
     }
     response
+}
+
+/// Where the server writes the session info into the page.
+const SESSION_PLACEHOLDER: &str = "<!--streamsocket-session-->";
+
+/// The page with the session info in a JSON data block (never run as a script, so the CSP's
+/// `script-src 'self'` allows it). `<` is escaped so nothing in it can end the element.
+fn page_with_session(page: &[u8], session_json: &str) -> Vec<u8> {
+    let page = String::from_utf8_lossy(page);
+    let block = format!(
+        "<script type=\"application/json\" id=\"session\">{}</script>",
+        session_json.replace('<', "\\u003c")
+    );
+    page.replacen(SESSION_PLACEHOLDER, &block, 1).into_bytes()
 }
 
 /// What the page needs to open its WebTransport session.
@@ -311,6 +337,35 @@ mod tests {
             .unwrap();
         assert_eq!(bytes, s.web_certificate.current().sha256);
         assert_eq!(v["webtransport_path"], "/watch");
+    }
+
+    #[test]
+    fn the_page_carries_the_session_info() {
+        let s = state();
+        let page = answer(&s, &Method::GET, "/", None);
+        assert_eq!(page.headers()["cache-control"], "no-store");
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(http_body_util::BodyExt::collect(page.into_body()))
+            .unwrap()
+            .to_bytes();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(!body.contains(SESSION_PLACEHOLDER));
+        let start = body
+            .find(r#"<script type="application/json" id="session">"#)
+            .unwrap();
+        let json = &body[start..];
+        let json = &json[json.find('>').unwrap() + 1..json.find("</script>").unwrap()];
+        let inline: serde_json::Value = serde_json::from_str(json).unwrap();
+        let served: serde_json::Value =
+            serde_json::from_str(&session_json(&s.web_certificate)).unwrap();
+        assert_eq!(inline, served);
+        // Nothing in a session can end the element early.
+        assert_eq!(
+            page_with_session(b"a <!--streamsocket-session--> b", r#"{"x":"</script>"}"#),
+            br#"a <script type="application/json" id="session">{"x":"\u003c/script>"}</script> b"#
+        );
     }
 
     #[test]
