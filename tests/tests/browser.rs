@@ -175,4 +175,11 @@ fn the_web_viewer_plays_switches_pauses_and_is_refused_where_it_must_be() {
         message.contains("WebTransport") && message.contains("Chromium"),
         "{message}"
     );
+    // So does one whose WebCodecs cannot decode AV1.
+    assert_eq!(v["no_av1"]["state"], "unsupported", "{}", context());
+    let message = v["no_av1"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("AV1 decoding in WebCodecs") && message.contains("Chromium"),
+        "{message}"
+    );
 }

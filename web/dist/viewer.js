@@ -2774,24 +2774,34 @@ function clientName() {
   const name = brand ? `${brand.brand} ${brand.version}` : m ? `${m[1]} ${m[2]}` : "browser";
   return `web ${name}`.slice(0, MAX_NAME);
 }
-async function missingFeatures() {
+function missingApis() {
   const missing = [];
   if (typeof WebTransport === "undefined") missing.push("WebTransport");
   if (typeof VideoDecoder === "undefined") missing.push("WebCodecs (VideoDecoder)");
-  else {
-    try {
-      const s = await VideoDecoder.isConfigSupported({ codec: "av01.0.04M.08" });
-      if (!s.supported) missing.push("AV1 decoding in WebCodecs");
-    } catch {
-      missing.push("AV1 decoding in WebCodecs");
-    }
-  }
   return missing;
+}
+async function missingAv1() {
+  if (typeof VideoDecoder === "undefined") return [];
+  try {
+    const s = await VideoDecoder.isConfigSupported({ codec: "av01.0.04M.08" });
+    return s.supported ? [] : ["AV1 decoding in WebCodecs"];
+  } catch {
+    return ["AV1 decoding in WebCodecs"];
+  }
+}
+function unsupported(missing) {
+  setState("unsupported", "This browser cannot play the stream.");
+  showMessage(
+    `This browser lacks ${missing.join(" and ")}, which StreamSocket's web viewer needs.
+
+Use a current Chromium-based browser (Chrome, Edge, Chromium), or the native viewer: streamsocket-client ${location.host}`
+  );
 }
 mark("script");
 var firstSession = pageSession();
 firstSession.catch(() => {
 });
+var av1Check = missingAv1();
 async function main() {
   const params = new URLSearchParams(location.search);
   const token = params.get("token") ?? "";
@@ -2812,15 +2822,9 @@ async function main() {
     })
   };
   window.streamsocket = api;
-  const missing = await missingFeatures();
-  mark("features_checked");
+  const missing = missingApis();
   if (missing.length) {
-    setState("unsupported", "This browser cannot play the stream.");
-    showMessage(
-      `This browser lacks ${missing.join(" and ")}, which StreamSocket's web viewer needs.
-
-Use a current Chromium-based browser (Chrome, Edge, Chromium), or the native viewer: streamsocket-client ${location.host}`
-    );
+    unsupported(missing);
     return;
   }
   if (new TextEncoder().encode(token).length > MAX_TOKEN) {
@@ -3016,6 +3020,16 @@ Reload the page to try again.`);
         handle({ kind: "connect-failed", error: err.message, retry: err.retry });
       }
       return;
+    }
+    if (first) {
+      const lacking = await av1Check;
+      mark("features_checked");
+      if (lacking.length) {
+        ended = true;
+        c.close();
+        unsupported(lacking);
+        return;
+      }
     }
     conn = c;
     ladderNames = c.welcome.renditions.map((r) => r.name);

@@ -6,10 +6,10 @@ export type JoinStep =
   | "html" // the page's HTML received (navigation timing's responseEnd)
   | "viewer_js" // the script received (resource timing's responseEnd)
   | "script" // the viewer's script started
-  | "features_checked" // WebTransport and AV1 decoding found
   | "session_json" // /session.json answered
   | "transport_ready" // the WebTransport session is up (QUIC and HTTP/3 handshakes, CONNECT)
   | "welcome" // the server's Welcome read
+  | "features_checked" // AV1 decoding found (asked at "script", awaited after the welcome)
   | "first_frame" // the first frame's stream fully read
   | "first_decoded" // the first picture out of the decoder
   | "first_shown"; // the first picture drawn

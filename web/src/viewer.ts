@@ -95,20 +95,34 @@ function clientName(): string {
   return `web ${name}`.slice(0, MAX_NAME);
 }
 
-/** What this browser lacks to play the stream, in words; empty when it has everything. */
-async function missingFeatures(): Promise<string[]> {
+/** What this browser lacks to play the stream that can be told at once, in words. */
+function missingApis(): string[] {
   const missing: string[] = [];
   if (typeof WebTransport === "undefined") missing.push("WebTransport");
   if (typeof VideoDecoder === "undefined") missing.push("WebCodecs (VideoDecoder)");
-  else {
-    try {
-      const s = await VideoDecoder.isConfigSupported({ codec: "av01.0.04M.08" });
-      if (!s.supported) missing.push("AV1 decoding in WebCodecs");
-    } catch {
-      missing.push("AV1 decoding in WebCodecs");
-    }
-  }
   return missing;
+}
+
+/** Whether WebCodecs decodes AV1: asked as the script starts and awaited once the first
+ * connection is up, so the answer (14 ms headless) does not delay the join. */
+async function missingAv1(): Promise<string[]> {
+  if (typeof VideoDecoder === "undefined") return [];
+  try {
+    const s = await VideoDecoder.isConfigSupported({ codec: "av01.0.04M.08" });
+    return s.supported ? [] : ["AV1 decoding in WebCodecs"];
+  } catch {
+    return ["AV1 decoding in WebCodecs"];
+  }
+}
+
+/** Says what the browser lacks, for good. */
+function unsupported(missing: string[]): void {
+  setState("unsupported", "This browser cannot play the stream.");
+  showMessage(
+    `This browser lacks ${missing.join(" and ")}, which StreamSocket's web viewer needs.\n\n` +
+      "Use a current Chromium-based browser (Chrome, Edge, Chromium), or the native viewer: " +
+      `streamsocket-client ${location.host}`,
+  );
 }
 
 /** The first attempt's session info: written into the page by the server (else asked for as
@@ -116,6 +130,7 @@ async function missingFeatures(): Promise<string[]> {
 mark("script");
 const firstSession = pageSession();
 firstSession.catch(() => {}); // the attempt reports it
+const av1Check = missingAv1();
 
 async function main(): Promise<void> {
   const params = new URLSearchParams(location.search);
@@ -138,15 +153,9 @@ async function main(): Promise<void> {
   };
   (window as unknown as { streamsocket: typeof api }).streamsocket = api;
 
-  const missing = await missingFeatures();
-  mark("features_checked");
+  const missing = missingApis();
   if (missing.length) {
-    setState("unsupported", "This browser cannot play the stream.");
-    showMessage(
-      `This browser lacks ${missing.join(" and ")}, which StreamSocket's web viewer needs.\n\n` +
-        "Use a current Chromium-based browser (Chrome, Edge, Chromium), or the native viewer: " +
-        `streamsocket-client ${location.host}`,
-    );
+    unsupported(missing);
     return;
   }
   if (new TextEncoder().encode(token).length > MAX_TOKEN) {
@@ -350,6 +359,16 @@ async function main(): Promise<void> {
         handle({ kind: "connect-failed", error: err.message, retry: err.retry });
       }
       return;
+    }
+    if (first) {
+      const lacking = await av1Check;
+      mark("features_checked");
+      if (lacking.length) {
+        ended = true;
+        c.close();
+        unsupported(lacking);
+        return;
+      }
     }
     conn = c;
     ladderNames = c.welcome.renditions.map((r) => r.name);

@@ -147,6 +147,20 @@ async function withoutWebTransport(browser, url, result, logs) {
   await page.close();
 }
 
+/** A browser whose WebCodecs cannot decode AV1 (isConfigSupported answers no) is told so,
+ * after its first connection, whose time the check overlaps. */
+async function withoutAv1(browser, url, result, logs) {
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => logs.push(`pageerror: ${e.message}`));
+  await page.evaluateOnNewDocument(() => {
+    VideoDecoder.isConfigSupported = async (config) => ({ supported: false, config });
+  });
+  await page.goto(url, { waitUntil: "load" });
+  await page.waitForFunction(() => window.streamsocket?.state().state === "unsupported", WAIT);
+  result.no_av1 = await state(page);
+  await page.close();
+}
+
 async function wrongToken(browser, url, result, logs) {
   const page = await open(browser, url, logs);
   result.wrong_token = await state(page);
@@ -224,6 +238,7 @@ async function main() {
       await page.close();
       if (a["token-url"]) await wrongToken(browser, a["token-url"], result, logs);
       await withoutWebTransport(browser, a.url, result, logs);
+      await withoutAv1(browser, a.url, result, logs);
       await otherOrigin(browser, a.url, readFileSync(join(certDirs[0], "ca.pem")), result, logs);
     }
   } catch (e) {
