@@ -11,6 +11,7 @@ pub mod capture;
 pub mod encode;
 pub mod fanout;
 pub mod metrics;
+pub mod publish;
 mod server;
 pub mod session;
 pub mod ui;

@@ -65,6 +65,30 @@ struct Args {
     /// who reaches it, unless --metrics-token is set.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics_listen: Option<SocketAddr>,
+    /// Also publish the stream into this Media over QUIC relay (moq-relay 0.17), e.g.
+    /// https://relay.example:4443/live: one broadcast (--broadcast) with a hang catalog, an
+    /// AV1 track per rendition and an Opus track per audio bitrate. Repeatable: every relay
+    /// gets the broadcast. A relay that goes away is connected to again.
+    #[arg(long = "publish", value_name = "URL")]
+    publish: Vec<String>,
+    /// The broadcast's name under each --publish URL's path.
+    #[arg(long, default_value = "streamsocket.hang", value_name = "NAME")]
+    broadcast: String,
+    /// The JWT the relays want for publishing (sent as ?jwt=).
+    #[arg(
+        long,
+        env = "STREAMSOCKET_PUBLISH_TOKEN",
+        hide_env_values = true,
+        value_name = "JWT",
+        conflicts_with = "publish_token_file"
+    )]
+    publish_token: Option<String>,
+    /// Read the relays' JWT from this file (surrounding white space ignored).
+    #[arg(long, value_name = "PATH")]
+    publish_token_file: Option<PathBuf>,
+    /// The CA (PEM) that the relays' certificates must chain to; default: ca.pem in --certs.
+    #[arg(long, value_name = "FILE")]
+    publish_ca: Option<PathBuf>,
     /// Directory with ca.pem, server.pem and server.key (generated when missing).
     #[arg(long, default_value = "certs")]
     certs: PathBuf,
@@ -380,7 +404,29 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let publish_token = match (&args.publish_token, &args.publish_token_file) {
+        (Some(t), _) => Some(t.trim().to_string()),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(t) => Some(t.trim().to_string()),
+            Err(e) => {
+                eprintln!("error: --publish-token-file {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => None,
+    };
+    let publish =
+        (!args.publish.is_empty()).then(|| streamsocket_server::publish::PublishOptions {
+            relays: args.publish.clone(),
+            broadcast: args.broadcast.clone(),
+            token: publish_token,
+            ca: args
+                .publish_ca
+                .clone()
+                .unwrap_or_else(|| args.certs.join("ca.pem")),
+        });
     let opts = ServerOptions {
+        publish,
         metrics_token,
         metrics_listen: args.metrics_listen,
         viewer_ca,

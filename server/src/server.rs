@@ -51,6 +51,8 @@ pub struct ServerOptions {
     pub metrics_token: Option<crate::metrics::MetricsToken>,
     /// A plain-HTTP listener serving only `/metrics` and `/status` (behind the token if set).
     pub metrics_listen: Option<SocketAddr>,
+    /// Media over QUIC relays to publish the stream into (`--publish`).
+    pub publish: Option<crate::publish::PublishOptions>,
 }
 
 /// Where pictures and sound come from (see [`capture::open_video`], [`capture::open_audio`]).
@@ -127,6 +129,7 @@ pub struct Server {
     metrics_listener: Option<crate::web::PageServer>,
     observed: Arc<crate::metrics::Observed>,
     origins: Arc<crate::web::OriginPolicy>,
+    publish: Option<crate::publish::PublishOptions>,
     /// The certificate's fingerprint at start (it may change: see `certificates::watch`).
     pub fingerprint: Fingerprint,
     pub source_stats: Arc<SourceStats>,
@@ -373,6 +376,7 @@ impl Server {
             metrics_listener,
             observed,
             origins: Arc::new(crate::web::OriginPolicy::new(&opts.allow_origins)),
+            publish: opts.publish.clone(),
             fingerprint,
             source_stats,
         })
@@ -410,6 +414,12 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
         let page = self.page.take().map(|p| tokio::spawn(p.run()));
+        // Publishing into relays, for as long as the server serves.
+        let _publisher = self
+            .publish
+            .take()
+            .map(|o| crate::publish::start(self.hub.clone(), o))
+            .transpose()?;
         // Tells every session the server is stopping, so each closes in its own binding's
         // words (a browser's session needs a WebTransport close to read the code from).
         let (stopping_tx, stopping) = tokio::sync::watch::channel(false);

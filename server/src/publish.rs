@@ -1,0 +1,262 @@
+//! Publishing the stream into Media over QUIC relays (`--publish URL`): one broadcast with a
+//! `hang` catalog, one AV1 track per rendition and one Opus track per audio bitrate, sent to
+//! every relay given (for redundancy). A rendition is encoded only while some relay
+//! subscribes to its track (the same lazy encoders as for viewers), and each relay's
+//! connection is re-made, with a word in the log, whenever it ends.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use streamsocket_moq::link::{Link, RelayUrl};
+use streamsocket_moq::media::{AudioTrackWriter, VideoTrackWriter, AUDIO_PRIORITY, VIDEO_PRIORITY};
+use streamsocket_moq::moq_net;
+use streamsocket_moq::{catalog, media};
+use streamsocket_proto::media::AudioHeader;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::fanout::hub::Hub;
+use crate::session::Offer;
+
+/// The first wait before connecting again to a relay, doubled after each failure.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+/// The longest wait between attempts.
+const RETRY_MOST: Duration = Duration::from_secs(5);
+
+/// What `--publish` and its companions said.
+#[derive(Debug, Clone)]
+pub struct PublishOptions {
+    /// Relay URLs (`https://HOST:PORT/PATH`), each published to.
+    pub relays: Vec<String>,
+    /// The broadcast's name under each relay URL's path.
+    pub broadcast: String,
+    /// The relays' JWT, if they want one.
+    pub token: Option<String>,
+    /// The CA (PEM) the relays' certificates must chain to.
+    pub ca: PathBuf,
+}
+
+/// Starts publishing: the broadcast is made now, and each relay is connected to on a task
+/// of its own, for as long as the server runs. Errors only on options that cannot work.
+pub fn start(hub: Arc<Hub>, options: PublishOptions) -> anyhow::Result<Publisher> {
+    let relays = options
+        .relays
+        .iter()
+        .map(|r| RelayUrl::parse(r, options.token.as_deref()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let tls = relay_tls(&options.ca)?;
+    let (origin, driver) = moq_net::origin::Producer::new(Default::default());
+    let mut tasks = vec![tokio::spawn(async move {
+        moq_net::time::run(driver).await;
+    })];
+    let broadcast = origin
+        .create_broadcast(&options.broadcast)
+        .with_context(|| format!("cannot make the broadcast {:?}", options.broadcast))?;
+
+    let offer = Offer::of(&hub);
+    let catalog = catalog::catalog(&offer.renditions, &offer.audio, &offer.audio_bitrates)?;
+    let catalog_track = broadcast.create_track(
+        streamsocket_moq::hang::Catalog::DEFAULT_NAME,
+        streamsocket_moq::hang::Catalog::default_track_info(),
+    )?;
+    let mut group = catalog_track.append_group()?;
+    group.write_frame(moq_net::Timestamp::now(), catalog.to_json()?)?;
+    group.finish()?;
+
+    for r in &offer.renditions {
+        let track =
+            broadcast.create_track(catalog::video_track(r), media::track_info(VIDEO_PRIORITY))?;
+        tasks.push(tokio::spawn(feed_video(
+            hub.clone(),
+            r.id,
+            VideoTrackWriter::new(track),
+        )));
+    }
+    for &bitrate in &offer.audio_bitrates {
+        let track = broadcast.create_track(
+            catalog::audio_track(bitrate),
+            media::track_info(AUDIO_PRIORITY),
+        )?;
+        tasks.push(tokio::spawn(feed_audio(
+            hub.clone(),
+            bitrate,
+            AudioTrackWriter::new(track),
+        )));
+    }
+    broadcast
+        .announce(Default::default())
+        .context("cannot announce the broadcast")?;
+    let endpoint =
+        streamsocket_transport::endpoint::client(std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
+            .context("cannot open a UDP socket for the relays")?;
+    for relay in relays {
+        tasks.push(tokio::spawn(keep_publishing(
+            endpoint.clone(),
+            relay,
+            tls.clone(),
+            origin.clone(),
+            options.broadcast.clone(),
+        )));
+    }
+    Ok(Publisher {
+        tasks,
+        _broadcast: broadcast,
+        _catalog: catalog_track,
+    })
+}
+
+/// The running publication; dropping it stops publishing.
+pub struct Publisher {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _broadcast: moq_net::broadcast::Producer,
+    _catalog: moq_net::track::Producer,
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// TLS towards relays: TLS 1.3, certificates chaining to `ca` and naming the relay's host.
+fn relay_tls(ca: &std::path::Path) -> anyhow::Result<rustls::ClientConfig> {
+    let pem = std::fs::read(ca).with_context(|| {
+        format!(
+            "cannot read {}, the CA relays' certificates must chain to (--publish-ca)",
+            ca.display()
+        )
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls_pki_types::pem::PemObject as _;
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots
+            .add(cert.with_context(|| format!("{} is not PEM certificates", ca.display()))?)
+            .with_context(|| format!("{} holds a certificate rustls refuses", ca.display()))?;
+    }
+    anyhow::ensure!(!roots.is_empty(), "{} holds no certificate", ca.display());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// QUIC towards a relay: MoQ opens bidirectional streams both ways (announcements,
+/// subscriptions), which quinn's defaults allow; a relay that dies is given up on after 5 s
+/// without a packet (keep-alives every second keep a quiet link open).
+fn relay_transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(Duration::from_secs(5)).expect("a small timeout"),
+    ));
+    t.keep_alive_interval(Some(Duration::from_secs(1)));
+    Arc::new(t)
+}
+
+/// Connects to one relay, publishes, and connects again whenever the session ends.
+async fn keep_publishing(
+    endpoint: quinn::Endpoint,
+    relay: RelayUrl,
+    tls: rustls::ClientConfig,
+    origin: moq_net::origin::Producer,
+    broadcast: String,
+) {
+    let mut wait = RETRY_FIRST;
+    loop {
+        let client = moq_net::Client::new().with_publisher(&origin);
+        match Link::connect(&endpoint, &relay, &tls, relay_transport(), client).await {
+            Ok(link) => {
+                tracing::info!(relay = %relay.shown, version = %link.version, %broadcast, "publishing to the relay");
+                wait = RETRY_FIRST;
+                let why = link.closed().await;
+                tracing::warn!(relay = %relay.shown, "the relay session ended ({why}); connecting again");
+            }
+            Err(e) => {
+                tracing::warn!(relay = %relay.shown, "cannot publish to the relay: {e:#}; trying again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RETRY_MOST);
+            }
+        }
+    }
+}
+
+/// Feeds one rendition's track while a relay subscribes to it, watching the rendition (so
+/// its encoder runs) only then.
+async fn feed_video(hub: Arc<Hub>, id: u8, mut writer: VideoTrackWriter) {
+    let name = writer.track().name().to_string();
+    loop {
+        if writer.track().used().await.is_err() {
+            return; // the broadcast is gone
+        }
+        let Some((watch, mut frames, gop)) = hub.watch(id) else {
+            tracing::error!(rendition = %name, "a relay subscribed, but the encoder cannot start");
+            tokio::time::sleep(RETRY_MOST).await;
+            continue;
+        };
+        tracing::info!(rendition = %name, "a relay subscribed: publishing this rendition");
+        // The group of pictures so far, from its keyframe: a subscriber starts at once.
+        for f in &gop {
+            if let Err(e) = writer.write(f.keyframe, f.capture_us, f.payload.clone()) {
+                tracing::warn!(rendition = %name, "cannot publish a frame: {e:#}");
+            }
+        }
+        loop {
+            tokio::select! {
+                frame = frames.recv() => match frame {
+                    Ok(f) => {
+                        if let Err(e) = writer.write(f.keyframe, f.capture_us, f.payload.clone()) {
+                            tracing::warn!(rendition = %name, "cannot publish a frame: {e:#}");
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        // Frames lost here break the group: end it, and start the next at a
+                        // keyframe, asked for now.
+                        tracing::warn!(rendition = %name, "publishing fell {n} frames behind the encoder; asking for a keyframe");
+                        let _ = writer.end_group();
+                        if let Some(r) = hub.rendition(id) {
+                            r.keyframes.request();
+                        }
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+                _ = writer.track().unused() => break,
+            }
+        }
+        let _ = writer.end_group();
+        drop(watch);
+        tracing::info!(rendition = %name, "no relay subscribes any more: not publishing this rendition");
+    }
+}
+
+/// Feeds one audio bitrate's track while a relay subscribes to it.
+async fn feed_audio(hub: Arc<Hub>, bitrate: u32, mut writer: AudioTrackWriter) {
+    loop {
+        if writer.track().used().await.is_err() {
+            return;
+        }
+        let Some(channel) = hub.audio_channel(bitrate) else {
+            return;
+        };
+        let mut packets = channel.packets.subscribe();
+        loop {
+            tokio::select! {
+                packet = packets.recv() => match packet {
+                    Ok(p) => {
+                        let opus = p.datagram.slice(AudioHeader::LEN.min(p.datagram.len())..);
+                        if let Err(e) = writer.write(p.capture_us, opus) {
+                            tracing::warn!(bitrate, "cannot publish an audio packet: {e:#}");
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(bitrate, "publishing fell {n} audio packets behind");
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+                _ = writer.track().unused() => break,
+            }
+        }
+    }
+}
