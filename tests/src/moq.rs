@@ -7,6 +7,7 @@
 //! track and writes groups of frames into it; [`MoqSession::subscribe`] waits until a
 //! broadcast is announced, subscribes to one of its tracks and reads frames.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,12 +43,16 @@ pub async fn connect(
     trust: streamsocket_client::Trust,
     role: Role,
 ) -> anyhow::Result<MoqSession> {
-    let host = url.host_str().context("a relay URL names its host")?.to_string();
+    let host = url
+        .host_str()
+        .context("a relay URL names its host")?
+        .to_string();
     let port = url.port().unwrap_or(443);
+    // Our client endpoint is IPv4 (as the relays in tests listen on 127.0.0.1).
     let addr = tokio::net::lookup_host((host.as_str(), port))
         .await?
-        .next()
-        .with_context(|| format!("{host} has no address"))?;
+        .find(SocketAddr::is_ipv4)
+        .with_context(|| format!("{host} has no IPv4 address"))?;
     let (mut config, _) =
         streamsocket_client::client_config_with_alpn(trust, None, wtq::ALPN.as_bytes())?;
     // MoQ opens bidirectional streams both ways (announce, subscribe): quinn's defaults,
@@ -55,7 +60,11 @@ pub async fn connect(
     config.transport_config(Arc::new(quinn::TransportConfig::default()));
     let endpoint = streamsocket_transport::endpoint::client("127.0.0.1:0".parse()?)?;
     let conn = endpoint
-        .connect_with(config, addr, host.trim_start_matches('[').trim_end_matches(']'))?
+        .connect_with(
+            config,
+            addr,
+            host.trim_start_matches('[').trim_end_matches(']'),
+        )?
         .await
         .with_context(|| format!("QUIC handshake with the relay at {addr}"))?;
     let mut request = wtq::proto::ConnectRequest::new(url.clone());
@@ -106,8 +115,8 @@ fn refused(url: &url::Url, err: moq_net::Error) -> anyhow::Error {
     match err {
         moq_net::Error::Unauthorized
         | moq_net::Error::Session(moq_net::SessionError::Unauthorized) => anyhow::anyhow!(
-            "the relay at {} refused the session: unauthorized (MoQ close code 2; \
-             the auth server's reason is in the relay's log)",
+            "the relay at {} refused the session: unauthorized (MoQ close code 2: no token, \
+             or one that is wrong, expired, or does not grant this path and role)",
             redact(url)
         ),
         other => anyhow::anyhow!("MoQ session with {} failed: {other}", redact(url)),

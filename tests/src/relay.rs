@@ -85,28 +85,36 @@ pub enum RelayTls {
 }
 
 /// A certificate directory (`ca.pem`, `server.pem`, `server.key`) made by our own
-/// certificate code, for relays and the clients that trust them; removed when dropped.
+/// certificate code, for relays and the clients that trust them, as `certs/` in a working
+/// directory (where relays started from a configuration file run: relays/*.toml name
+/// `certs/...`); removed when dropped.
 pub struct RelayCerts {
-    dir: tempfile::TempDir,
+    work: tempfile::TempDir,
 }
 
 impl RelayCerts {
     pub fn new() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        streamsocket_certs::generate(dir.path(), &[])?;
-        Ok(Self { dir })
+        let work = tempfile::tempdir()?;
+        streamsocket_certs::generate(&work.path().join("certs"), &[])?;
+        Ok(Self { work })
     }
 
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
+    /// The certificate directory.
+    pub fn dir(&self) -> PathBuf {
+        self.work.path().join("certs")
+    }
+
+    /// The directory holding `certs/`.
+    pub fn work_dir(&self) -> &Path {
+        self.work.path()
     }
 
     pub fn ca(&self) -> PathBuf {
-        streamsocket_certs::CertPaths::new(self.dir.path()).ca_cert()
+        streamsocket_certs::CertPaths::new(self.dir()).ca_cert()
     }
 
     pub fn tls(&self) -> RelayTls {
-        RelayTls::Certs(self.dir.path().to_path_buf())
+        RelayTls::Certs(self.dir())
     }
 }
 
@@ -120,6 +128,9 @@ pub struct RelayOptions {
     pub cluster_connect: Vec<RelayPeer>,
     /// More flags, after the ones above.
     pub extra: Vec<String>,
+    /// A configuration file (TOML) the flags above override, and the directory the relay
+    /// runs in (its relative paths are relative to it).
+    pub config: Option<(PathBuf, PathBuf)>,
 }
 
 /// A cluster peer to dial, with how to trust its certificate.
@@ -146,6 +157,18 @@ impl RelayOptions {
             tls: RelayTls::Generate,
             cluster_connect: Vec::new(),
             extra: Vec::new(),
+            config: None,
+        }
+    }
+
+    /// A relay from one of the committed configurations (`relays/relay1.toml`...), run in
+    /// `certs`' working directory (they name `certs/...`), on free ports rather than the
+    /// file's and with its certificates, anonymous access and `cluster_connect` given as
+    /// flags (which override the file's).
+    pub fn from_config(file: &Path, certs: &RelayCerts) -> Self {
+        Self {
+            config: Some((file.to_path_buf(), certs.work_dir().to_path_buf())),
+            ..Self::public().with_tls(certs.tls())
         }
     }
 
@@ -245,6 +268,9 @@ impl RelayProcess {
             .append(true)
             .open(&self.log)?;
         let mut cmd = Command::new(&self.binary);
+        if let Some((file, dir)) = &self.options.config {
+            cmd.arg(file).current_dir(dir);
+        }
         cmd.arg("--listen")
             .arg(listen.to_string())
             .arg("--web-http-listen")
@@ -263,10 +289,11 @@ impl RelayProcess {
                 cmd.env_remove(key);
             }
         }
+        // Only this start's lines count (a restart appends to the same log).
+        let log_start = self.log().len();
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", self.binary.display()))?;
-        let log_start = self.log().len();
         self.child = Some(child);
         let started = Instant::now();
         // It logs its listeners once bound (ports chosen)...
@@ -337,7 +364,9 @@ impl RelayProcess {
                 streamsocket_client::Trust::Ca(streamsocket_certs::CertPaths::new(dir).ca_cert())
             }
             RelayTls::Generate => streamsocket_client::Trust::Pinned(
-                self.fingerprint.parse().expect("the relay serves a SHA-256 in hex"),
+                self.fingerprint
+                    .parse()
+                    .expect("the relay serves a SHA-256 in hex"),
             ),
         }
     }
