@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages StreamSocket needs to build and test, only those missing.
+# Installs the Debian packages StreamSocket needs to build and test, only those missing, and
+# the Media over QUIC relay (moq-relay) the relay tests and scripts/cluster-demo.sh run.
 # Uses sudo only when not already root. Safe to run repeatedly.
 set -euo pipefail
 
@@ -41,18 +42,54 @@ done
 # asked for only when the command is missing.
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: all ${#PACKAGES[@]} system packages present"
-  exit 0
-fi
+install_packages() {
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all ${#PACKAGES[@]} system packages present"
+    return
+  fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  SUDO="sudo"
-fi
+  local SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+  fi
 
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-echo "install-deps: done"
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  echo "install-deps: done"
+}
+
+# moq-relay, pinned (the moq crates the tests speak to it with are pinned to the same
+# release), built once with cargo into a folder of the project's own that outlives the
+# repository's target/: $STREAMSOCKET_TOOLS, else ~/.cache/streamsocket/tools. The tests find
+# it there (or at $STREAMSOCKET_MOQ_RELAY). Not --locked: its lock file pins webpki-roots
+# 1.0.11, which the registry may not have. Without iroh and mDNS LAN discovery (neither is
+# used here): fewer crates to build (it still builds aws-lc-sys, a C library).
+MOQ_RELAY_VERSION=0.17.10
+MOQ_RELAY_FEATURES=noq,websocket
+TOOLS="${STREAMSOCKET_TOOLS:-$HOME/.cache/streamsocket/tools}"
+MOQ_RELAY_ROOT="$TOOLS/moq-relay-$MOQ_RELAY_VERSION"
+MOQ_RELAY="$MOQ_RELAY_ROOT/bin/moq-relay"
+
+install_moq_relay() {
+  if [ -x "$MOQ_RELAY" ] && [ "$("$MOQ_RELAY" --version 2>/dev/null)" = "moq-relay $MOQ_RELAY_VERSION" ]; then
+    echo "install-deps: moq-relay $MOQ_RELAY_VERSION present"
+    return
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "install-deps: cargo is needed to build moq-relay $MOQ_RELAY_VERSION: install Rust (https://rustup.rs)" >&2
+    exit 1
+  fi
+  echo "install-deps: building moq-relay $MOQ_RELAY_VERSION (features $MOQ_RELAY_FEATURES) into $MOQ_RELAY_ROOT"
+  echo "install-deps: this is done once and takes several minutes on 2 cores"
+  mkdir -p "$TOOLS"
+  # Its own temporary target directory, whatever the caller's CARGO_TARGET_DIR.
+  env -u CARGO_TARGET_DIR cargo install moq-relay --version "$MOQ_RELAY_VERSION" \
+    --no-default-features --features "$MOQ_RELAY_FEATURES" \
+    --root "$MOQ_RELAY_ROOT" --force --quiet
+  echo "install-deps: installed $("$MOQ_RELAY" --version) at $MOQ_RELAY"
+}
+
+install_packages
+install_moq_relay

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 
+pub mod moq;
+pub mod relay;
 pub mod web;
 use serde_json::Value;
 

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# More viewers than one machine (issue 16): three Media over QUIC relays (moq-relay, installed
+# by scripts/install-deps.sh) clustered on loopback, with the configurations in relays/:
+#
+#   origin --publishes--> R1 (127.0.0.1:4451) <--dials-- R2 (:4452) <--dials-- R3 (:4453) <-- viewer
+#
+# R2 and R3 are the viewers' relays; R3 is two hops from R1.
+#
+# NOT THERE YET: the origin's publishing (streamsocket-server --publish) and the viewer's
+# watching through a relay (streamsocket-client RELAY_URL --broadcast NAME) are being
+# written. Until they are, this script starts the three relays, checks that each serves and
+# that the cluster formed (R2 joined R1, R3 joined R2), says so, and stops them again
+# (STREAMSOCKET_CLUSTER_HOLD=1 keeps them up until Ctrl-C). The origin and viewer lines are
+# below as TODO comments.
+#
+#   scripts/cluster-demo.sh [extra viewer options, e.g. --duration 10 --stats-json stats.json]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+
+bash scripts/install-deps.sh
+cargo build --release --locked --bins
+
+MOQ_RELAY_VERSION=0.17.10
+TOOLS="${STREAMSOCKET_TOOLS:-$HOME/.cache/streamsocket/tools}"
+MOQ_RELAY="${STREAMSOCKET_MOQ_RELAY:-$TOOLS/moq-relay-$MOQ_RELAY_VERSION/bin/moq-relay}"
+
+# The relays' working directory: the configurations' certs/ (our own CA and a certificate
+# for localhost and 127.0.0.1, which the relays verify each other with) and their logs.
+DEMO="$ROOT/target/cluster-demo"
+mkdir -p "$DEMO"
+./target/release/streamsocket-certs --dir "$DEMO/certs" >/dev/null
+
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+# `http_get PORT PATH`: the body of a plain HTTP GET on loopback (bash's /dev/tcp, no curl).
+http_get() {
+  local response
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$2" >&3
+  response="$(cat <&3)"
+  exec 3<&-
+  case "$response" in "HTTP/1.1 200"*) printf '%s\n' "${response#*$'\r\n\r\n'}" ;; *) return 1 ;; esac
+}
+
+# `wait_for WHAT LOG PID CONDITION...`: polls CONDITION for up to 30 s while PID lives.
+wait_for() {
+  local what="$1" log="$2" pid="$3"
+  shift 3
+  for _ in $(seq 1 300); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "cluster-demo: the relay stopped before $what; its log ($log):" >&2
+      cat "$log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "cluster-demo: $what did not happen within 30 s; log ($log):" >&2
+  cat "$log" >&2
+  exit 1
+}
+
+for i in 1 2 3; do
+  log="$DEMO/relay$i.log"
+  : >"$log"
+  # No MOQ_* settings from the environment: the relay refuses to start on removed ones.
+  (cd "$DEMO" && exec env $(env | grep -o '^MOQ_[A-Za-z0-9_]*' | sed 's/^/-u /') NO_COLOR=1 \
+    "$MOQ_RELAY" "$ROOT/relays/relay$i.toml") >"$log" 2>&1 &
+  PIDS+=($!)
+  port="445$i"
+  wait_for "R$i served on port $port" "$log" "${PIDS[-1]}" http_get "$port" /certificate.sha256
+  echo "R$i: https://127.0.0.1:$port/ (fingerprint sha256:$(http_get "$port" /certificate.sha256)), log $log"
+done
+
+# The cluster formed when each relay accepted its dialer's session.
+wait_for "R2 joining R1" "$DEMO/relay1.log" "${PIDS[0]}" grep -q "session accepted" "$DEMO/relay1.log"
+wait_for "R3 joining R2" "$DEMO/relay2.log" "${PIDS[1]}" grep -q "session accepted" "$DEMO/relay2.log"
+echo "cluster: R3 -> R2 -> R1 formed"
+
+# TODO(issue 16, publishing): the origin, on the test source, publishing into R1:
+#   ./target/release/streamsocket-server --listen 127.0.0.1:4443 --certs "$DEMO/certs" \
+#     --video test --audio test --publish https://127.0.0.1:4451/live --broadcast demo.hang &
+# TODO(issue 16, watching through a relay): the viewer on the far relay, R3, two hops away,
+# with the extra options ("$@"), under Xvfb without a display as scripts/demo.sh does:
+#   VIEWER=(./target/release/streamsocket-client https://127.0.0.1:4453/live --broadcast demo.hang \
+#     --ca "$DEMO/certs/ca.pem")
+echo "cluster-demo: the origin's publishing into R1 (streamsocket-server --publish) and the viewer"
+echo "  through R3 are not there yet (issue 16): only the relays ran. Viewer options not used: ${*:-none}"
+
+if [ "${STREAMSOCKET_CLUSTER_HOLD:-0}" = 1 ]; then
+  echo "relays up until Ctrl-C (CA: $DEMO/certs/ca.pem)"
+  wait "${PIDS[0]}"
+fi
