@@ -1,0 +1,123 @@
+//! The server publishing into a real Media over QUIC relay (moq-relay 0.17.10, issue 16):
+//! a subscriber through the relay finds the broadcast's hang catalog, and reads AV1 frames
+//! that dav1d decodes (a group starting at a keyframe) and Opus packets; a rendition is
+//! encoded only while the relay subscribes to it.
+
+use std::time::Duration;
+
+use streamsocket_moq::media::decode_frame;
+use streamsocket_tests::moq::{self, Role};
+use streamsocket_tests::relay::{RelayCerts, RelayOptions, RelayProcess};
+use streamsocket_tests::ServerProcess;
+
+/// Bounds for what must happen on a busy machine; nothing is timed.
+const LIMIT: Duration = Duration::from_secs(30);
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within {LIMIT:?}"))
+}
+
+#[test]
+fn the_server_publishes_its_ladder_and_audio_into_a_relay() {
+    let certs = RelayCerts::new().unwrap();
+    let relay = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
+    let url = relay.url("live");
+    let ca = certs.ca();
+    let server = ServerProcess::start(&[
+        "--publish",
+        url.as_str(),
+        "--publish-ca",
+        ca.to_str().unwrap(),
+        "--broadcast",
+        "show.hang",
+    ])
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        server.wait_for_log("publishing to the relay", LIMIT).await;
+        let viewer = within(
+            "connecting",
+            moq::connect(&url, relay.trust(), Role::Subscribe),
+        )
+        .await
+        .unwrap();
+
+        // The catalog: one AV1 track per rendition, one Opus track per audio bitrate.
+        let mut catalog = within("the catalog", viewer.subscribe("show.hang", "catalog.json"))
+            .await
+            .unwrap();
+        let json = within("the catalog's frame", catalog.next_frame())
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let video = json["video"]["renditions"].as_object().unwrap();
+        assert_eq!(
+            video.keys().collect::<Vec<_>>(),
+            ["180p", "240p", "360p"],
+            "{json}"
+        );
+        assert_eq!(video["360p"]["codec"], "av01.0.04M.08");
+        assert_eq!(video["360p"]["codedWidth"], 640);
+        let audio = json["audio"]["renditions"].as_object().unwrap();
+        assert!(!audio.is_empty(), "{json}");
+        assert!(audio.values().all(|a| a["codec"] == "opus"), "{json}");
+        let audio_track = audio.keys().next().unwrap().clone();
+
+        // Nobody subscribed yet: no rendition is encoded for the relay.
+        assert!(
+            !server.log().contains("a relay subscribed"),
+            "{}",
+            server.log()
+        );
+
+        // A rendition: its frames decode, from the group's keyframe on.
+        let mut frames = within("subscribing to 240p", viewer.subscribe("show.hang", "240p"))
+            .await
+            .unwrap();
+        let mut decoder = dav1d::Decoder::new().unwrap();
+        let mut pictures = 0;
+        let mut last_capture = 0;
+        for _ in 0..20 {
+            let frame = within("a frame", frames.next_frame()).await.unwrap();
+            let (capture_us, payload) = decode_frame(frame).unwrap();
+            assert!(capture_us > last_capture, "capture times increase");
+            last_capture = capture_us;
+            decoder
+                .send_data(payload.to_vec(), None, None, None)
+                .unwrap();
+            while let Ok(picture) = decoder.get_picture() {
+                assert_eq!((picture.width(), picture.height()), (426, 240));
+                pictures += 1;
+            }
+        }
+        assert!(pictures >= 15, "{pictures} of 20 frames decoded");
+        server
+            .wait_for_log("a relay subscribed: publishing this rendition", LIMIT)
+            .await;
+
+        // Sound: Opus packets, one per group.
+        let mut sound = within(
+            "subscribing to audio",
+            viewer.subscribe("show.hang", &audio_track),
+        )
+        .await
+        .unwrap();
+        let mut opus = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
+        let mut pcm = vec![0i16; 5760];
+        for _ in 0..5 {
+            let packet = within("an audio packet", sound.next_frame()).await.unwrap();
+            let (_, payload) = decode_frame(packet).unwrap();
+            let samples = opus.decode(&payload, &mut pcm, false).unwrap();
+            assert!(samples > 0);
+        }
+
+        // The viewer leaves: the relay drops its subscription, and the rendition is no
+        // longer encoded for it.
+        drop((frames, sound, catalog, viewer));
+        server
+            .wait_for_log("no relay subscribes any more", LIMIT)
+            .await;
+    });
+}
