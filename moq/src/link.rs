@@ -79,6 +79,49 @@ impl RelayUrl {
     }
 }
 
+/// MoQ's close code for a session the relay's authorisation refused.
+const UNAUTHORIZED: u32 = 2;
+
+/// Why a relay session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The relay refused the token (MoQ close code 2, "unauthorized"): missing, wrong,
+    /// expired, or not granting this path and role. The relay tells no more.
+    Unauthorized,
+    /// Anything else, in moq-net's words.
+    Other(String),
+}
+
+impl Ended {
+    fn of(error: moq_net::Error) -> Self {
+        match &error {
+            moq_net::Error::Unauthorized
+            | moq_net::Error::Session(moq_net::SessionError::Unauthorized) => Ended::Unauthorized,
+            // The relay's CONNECTION_CLOSE reaches moq-net as the transport's words only
+            // (quinn's "closed by peer: REASON (code N)").
+            moq_net::Error::Transport(words)
+                if words.contains(&format!(
+                    "closed by peer: unauthorized (code {UNAUTHORIZED})"
+                )) =>
+            {
+                Ended::Unauthorized
+            }
+            other => Ended::Other(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Unauthorized => f.write_str(
+                "the relay refused the token (MoQ close code 2, unauthorized): it is missing, wrong, expired, or does not grant this path",
+            ),
+            Ended::Other(why) => f.write_str(why),
+        }
+    }
+}
+
 /// A moq-net session with a relay; its driver runs on a task of its own until the session
 /// ends (dropping this does not end it: [`Link::close`] does).
 pub struct Link {
@@ -133,8 +176,8 @@ impl Link {
     }
 
     /// Waits until the session ends, and says why.
-    pub async fn closed(&self) -> moq_net::Error {
-        self.session.closed().await
+    pub async fn closed(&self) -> Ended {
+        Ended::of(self.session.closed().await)
     }
 
     /// Ends the session.
@@ -146,6 +189,21 @@ impl Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_token_is_told_apart() {
+        assert_eq!(
+            Ended::of(moq_net::Error::Transport(
+                "connection error: closed by peer: unauthorized (code 2)".into()
+            )),
+            Ended::Unauthorized
+        );
+        assert_eq!(Ended::of(moq_net::Error::Unauthorized), Ended::Unauthorized);
+        assert!(matches!(
+            Ended::of(moq_net::Error::Transport("timed out".into())),
+            Ended::Other(_)
+        ));
+    }
 
     #[test]
     fn urls_with_and_without_tokens() {

@@ -83,7 +83,8 @@ struct Args {
         conflicts_with = "publish_token_file"
     )]
     publish_token: Option<String>,
-    /// Read the relays' JWT from this file (surrounding white space ignored).
+    /// Read the relays' JWT from this file (surrounding white space ignored), again at every
+    /// connection, so a renewed token is used without a restart.
     #[arg(long, value_name = "PATH")]
     publish_token_file: Option<PathBuf>,
     /// The CA (PEM) that the relays' certificates must chain to; default: ca.pem in --certs.
@@ -405,14 +406,12 @@ async fn main() -> ExitCode {
         }
     };
     let publish_token = match (&args.publish_token, &args.publish_token_file) {
-        (Some(t), _) => Some(t.trim().to_string()),
-        (None, Some(path)) => match std::fs::read_to_string(path) {
-            Ok(t) => Some(t.trim().to_string()),
-            Err(e) => {
-                eprintln!("error: --publish-token-file {}: {e}", path.display());
-                return ExitCode::FAILURE;
-            }
-        },
+        (Some(t), _) => Some(streamsocket_server::publish::PublishToken::Given(
+            t.trim().to_string(),
+        )),
+        (None, Some(path)) => Some(streamsocket_server::publish::PublishToken::File(
+            path.clone(),
+        )),
         (None, None) => None,
     };
     let publish =

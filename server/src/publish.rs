@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use streamsocket_moq::link::{Link, RelayUrl};
+use streamsocket_moq::link::{Ended, Link, RelayUrl};
 use streamsocket_moq::media::{AudioTrackWriter, VideoTrackWriter, AUDIO_PRIORITY, VIDEO_PRIORITY};
 use streamsocket_moq::moq_net;
 use streamsocket_moq::{catalog, media};
@@ -23,6 +23,29 @@ use crate::session::Offer;
 const RETRY_FIRST: Duration = Duration::from_millis(250);
 /// The longest wait between attempts.
 const RETRY_MOST: Duration = Duration::from_secs(5);
+/// A session that lasted this long was a working one: the next attempt starts at once and
+/// the waits start over. One that ended sooner (a refusal) waits like a failed attempt.
+const SESSION_WORKED: Duration = Duration::from_secs(10);
+
+/// The relays' JWT: given, or read from a file at every attempt (a renewed token is used
+/// from the next connection on).
+#[derive(Debug, Clone)]
+pub enum PublishToken {
+    Given(String),
+    File(PathBuf),
+}
+
+impl PublishToken {
+    fn current(&self) -> anyhow::Result<String> {
+        match self {
+            PublishToken::Given(t) => Ok(t.clone()),
+            PublishToken::File(path) => Ok(std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the relay token file {}", path.display()))?
+                .trim()
+                .to_string()),
+        }
+    }
+}
 
 /// What `--publish` and its companions said.
 #[derive(Debug, Clone)]
@@ -32,7 +55,7 @@ pub struct PublishOptions {
     /// The broadcast's name under each relay URL's path.
     pub broadcast: String,
     /// The relays' JWT, if they want one.
-    pub token: Option<String>,
+    pub token: Option<PublishToken>,
     /// The CA (PEM) the relays' certificates must chain to.
     pub ca: PathBuf,
 }
@@ -40,11 +63,13 @@ pub struct PublishOptions {
 /// Starts publishing: the broadcast is made now, and each relay is connected to on a task
 /// of its own, for as long as the server runs. Errors only on options that cannot work.
 pub fn start(hub: Arc<Hub>, options: PublishOptions) -> anyhow::Result<Publisher> {
-    let relays = options
-        .relays
-        .iter()
-        .map(|r| RelayUrl::parse(r, options.token.as_deref()))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Checked now; made again with the current token at each attempt.
+    for r in &options.relays {
+        RelayUrl::parse(r, None)?;
+    }
+    if let Some(token) = &options.token {
+        token.current()?;
+    }
     let tls = relay_tls(&options.ca)?;
     let (origin, driver) = moq_net::origin::Producer::new(Default::default());
     let mut tasks = vec![tokio::spawn(async move {
@@ -90,10 +115,11 @@ pub fn start(hub: Arc<Hub>, options: PublishOptions) -> anyhow::Result<Publisher
     let endpoint =
         streamsocket_transport::endpoint::client(std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
             .context("cannot open a UDP socket for the relays")?;
-    for relay in relays {
+    for relay in &options.relays {
         tasks.push(tokio::spawn(keep_publishing(
             endpoint.clone(),
-            relay,
+            relay.clone(),
+            options.token.clone(),
             tls.clone(),
             origin.clone(),
             options.broadcast.clone(),
@@ -159,27 +185,45 @@ fn relay_transport() -> Arc<quinn::TransportConfig> {
 /// Connects to one relay, publishes, and connects again whenever the session ends.
 async fn keep_publishing(
     endpoint: quinn::Endpoint,
-    relay: RelayUrl,
+    url: String,
+    token: Option<PublishToken>,
     tls: rustls::ClientConfig,
     origin: moq_net::origin::Producer,
     broadcast: String,
 ) {
+    let shown = RelayUrl::parse(&url, None)
+        .map(|r| r.shown)
+        .unwrap_or_default();
     let mut wait = RETRY_FIRST;
     loop {
-        let client = moq_net::Client::new().with_publisher(&origin);
-        match Link::connect(&endpoint, &relay, &tls, relay_transport(), client).await {
+        let attempt = async {
+            let token = token.as_ref().map(PublishToken::current).transpose()?;
+            let relay = RelayUrl::parse(&url, token.as_deref())?;
+            let client = moq_net::Client::new().with_publisher(&origin);
+            Link::connect(&endpoint, &relay, &tls, relay_transport(), client).await
+        };
+        match attempt.await {
             Ok(link) => {
-                tracing::info!(relay = %relay.shown, version = %link.version, %broadcast, "publishing to the relay");
-                wait = RETRY_FIRST;
+                tracing::info!(relay = %shown, version = %link.version, %broadcast, "publishing to the relay");
+                let since = std::time::Instant::now();
                 let why = link.closed().await;
-                tracing::warn!(relay = %relay.shown, "the relay session ended ({why}); connecting again");
+                if since.elapsed() >= SESSION_WORKED {
+                    wait = RETRY_FIRST;
+                    tracing::warn!(relay = %shown, "the relay session ended ({why}); connecting again");
+                    continue;
+                }
+                if why == Ended::Unauthorized {
+                    tracing::warn!(relay = %shown, "cannot publish to the relay: {why}; check --publish-token; trying again in {wait:?}");
+                } else {
+                    tracing::warn!(relay = %shown, "the relay session ended ({why}); connecting again in {wait:?}");
+                }
             }
             Err(e) => {
-                tracing::warn!(relay = %relay.shown, "cannot publish to the relay: {e:#}; trying again in {wait:?}");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(RETRY_MOST);
+                tracing::warn!(relay = %shown, "cannot publish to the relay: {e:#}; trying again in {wait:?}");
             }
         }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(RETRY_MOST);
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use streamsocket_moq::media::decode_frame;
 use streamsocket_tests::moq::{self, Role};
-use streamsocket_tests::relay::{RelayCerts, RelayOptions, RelayProcess};
+use streamsocket_tests::relay::{AuthKey, AuthServer, RelayCerts, RelayOptions, RelayProcess};
 use streamsocket_tests::ServerProcess;
 
 /// Bounds for what must happen on a busy machine; nothing is timed.
@@ -120,4 +120,126 @@ fn the_server_publishes_its_ladder_and_audio_into_a_relay() {
             .wait_for_log("no relay subscribes any more", LIMIT)
             .await;
     });
+}
+
+/// Reads one decodable frame of the 180p rendition through `relay`, as a new subscriber.
+async fn watch_a_frame(relay: &RelayProcess, url: &url::Url) {
+    let viewer = within(
+        "connecting",
+        moq::connect(url, relay.trust(), Role::Subscribe),
+    )
+    .await
+    .unwrap();
+    let mut frames = within("subscribing", viewer.subscribe("streamsocket.hang", "180p"))
+        .await
+        .unwrap();
+    // dav1d hands out its first picture a few frames in (its frame threads).
+    let mut decoder = dav1d::Decoder::new().unwrap();
+    for _ in 0..30 {
+        let frame = within("a frame", frames.next_frame()).await.unwrap();
+        let (_, payload) = decode_frame(frame).unwrap();
+        decoder
+            .send_data(payload.to_vec(), None, None, None)
+            .expect("decodable from the group's keyframe on");
+        if let Ok(picture) = decoder.get_picture() {
+            assert_eq!(picture.height(), 180);
+            return;
+        }
+    }
+    panic!("no picture out of 30 frames");
+}
+
+#[test]
+fn the_publisher_comes_back_to_a_relay_that_restarts() {
+    let certs = RelayCerts::new().unwrap();
+    let mut relay = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
+    let url = relay.url("live");
+    let ca = certs.ca();
+    let server = ServerProcess::start(&[
+        "--publish",
+        url.as_str(),
+        "--publish-ca",
+        ca.to_str().unwrap(),
+    ])
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        server.wait_for_log("publishing to the relay", LIMIT).await;
+        watch_a_frame(&relay, &url).await;
+
+        // Killed as in a crash, and back on the same address: the server notices, says
+        // so, and publishes again, without a restart of its own.
+        relay.kill();
+        relay.restart().unwrap();
+        server.wait_for_log_where("the server noticing the relay is gone", LIMIT, |log| {
+            log.contains("the relay session ended")
+        });
+        server.wait_for_log_where("publishing again", LIMIT, |log| {
+            log.matches("publishing to the relay").count() >= 2
+        });
+        watch_a_frame(&relay, &url).await;
+    });
+}
+
+#[test]
+fn the_relay_takes_the_publisher_token_and_refuses_a_wrong_one() {
+    let key = AuthKey::generate().unwrap();
+    let auth = AuthServer::start(&key).unwrap();
+    let certs = RelayCerts::new().unwrap();
+    let relay = RelayProcess::start(
+        RelayOptions::public()
+            .with_tls(certs.tls())
+            .with_auth(auth.relay_auth()),
+    )
+    .unwrap();
+    let ca = certs.ca();
+    let url = relay.url("live");
+
+    // A token that may publish under "live", from a file.
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("publish.jwt");
+    std::fs::write(&token_file, key.sign("live", &["**"], &[]).unwrap() + "\n").unwrap();
+    let server = ServerProcess::start(&[
+        "--publish",
+        url.as_str(),
+        "--publish-ca",
+        ca.to_str().unwrap(),
+        "--publish-token-file",
+        token_file.to_str().unwrap(),
+    ])
+    .unwrap();
+    let viewer_token = key.sign("live", &[], &["**"]).unwrap();
+    let viewer_url = relay.url(&format!("live?jwt={viewer_token}"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        server.wait_for_log("publishing to the relay", LIMIT).await;
+        watch_a_frame(&relay, &viewer_url).await;
+    });
+
+    // Signed with another key: refused, and the log says why in words (never the token).
+    let wrong = AuthKey::generate()
+        .unwrap()
+        .sign("live", &["**"], &[])
+        .unwrap();
+    let refused = ServerProcess::start(&[
+        "--publish",
+        url.as_str(),
+        "--publish-ca",
+        ca.to_str().unwrap(),
+        "--publish-token",
+        &wrong,
+    ])
+    .unwrap();
+    // Said in words, and tried again after a wait, not at once (the second refusal comes
+    // after a wait of 500 ms, the third after 1 s).
+    refused.wait_for_log_where("the refusals in the log", LIMIT, |log| {
+        log.matches("the relay refused the token").count() >= 3
+    });
+    let log = refused.log();
+    assert!(
+        log.contains("check --publish-token; trying again in 500ms")
+            && log.contains("trying again in 1s"),
+        "{log}"
+    );
+    assert!(!log.contains(&wrong), "the token stays out of the log");
 }
