@@ -6,12 +6,11 @@
 #
 # R2 and R3 are the viewers' relays; R3 is two hops from R1.
 #
-# NOT THERE YET: the origin's publishing (streamsocket-server --publish) and the viewer's
-# watching through a relay (streamsocket-client RELAY_URL --broadcast NAME) are being
-# written. Until they are, this script starts the three relays, checks that each serves and
-# that the cluster formed (R2 joined R1, R3 joined R2), says so, and stops them again
-# (STREAMSOCKET_CLUSTER_HOLD=1 keeps them up until Ctrl-C). The origin and viewer lines are
-# below as TODO comments.
+# The origin (streamsocket-server on the test source) publishes into R1; the script checks
+# that R3, two hops away, knows the broadcast. NOT THERE YET: the viewer's watching through a
+# relay (streamsocket-client RELAY_URL --broadcast NAME) is being written; until it is, the
+# script stops after that check (STREAMSOCKET_CLUSTER_HOLD=1 keeps everything up until
+# Ctrl-C). The viewer lines are below as TODO comments.
 #
 #   scripts/cluster-demo.sh [extra viewer options, e.g. --duration 10 --stats-json stats.json]
 set -euo pipefail
@@ -83,15 +82,26 @@ wait_for "R2 joining R1" "$DEMO/relay1.log" "${PIDS[0]}" grep -q "session accept
 wait_for "R3 joining R2" "$DEMO/relay2.log" "${PIDS[1]}" grep -q "session accepted" "$DEMO/relay2.log"
 echo "cluster: R3 -> R2 -> R1 formed"
 
-# TODO(issue 16, publishing): the origin, on the test source, publishing into R1:
-#   ./target/release/streamsocket-server --listen 127.0.0.1:4443 --certs "$DEMO/certs" \
-#     --video test --audio test --publish https://127.0.0.1:4451/live --broadcast demo.hang &
+# The origin, on the test source, publishing into R1 (its own QUIC port for direct viewers
+# is 4443).
+origin_log="$DEMO/origin.log"
+./target/release/streamsocket-server --listen 127.0.0.1:4443 --certs "$DEMO/certs" --no-http \
+  --video test --audio test --publish https://127.0.0.1:4451/live --broadcast demo.hang \
+  >"$origin_log" 2>&1 &
+PIDS+=($!)
+wait_for "the origin publishing into R1" "$origin_log" "${PIDS[-1]}" grep -q "publishing to the relay" "$origin_log"
+echo "origin: publishing demo.hang into R1 (log $origin_log)"
+# R3 learns of the broadcast through R2 from R1.
+r3_knows_demo() { http_get 4453 /announced/live | grep -q demo.hang; }
+wait_for "R3 knowing demo.hang" "$DEMO/relay3.log" "${PIDS[2]}" r3_knows_demo
+echo "R3 (two hops from the origin) announces live/demo.hang"
+
 # TODO(issue 16, watching through a relay): the viewer on the far relay, R3, two hops away,
 # with the extra options ("$@"), under Xvfb without a display as scripts/demo.sh does:
 #   VIEWER=(./target/release/streamsocket-client https://127.0.0.1:4453/live --broadcast demo.hang \
 #     --ca "$DEMO/certs/ca.pem")
-echo "cluster-demo: the origin's publishing into R1 (streamsocket-server --publish) and the viewer"
-echo "  through R3 are not there yet (issue 16): only the relays ran. Viewer options not used: ${*:-none}"
+echo "cluster-demo: the viewer through R3 is not there yet (issue 16): the origin and relays ran."
+echo "  Viewer options not used: ${*:-none}"
 
 if [ "${STREAMSOCKET_CLUSTER_HOLD:-0}" = 1 ]; then
   echo "relays up until Ctrl-C (CA: $DEMO/certs/ca.pem)"
