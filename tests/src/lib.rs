@@ -226,15 +226,7 @@ impl ServerProcess {
     /// Waits (blocking) until the server's log satisfies `done`, failing after `limit` with
     /// `what` and the log.
     pub fn wait_for_log_where(&self, what: &str, limit: Duration, done: impl Fn(&str) -> bool) {
-        let started = Instant::now();
-        while !done(&self.log()) {
-            assert!(
-                started.elapsed() < limit,
-                "{what} not within {limit:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_log_of("the server", || self.log(), what, limit, done);
     }
 
     /// What the server has printed on standard output so far.
@@ -520,4 +512,24 @@ pub async fn connect_raw(server: &ServerProcess) -> (quinn::Endpoint, quinn::Con
         .await
         .expect("handshake");
     (endpoint, conn)
+}
+
+/// Polls `log` until `done` holds, failing after `limit` with `what` and the log of `whose`
+/// (a condition, never a fixed sleep: it returns as soon as the log shows it).
+pub fn wait_for_log_of(
+    whose: &str,
+    log: impl Fn() -> String,
+    what: &str,
+    limit: Duration,
+    done: impl Fn(&str) -> bool,
+) {
+    let started = Instant::now();
+    while !done(&log()) {
+        assert!(
+            started.elapsed() < limit,
+            "{what} not within {limit:?}; {whose}'s log:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -391,15 +391,7 @@ impl RelayProcess {
 
     /// Waits until its log satisfies `done`, failing after `limit` with `what` and the log.
     pub fn wait_for_log_where(&self, what: &str, limit: Duration, done: impl Fn(&str) -> bool) {
-        let started = Instant::now();
-        while !done(&self.log()) {
-            assert!(
-                started.elapsed() < limit,
-                "{what} not within {limit:?}; moq-relay's log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::wait_for_log_of("moq-relay", || self.log(), what, limit, done);
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -19,21 +19,25 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what}: not within {LIMIT:?}"))
 }
 
+/// A server publishing into the relay at `url` (verified with `ca`), with `extra` options.
+fn publishing_server(url: &url::Url, ca: &std::path::Path, extra: &[&str]) -> ServerProcess {
+    let mut args = vec![
+        "--publish",
+        url.as_str(),
+        "--publish-ca",
+        ca.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    ServerProcess::start(&args).unwrap()
+}
+
 #[test]
 fn the_server_publishes_its_ladder_and_audio_into_a_relay() {
     let certs = RelayCerts::new().unwrap();
     let relay = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
     let url = relay.url("live");
     let ca = certs.ca();
-    let server = ServerProcess::start(&[
-        "--publish",
-        url.as_str(),
-        "--publish-ca",
-        ca.to_str().unwrap(),
-        "--broadcast",
-        "show.hang",
-    ])
-    .unwrap();
+    let server = publishing_server(&url, &ca, &["--broadcast", "show.hang"]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         server.wait_for_log("publishing to the relay", LIMIT).await;
@@ -155,13 +159,7 @@ fn the_publisher_comes_back_to_a_relay_that_restarts() {
     let mut relay = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
     let url = relay.url("live");
     let ca = certs.ca();
-    let server = ServerProcess::start(&[
-        "--publish",
-        url.as_str(),
-        "--publish-ca",
-        ca.to_str().unwrap(),
-    ])
-    .unwrap();
+    let server = publishing_server(&url, &ca, &[]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         server.wait_for_log("publishing to the relay", LIMIT).await;
@@ -199,15 +197,11 @@ fn the_relay_takes_the_publisher_token_and_refuses_a_wrong_one() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("publish.jwt");
     std::fs::write(&token_file, key.sign("live", &["**"], &[]).unwrap() + "\n").unwrap();
-    let server = ServerProcess::start(&[
-        "--publish",
-        url.as_str(),
-        "--publish-ca",
-        ca.to_str().unwrap(),
-        "--publish-token-file",
-        token_file.to_str().unwrap(),
-    ])
-    .unwrap();
+    let server = publishing_server(
+        &url,
+        &ca,
+        &["--publish-token-file", token_file.to_str().unwrap()],
+    );
     let viewer_token = key.sign("live", &[], &["**"]).unwrap();
     let viewer_url = relay.url(&format!("live?jwt={viewer_token}"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -221,15 +215,7 @@ fn the_relay_takes_the_publisher_token_and_refuses_a_wrong_one() {
         .unwrap()
         .sign("live", &["**"], &[])
         .unwrap();
-    let refused = ServerProcess::start(&[
-        "--publish",
-        url.as_str(),
-        "--publish-ca",
-        ca.to_str().unwrap(),
-        "--publish-token",
-        &wrong,
-    ])
-    .unwrap();
+    let refused = publishing_server(&url, &ca, &["--publish-token", &wrong]);
     // Said in words, and tried again after a wait, not at once (the second refusal comes
     // after a wait of 500 ms, the third after 1 s).
     refused.wait_for_log_where("the refusals in the log", LIMIT, |log| {
