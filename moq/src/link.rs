@@ -123,11 +123,11 @@ impl std::fmt::Display for Ended {
 }
 
 /// A moq-net session with a relay; its driver runs on a task of its own until the session
-/// ends (dropping this does not end it: [`Link::close`] does).
+/// ends.
 pub struct Link {
     pub session: moq_net::Session,
+    /// The moq-lite version the relay chose (its ALPN).
     pub version: String,
-    conn: quinn::Connection,
 }
 
 impl Link {
@@ -158,7 +158,7 @@ impl Link {
             .and_then(|d| d.protocol)
             .map(|p| String::from_utf8_lossy(&p).into_owned())
             .unwrap_or_default();
-        let session = web_transport_quinn_moq::Session::raw(conn.clone());
+        let session = web_transport_quinn_moq::Session::raw(conn);
         let (session, driver) = client
             .with_path(relay.path_and_query.clone())
             .connect(std::time::Instant::now(), session)
@@ -168,21 +168,12 @@ impl Link {
             let end = moq_net::time::run(driver).await;
             tracing::debug!("relay session driver ended: {end}");
         });
-        Ok(Self {
-            session,
-            version,
-            conn,
-        })
+        Ok(Self { session, version })
     }
 
     /// Waits until the session ends, and says why.
     pub async fn closed(&self) -> Ended {
         Ended::of(self.session.closed().await)
-    }
-
-    /// Ends the session.
-    pub fn close(&self) {
-        self.conn.close(0u32.into(), b"closing");
     }
 }
 

@@ -149,20 +149,12 @@ impl Drop for Publisher {
 
 /// TLS towards relays: TLS 1.3, certificates chaining to `ca` and naming the relay's host.
 fn relay_tls(ca: &std::path::Path) -> anyhow::Result<rustls::ClientConfig> {
-    let pem = std::fs::read(ca).with_context(|| {
+    let roots = streamsocket_certs::load_ca_roots(ca).with_context(|| {
         format!(
-            "cannot read {}, the CA relays' certificates must chain to (--publish-ca)",
+            "--publish-ca {}: the CA relays' certificates must chain to",
             ca.display()
         )
     })?;
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls_pki_types::pem::PemObject as _;
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots
-            .add(cert.with_context(|| format!("{} is not PEM certificates", ca.display()))?)
-            .with_context(|| format!("{} holds a certificate rustls refuses", ca.display()))?;
-    }
-    anyhow::ensure!(!roots.is_empty(), "{} holds no certificate", ca.display());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -271,7 +263,9 @@ async fn feed_video(hub: Arc<Hub>, id: u8, mut writer: VideoTrackWriter) {
         }
         let _ = writer.end_group();
         drop(watch);
-        tracing::info!(rendition = %name, "no relay subscribes any more: not publishing this rendition");
+        // Frames that could not start a group (after a lag, until the keyframe) say how
+        // much the relays missed.
+        tracing::info!(rendition = %name, frames_skipped = writer.skipped, "no relay subscribes any more: not publishing this rendition");
     }
 }
 

@@ -533,3 +533,11 @@ pub fn wait_for_log_of(
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `f`, or a panic naming `what` when it takes more than `limit`: a bound for what must
+/// happen, so a hung test fails with a message (nothing is timed).
+pub async fn within<T>(what: &str, limit: Duration, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(limit, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within {limit:?}"))
+}

@@ -14,9 +14,7 @@ use streamsocket_tests::ServerProcess;
 const LIMIT: Duration = Duration::from_secs(30);
 
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not within {LIMIT:?}"))
+    streamsocket_tests::within(what, LIMIT, f).await
 }
 
 /// A server publishing into the relay at `url` (verified with `ca`), with `extra` options.

@@ -15,9 +15,7 @@ use streamsocket_tests::relay::{AuthKey, AuthServer, RelayCerts, RelayOptions, R
 const LIMIT: Duration = Duration::from_secs(30);
 
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not within {LIMIT:?}"))
+    streamsocket_tests::within(what, LIMIT, f).await
 }
 
 /// Publishes a live one-track broadcast `name` through `publisher` and reads a frame of it

@@ -59,6 +59,22 @@ async fn closed(session: &Session) -> (u32, String) {
     }
 }
 
+/// Says hello and expects a refusal: `Error(expected)` on the control stream, then the
+/// session closed with the same code.
+async fn refused(session: &Session, expected: ErrorCode) {
+    let (mut writer, mut reader) = control(session).await;
+    writer
+        .send(&hello(WishedRendition::Auto, ""))
+        .await
+        .unwrap();
+    match next(&mut reader).await {
+        ControlMessage::Error { code, message } => assert_eq!(code, expected, "{message}"),
+        other => panic!("expected Error({expected:?}), got {other:?}"),
+    }
+    let (code, reason) = closed(session).await;
+    assert_eq!(code, u32::from(expected.to_u16()), "{reason}");
+}
+
 /// A frame from its stream: the header and the payload's length.
 async fn read_frame(mut recv: RecvStream) -> Option<(FrameHeader, usize)> {
     let bytes = recv.read_to_end(4 << 20).await.ok()?;
@@ -190,23 +206,7 @@ fn origins_paths_and_tokens_are_checked_for_web_viewers() {
             ..own.clone()
         };
         let (_e, session) = connect_web(&server, &wrong).await.unwrap();
-        let (mut writer, mut reader) = control(&session).await;
-        writer
-            .send(&hello(WishedRendition::Auto, ""))
-            .await
-            .unwrap();
-        match next(&mut reader).await {
-            ControlMessage::Error { code, message } => {
-                assert_eq!(code, ErrorCode::TokenInvalid, "{message}")
-            }
-            other => panic!("expected an Error, got {other:?}"),
-        }
-        let (code, reason) = closed(&session).await;
-        assert_eq!(
-            code,
-            u32::from(ErrorCode::TokenInvalid.to_u16()),
-            "{reason}"
-        );
+        refused(&session, ErrorCode::TokenInvalid).await;
 
         // The token in the URL, and the one in the hello, each let a viewer in; so does an
         // origin named with --allow-origin.
@@ -389,19 +389,7 @@ fn the_viewer_limit_counts_web_and_native_viewers_alike() {
         let (_e, session) = connect_web(&server, &WebSession::own_page(&server))
             .await
             .unwrap();
-        let (mut writer, mut reader) = control(&session).await;
-        writer
-            .send(&hello(WishedRendition::Auto, ""))
-            .await
-            .unwrap();
-        match next(&mut reader).await {
-            ControlMessage::Error { code, message } => {
-                assert_eq!(code, ErrorCode::ServerFull, "{message}")
-            }
-            other => panic!("expected ServerFull, got {other:?}"),
-        }
-        let (code, reason) = closed(&session).await;
-        assert_eq!(code, u32::from(ErrorCode::ServerFull.to_u16()), "{reason}");
+        refused(&session, ErrorCode::ServerFull).await;
     });
     assert_kept_watching(&native.join().unwrap(), 6.0, "the native viewer");
 }

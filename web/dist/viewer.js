@@ -673,15 +673,14 @@ var Connection = class _Connection {
     const framer = new ControlFramer();
     const early = [];
     let welcome;
-    let lastError;
     while (!welcome) {
       let chunk;
       try {
         chunk = await reader.read();
       } catch (e) {
-        throw await refusalOr(closed, `the control stream broke: ${errorText(e)}`, lastError);
+        throw await refusalOr(closed, `the control stream broke: ${errorText(e)}`);
       }
-      if (chunk.done) throw await refusalOr(closed, "the server ended the control stream", lastError);
+      if (chunk.done) throw await refusalOr(closed, "the server ended the control stream");
       let msgs;
       try {
         msgs = framer.push(chunk.value);
@@ -696,7 +695,6 @@ var Connection = class _Connection {
           closeQuietly(wt, m.code, m.message);
           throw refusal(m.code, m.message);
         } else {
-          if (m.type === "Error") lastError = { code: m.code, message: m.message };
           early.push(m);
         }
       }
@@ -796,16 +794,12 @@ function refusal(code, reason) {
     { code, reason: reason || describe(code) }
   );
 }
-async function refusalOr(closed, fallback, lastError) {
+async function refusalOr(closed, fallback) {
   const c = await Promise.race([
     closed,
     new Promise((r) => setTimeout(() => r(void 0), 1500))
   ]);
-  const code = c?.kind === "server" ? c.code : lastError?.code;
-  if (code !== void 0 && code !== ErrorCode.NoError) {
-    const reason = c?.kind === "server" && c.reason || lastError?.message || "";
-    return refusal(code, reason);
-  }
+  if (c?.kind === "server" && c.code !== ErrorCode.NoError) return refusal(c.code, c.reason);
   return new ConnectError(c?.kind === "lost" ? `${fallback} (${c.reason})` : fallback, true);
 }
 async function readFrame(stream, h, nowUs2) {

@@ -223,15 +223,14 @@ export class Connection {
     const framer = new ControlFramer();
     const early: ControlMessage[] = [];
     let welcome: Welcome | undefined;
-    let lastError: { code: number; message: string } | undefined;
     while (!welcome) {
       let chunk: ReadableStreamReadResult<Uint8Array>;
       try {
         chunk = await reader.read();
       } catch (e) {
-        throw await refusalOr(closed, `the control stream broke: ${errorText(e)}`, lastError);
+        throw await refusalOr(closed, `the control stream broke: ${errorText(e)}`);
       }
-      if (chunk.done) throw await refusalOr(closed, "the server ended the control stream", lastError);
+      if (chunk.done) throw await refusalOr(closed, "the server ended the control stream");
       let msgs: ControlMessage[];
       try {
         msgs = framer.push(chunk.value);
@@ -248,7 +247,6 @@ export class Connection {
           closeQuietly(wt, m.code, m.message);
           throw refusal(m.code, m.message);
         } else {
-          if (m.type === "Error") lastError = { code: m.code, message: m.message };
           early.push(m);
         }
       }
@@ -372,23 +370,15 @@ function refusal(code: number, reason: string): ConnectError {
   );
 }
 
-/** The refusal the server closed with, if it did, else a failure that may pass. The Error
- * message comes first on the control stream and the close after it (PROTOCOL.md §2). */
-async function refusalOr(
-  closed: Promise<Closed>,
-  fallback: string,
-  lastError?: { code: number; message: string },
-): Promise<ConnectError> {
-  // The close follows the Error within a second; do not wait longer for it.
+/** The refusal the server closed with, if it did, else a failure that may pass. (A fatal
+ * Error read on the control stream is a refusal already: see welcome.) */
+async function refusalOr(closed: Promise<Closed>, fallback: string): Promise<ConnectError> {
+  // A server's close follows its Error within a second; do not wait longer for it.
   const c = await Promise.race([
     closed,
     new Promise<undefined>((r) => setTimeout(() => r(undefined), 1500)),
   ]);
-  const code = c?.kind === "server" ? c.code : lastError?.code;
-  if (code !== undefined && code !== ErrorCode.NoError) {
-    const reason = (c?.kind === "server" && c.reason) || lastError?.message || "";
-    return refusal(code, reason);
-  }
+  if (c?.kind === "server" && c.code !== ErrorCode.NoError) return refusal(c.code, c.reason);
   return new ConnectError(c?.kind === "lost" ? `${fallback} (${c.reason})` : fallback, true);
 }
 
