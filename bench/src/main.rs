@@ -139,6 +139,19 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         sample_seconds: u64,
     },
+    /// What each Media over QUIC relay hop adds: capture to decoded for three headless
+    /// viewers at once, direct, through R1 (where the origin publishes) and through R2
+    /// (clustered to R1: two hops), with a real moq-relay (bench/src/relays.rs).
+    RelayHops {
+        /// Seconds each round watches.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// The rendition the three watch (--quality of the viewer).
+        #[arg(long, default_value = "180p")]
+        quality: String,
+    },
     /// How many viewers one server feeds: light in-process viewers (no decoding) at each count.
     Fanout {
         /// Viewer counts to measure, each against a fresh server.
@@ -348,6 +361,11 @@ fn main() -> anyhow::Result<()> {
             server_args,
             client_args,
         } => e2e(seconds, joins, &server_args, &client_args),
+        Command::RelayHops {
+            seconds,
+            rounds,
+            quality,
+        } => relays::hops(seconds, rounds, &quality),
         Command::Soak {
             minutes,
             max_viewers,
@@ -463,6 +481,7 @@ mod glass;
 mod ladder;
 mod network;
 mod quality;
+mod relays;
 mod scrape;
 mod soak;
 

@@ -20,5 +20,6 @@ pub use control::clock::ViewerClock;
 pub use control::clock_sync::{ClockSync, Exchange};
 pub use control::commands::{parse_script, Command, CoreCommand, LocalCommand, QualityWish};
 pub use control::latency_budget::LatencyBudget;
+pub use net::relay::RelayOptions;
 pub use net::tls::{client_config, client_config_with_alpn, default_ca, Trust, ViewerIdentity};
 pub use viewer::{run, ViewerOptions};

@@ -8,11 +8,16 @@ use std::time::Duration;
 use clap::Parser;
 use streamsocket_certs::Fingerprint;
 use streamsocket_client::{
-    default_ca, list_speakers, parse_script, Command, LatencyBudget, QualityWish, Trust,
-    ViewerIdentity, ViewerOptions,
+    default_ca, list_speakers, parse_script, Command, LatencyBudget, QualityWish, RelayOptions,
+    Trust, ViewerIdentity, ViewerOptions,
 };
 
 /// Watch a StreamSocket server: live AV1 video in a window, Opus audio on the speakers.
+///
+/// Or watch through Media over QUIC relays: give one or more relay URLs
+/// (https://relay.example:4443/live) and --broadcast. The viewer plays the same way; a
+/// quality switch subscribes to another rendition's track, and a relay that dies is left for
+/// the next URL within about --relay-timeout.
 ///
 /// The server is verified against a CA file (default certs/ca.pem, as the server generates
 /// it) or a pinned certificate fingerprint (printed by the server at start). There is no
@@ -31,9 +36,18 @@ struct Args {
     #[command(subcommand)]
     command: Option<Subcommand>,
     /// Server address, host:port (port defaults to 4443). The host is also the name checked
-    /// in the server's certificate unless --server-name is given.
-    #[arg(required = true)]
-    server: Option<String>,
+    /// in the server's certificate unless --server-name is given. Or relay URLs,
+    /// https://HOST:PORT/PATH, tried in this order (the next one when one is lost).
+    #[arg(required = true, value_name = "SERVER|RELAY_URL")]
+    server: Vec<String>,
+    /// Through relays: the broadcast's name under the relay URL's path (what the origin's
+    /// --broadcast says).
+    #[arg(long, default_value = "streamsocket.hang", value_name = "NAME")]
+    broadcast: String,
+    /// Through relays: a relay silent this long is lost and the next one tried (keep-alives
+    /// go four times as often).
+    #[arg(long, default_value_t = 600, value_name = "MS")]
+    relay_timeout: u64,
     /// Name to verify in the server's certificate, when it differs from the host you connect to.
     #[arg(long)]
     server_name: Option<String>,
@@ -50,7 +64,8 @@ struct Args {
     /// The key of --cert [default: the --cert file with .key instead of .pem].
     #[arg(long, value_name = "NAME.key", requires = "cert")]
     key: Option<PathBuf>,
-    /// Access token, for a server started with --token or --token-file.
+    /// Access token, for a server started with --token or --token-file; through relays, the
+    /// relays' JWT (sent as ?jwt=).
     #[arg(long, env = "STREAMSOCKET_TOKEN", hide_env_values = true, value_parser = parse_token)]
     token: Option<String>,
     /// Decode without a window or sound output (tests, benchmarks, machines without display).
@@ -121,19 +136,30 @@ impl Args {
             }
             None => None,
         };
-        let trust = match (self.fingerprint, self.ca) {
+        let trust = match (self.fingerprint, self.ca.clone()) {
             (Some(fp), _) => Trust::Pinned(fp),
             (None, Some(ca)) => Trust::Ca(ca),
             (None, None) => Trust::Ca(default_ca()),
         };
+        let relays = self.relay_options(trust.clone())?;
+        let token = self.token.unwrap_or_default();
+        if relays.is_none() {
+            anyhow::ensure!(
+                token.len() <= streamsocket_proto::control::MAX_TOKEN,
+                "a server's access token is at most {} bytes",
+                streamsocket_proto::control::MAX_TOKEN
+            );
+        }
         Ok(ViewerOptions {
-            server: self
-                .server
-                .expect("clap requires a server without a subcommand"),
+            server: match &relays {
+                Some(r) => format!("{} ({})", self.server[0], r.broadcast),
+                None => self.server[0].clone(),
+            },
+            relays,
             server_name: self.server_name,
             trust,
             identity: self.cert.map(|cert| ViewerIdentity::new(cert, self.key)),
-            token: self.token.unwrap_or_default().into(),
+            token: token.into(),
             headless: self.headless,
             duration,
             stats_json: self.stats_json,
@@ -151,6 +177,37 @@ impl Args {
     }
 }
 
+impl Args {
+    /// Relay URLs given instead of a server: how to watch through them.
+    fn relay_options(&self, trust: Trust) -> anyhow::Result<Option<RelayOptions>> {
+        let is_url = |s: &String| s.contains("://");
+        if !self.server.iter().any(is_url) {
+            anyhow::ensure!(
+                self.server.len() == 1,
+                "give one server (host:port), or relay URLs (https://HOST:PORT/PATH)"
+            );
+            return Ok(None);
+        }
+        anyhow::ensure!(
+            self.server.iter().all(is_url),
+            "relay URLs (https://HOST:PORT/PATH) and a server address cannot be mixed"
+        );
+        anyhow::ensure!(
+            self.cert.is_none() && self.server_name.is_none(),
+            "--cert and --server-name are for StreamSocket servers; relays are verified by their URL's host and take a token (--token)"
+        );
+        let options = RelayOptions {
+            urls: self.server.clone(),
+            broadcast: self.broadcast.clone(),
+            token: self.token.clone().filter(|t| !t.is_empty()),
+            trust,
+            timeout: Duration::from_millis(self.relay_timeout),
+        };
+        options.check()?;
+        Ok(Some(options))
+    }
+}
+
 /// `--script` steps: when, from the start, and what.
 #[derive(Debug, Clone)]
 struct Script(Vec<(Duration, Command)>);
@@ -159,12 +216,13 @@ fn parse_script_arg(text: &str) -> Result<Script, String> {
     parse_script(text).map(Script)
 }
 
+/// The longest token taken (a relay's JWT; a server's token is at most
+/// [`streamsocket_proto::control::MAX_TOKEN`] bytes, checked once the mode is known).
+const MAX_JWT: usize = 8192;
+
 fn parse_token(text: &str) -> Result<String, String> {
-    if text.len() > streamsocket_proto::control::MAX_TOKEN {
-        return Err(format!(
-            "a token is at most {} bytes",
-            streamsocket_proto::control::MAX_TOKEN
-        ));
+    if text.len() > MAX_JWT {
+        return Err(format!("a token is at most {MAX_JWT} bytes"));
     }
     Ok(text.to_string())
 }
@@ -232,5 +290,40 @@ mod tests {
         assert_eq!(o.latency.as_us(), 120_000);
         assert!(options(&["--latency-target", "20"]).is_err());
         assert!(options(&["--duration", "-1"]).is_err());
+    }
+
+    fn parse(args: &[&str]) -> Result<ViewerOptions, String> {
+        let args = Args::try_parse_from(
+            std::iter::once("streamsocket-client").chain(args.iter().copied()),
+        )
+        .map_err(|e| e.to_string())?;
+        args.into_options().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn relay_urls_watch_through_relays() {
+        assert!(options(&[]).unwrap().relays.is_none());
+        let o = parse(&[
+            "https://127.0.0.1:4451/live",
+            "https://127.0.0.1:4452/live",
+            "--broadcast",
+            "demo.hang",
+            "--token",
+            "a.b.c",
+        ])
+        .unwrap();
+        let r = o.relays.unwrap();
+        assert_eq!(r.urls.len(), 2);
+        assert_eq!(r.broadcast, "demo.hang");
+        assert_eq!(r.token.as_deref(), Some("a.b.c"));
+        assert_eq!(r.timeout, Duration::from_millis(600));
+        // A relay's JWT may be longer than a server's token.
+        let jwt = "x".repeat(1000);
+        assert!(parse(&["https://relay.example/live", "--token", &jwt]).is_ok());
+        assert!(parse(&["localhost:4443", "--token", &jwt]).is_err());
+        assert!(parse(&["localhost:4443", "https://relay.example/live"]).is_err());
+        assert!(parse(&["localhost:4443", "localhost:4444"]).is_err());
+        assert!(parse(&["http://relay.example/live"]).is_err());
+        assert!(parse(&["https://relay.example/live", "--server-name", "x"]).is_err());
     }
 }

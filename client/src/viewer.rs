@@ -19,6 +19,7 @@ use crate::net::connect::{connect, ConnectOptions};
 use crate::net::control_stream::{self, Pipes};
 use crate::net::receive::decoder_queue;
 use crate::net::reconnect::CurrentConnection;
+use crate::net::relay::{self, RelayOptions, RelaySession};
 use crate::net::tls::{Trust, ViewerIdentity};
 use crate::record::y4m_dump::Y4mDump;
 use crate::record::Recorder;
@@ -30,8 +31,10 @@ use crate::video::window::{Presenter, WindowExit, WindowLinks};
 /// Everything a viewing needs, as the command line gives it.
 #[derive(Debug, Clone)]
 pub struct ViewerOptions {
-    /// `host:port` (the port defaults to 4443).
+    /// `host:port` (the port defaults to 4443); with `relays`, what the window title shows.
     pub server: String,
+    /// Watch through Media over QUIC relays instead of connecting to `server`.
+    pub relays: Option<RelayOptions>,
     /// The name to verify in the certificate, when not the host.
     pub server_name: Option<String>,
     pub trust: Trust,
@@ -63,6 +66,21 @@ pub struct ViewerOptions {
     pub decoder_threads: u32,
 }
 
+/// The first connection: to a server, or to a relay.
+enum First {
+    Server(Box<crate::net::connect::Session>),
+    Relay(Box<RelaySession>),
+}
+
+impl First {
+    fn welcome(&self) -> &streamsocket_proto::control::Welcome {
+        match self {
+            First::Server(s) => &s.welcome,
+            First::Relay(r) => &r.welcome,
+        }
+    }
+}
+
 /// Watches the server until the session ends, the duration passes or the person quits; says
 /// how it went and returns the process's exit code.
 pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
@@ -79,6 +97,7 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
         auto_cap: args.max_quality.saturating_sub(1) as usize,
         budget: args.latency,
         backoff_seed: None,
+        failover: args.relays.as_ref().is_some_and(|r| r.urls.len() > 1),
     });
     let opts = ConnectOptions {
         server: args.server.clone(),
@@ -89,14 +108,28 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
         token: args.token.clone(),
         identity: args.identity.clone(),
     };
-    let session = match runtime.block_on(connect(&opts)) {
+    let first = match &args.relays {
+        None => runtime
+            .block_on(connect(&opts))
+            .map(|s| First::Server(Box::new(s)))
+            .map_err(|e| e.to_string()),
+        Some(relays) => runtime
+            .block_on(relay::connect::connect(
+                relays,
+                0,
+                control.hello_rendition(),
+            ))
+            .map(|s| First::Relay(Box::new(s)))
+            .map_err(|e| e.to_string()),
+    };
+    let first = match first {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::FAILURE);
         }
     };
-    let w = &session.welcome;
+    let w = first.welcome();
     let rendition = w
         .video
         .renditions
@@ -104,10 +137,17 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
         .find(|r| r.id == w.rendition)
         .cloned()
         .expect("welcome names one of its renditions");
+    let whom = match &first {
+        First::Server(_) => format!("{} (session {})", args.server, w.session_id),
+        First::Relay(r) => format!(
+            "the relay {} ({}), broadcast {:?}",
+            r.shown,
+            r.link.version,
+            args.relays.as_ref().map_or("", |o| o.broadcast.as_str())
+        ),
+    };
     eprintln!(
-        "connected to {} (session {}): {} {}x{} @ {} fps AV1, Opus {} Hz, {} kbit/s",
-        args.server,
-        w.session_id,
+        "connected to {whom}: {} {}x{} @ {} fps AV1, Opus {} Hz, {} kbit/s",
         rendition.name,
         rendition.width,
         rendition.height,
@@ -245,15 +285,28 @@ pub fn run(args: ViewerOptions) -> anyhow::Result<ExitCode> {
             }
         });
     }
-    let mut running = runtime.spawn(control_stream::run(
-        control,
-        session,
-        opts,
-        pipes,
-        current.clone(),
-        clock,
-        metrics.clone(),
-    ));
+    let mut running = match first {
+        First::Server(session) => runtime.spawn(control_stream::run(
+            control,
+            *session,
+            opts,
+            pipes,
+            current.clone(),
+            clock,
+            metrics.clone(),
+        )),
+        First::Relay(session) => runtime.spawn(relay::driver::run(
+            control,
+            *session,
+            args.relays
+                .clone()
+                .expect("a relay session comes from relay options"),
+            pipes,
+            current.clone(),
+            clock,
+            metrics.clone(),
+        )),
+    };
     let deadline = args.duration.map(|d| started + d);
 
     // The session's end, when the headless wait below saw it (a finished JoinHandle must not

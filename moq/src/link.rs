@@ -70,7 +70,8 @@ impl RelayUrl {
         })
     }
 
-    async fn resolve(&self) -> anyhow::Result<SocketAddr> {
+    /// The relay's address (the first the name resolves to).
+    pub async fn resolve(&self) -> anyhow::Result<SocketAddr> {
         tokio::net::lookup_host((self.host.as_str(), self.port))
             .await
             .with_context(|| format!("cannot resolve {}", self.host))?
@@ -122,10 +123,21 @@ impl std::fmt::Display for Ended {
     }
 }
 
+/// The relay took the QUIC connection but refused the MoQ session (as [`Ended`] says):
+/// kept apart from other failures, because trying again will not help.
+#[derive(Debug, thiserror::Error)]
+#[error("the relay {relay} refused the session: {why}")]
+pub struct Refused {
+    pub relay: String,
+    pub why: Ended,
+}
+
 /// A moq-net session with a relay; its driver runs on a task of its own until the session
 /// ends.
 pub struct Link {
     pub session: moq_net::Session,
+    /// The QUIC connection under it (for its statistics, and to close it).
+    pub conn: quinn::Connection,
     /// The moq-lite version the relay chose (its ALPN).
     pub version: String,
 }
@@ -158,17 +170,24 @@ impl Link {
             .and_then(|d| d.protocol)
             .map(|p| String::from_utf8_lossy(&p).into_owned())
             .unwrap_or_default();
-        let session = web_transport_quinn_moq::Session::raw(conn);
+        let session = web_transport_quinn_moq::Session::raw(conn.clone());
         let (session, driver) = client
             .with_path(relay.path_and_query.clone())
             .connect(std::time::Instant::now(), session)
             .await
-            .map_err(|e| anyhow!("the relay {} refused the session: {e}", relay.shown))?;
+            .map_err(|e| Refused {
+                relay: relay.shown.clone(),
+                why: Ended::of(e),
+            })?;
         tokio::spawn(async move {
             let end = moq_net::time::run(driver).await;
             tracing::debug!("relay session driver ended: {end}");
         });
-        Ok(Self { session, version })
+        Ok(Self {
+            session,
+            conn,
+            version,
+        })
     }
 
     /// Waits until the session ends, and says why.

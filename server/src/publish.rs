@@ -80,7 +80,15 @@ pub fn start(hub: Arc<Hub>, options: PublishOptions) -> anyhow::Result<Publisher
         .with_context(|| format!("cannot make the broadcast {:?}", options.broadcast))?;
 
     let offer = Offer::of(&hub);
-    let catalog = catalog::catalog(&offer.renditions, &offer.audio, &offer.audio_bitrates)?;
+    // The wall-clock time of the media clock's zero: viewers behind relays put capture
+    // times on their own clock with it (they cannot ping the origin).
+    let clock_zero = catalog::wall_now_us().saturating_sub(hub.clock().now_us());
+    let catalog = catalog::catalog(
+        &offer.renditions,
+        &offer.audio,
+        &offer.audio_bitrates,
+        Some(clock_zero),
+    )?;
     let catalog_track = broadcast.create_track(
         streamsocket_moq::hang::Catalog::DEFAULT_NAME,
         streamsocket_moq::hang::Catalog::default_track_info(),

@@ -386,6 +386,76 @@ pub fn run_viewer(
     Ok(ViewerRun { output, stats })
 }
 
+/// A `streamsocket-client` running on its own, its standard error written to a file that
+/// a test can watch while it runs ([`Self::wait_for_stderr`]).
+pub struct ViewerProcess {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl ViewerProcess {
+    /// Starts `streamsocket-client ARGS --stats-json <temp>`.
+    pub fn start(args: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let stderr = std::fs::File::create(dir.path().join("stderr"))?;
+        let child = Command::new(bin("streamsocket-client"))
+            .args(args)
+            .arg("--stats-json")
+            .arg(dir.path().join("stats.json"))
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .context("starting streamsocket-client")?;
+        Ok(Self { child, dir })
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    /// Waits until the viewer has said `needle`, failing after `limit`.
+    pub fn wait_for_stderr(&self, needle: &str, limit: Duration) {
+        wait_for_file(&self.dir.path().join("stderr"), needle, limit);
+    }
+
+    /// Waits for the viewer to end (killing it after `limit`) and reads its stats.
+    pub fn finish(mut self, limit: Duration) -> anyhow::Result<ViewerRun> {
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                bail!(
+                    "the viewer still ran after {limit:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stats = std::fs::read_to_string(self.dir.path().join("stats.json"))
+            .ok()
+            .map(|text| serde_json::from_str(&text))
+            .transpose()?;
+        Ok(ViewerRun {
+            output: Output {
+                status,
+                stdout: Vec::new(),
+                stderr: self.stderr().into_bytes(),
+            },
+            stats,
+        })
+    }
+}
+
+impl Drop for ViewerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A number from the stats, failing the test with the whole JSON if it is missing.
 pub fn num(stats: &Value, pointer: &str) -> f64 {
     stats

@@ -136,13 +136,22 @@ impl MoqSession {
 
     /// Announces broadcast `name` (under the session's root) with one track, `track`.
     pub fn publish(&self, name: &str, track: &str) -> anyhow::Result<Publication> {
+        self.publish_tracks(name, &[track])
+    }
+
+    /// Announces broadcast `name` with these tracks (the first is the one
+    /// [`Publication::write_group`] writes to).
+    pub fn publish_tracks(&self, name: &str, tracks: &[&str]) -> anyhow::Result<Publication> {
         let broadcast = self
             .publish
             .create_broadcast(name)
             .with_context(|| format!("creating broadcast {name}"))?;
-        let track = broadcast.create_track(track, None)?;
+        let tracks = tracks
+            .iter()
+            .map(|t| Ok((t.to_string(), broadcast.create_track(*t, None)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         broadcast.announce(Default::default())?;
-        Ok(Publication { broadcast, track })
+        Ok(Publication { broadcast, tracks })
     }
 
     /// Waits until the relay announces broadcast `name` (relative to the session's root),
@@ -178,13 +187,25 @@ impl MoqSession {
 /// A broadcast being published; unannounced when dropped.
 pub struct Publication {
     broadcast: moq_net::broadcast::Producer,
-    track: moq_net::track::Producer,
+    tracks: Vec<(String, moq_net::track::Producer)>,
 }
 
 impl Publication {
-    /// Writes one group (a new QUIC stream to each subscriber) holding `frames`.
+    /// Writes one group (a new QUIC stream to each subscriber) holding `frames` to the
+    /// first track.
     pub fn write_group<B: AsRef<[u8]>>(&self, frames: &[B]) -> anyhow::Result<()> {
-        let mut group = self.track.append_group()?;
+        let first = self.tracks[0].0.clone();
+        self.write_group_to(&first, frames)
+    }
+
+    /// Writes one group holding `frames` to the track `track`.
+    pub fn write_group_to<B: AsRef<[u8]>>(&self, track: &str, frames: &[B]) -> anyhow::Result<()> {
+        let (_, track) = self
+            .tracks
+            .iter()
+            .find(|(name, _)| name == track)
+            .with_context(|| format!("no track {track} in this publication"))?;
+        let mut group = track.append_group()?;
         for frame in frames {
             group.write_frame(
                 moq_net::Timestamp::now(),

@@ -229,8 +229,10 @@ pub async fn read_frame(recv: &mut RecvStream) -> Result<ReceivedFrame, ReadErro
 /// `streamsocket_server=debug`), `info` when unset.
 pub fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("STREAMSOCKET_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // moq-net logs every subscription at info and a closing session's streams as warnings:
+    // what matters of it, our own code says.
+    let filter = EnvFilter::try_from_env("STREAMSOCKET_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,moq_net=error"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

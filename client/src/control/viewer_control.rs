@@ -54,6 +54,9 @@ pub struct ControlOptions {
     pub budget: LatencyBudget,
     /// Seeds the reconnection back-off (tests); random when `None`.
     pub backoff_seed: Option<u64>,
+    /// There is somewhere else to go (several relays): the first attempt after a loss is
+    /// made at once, the back-off applies from the second.
+    pub failover: bool,
 }
 
 /// What happened, as the drivers tell it.
@@ -821,7 +824,11 @@ impl ViewerControl {
             reason,
             since_us: now_us,
             attempt: 0,
-            retry_at_us: Some(now_us + self.backoff.next_wait().as_micros() as u64),
+            retry_at_us: Some(if self.opts.failover {
+                now_us
+            } else {
+                now_us + self.backoff.next_wait().as_micros() as u64
+            }),
         };
     }
 

@@ -117,12 +117,7 @@ pub async fn run(
                         let readings = read(&metrics, rtt, auto);
                         queue.push_back(Event::Sampled(readings));
                     }
-                    Action::Note(n) => {
-                        if let Note::Clock { offset_us, .. } = n {
-                            pipes.server_clock.set_offset_us(offset_us);
-                        }
-                        note(&metrics.session, &metrics.receive, n, clock)
-                    }
+                    Action::Note(n) => apply_note(&pipes, &metrics, n, clock),
                     Action::End(ended) => return ended,
                 }
             }
@@ -198,14 +193,14 @@ async fn next_message(live: Option<&mut Live>) -> Result<Option<ControlMessage>,
     }
 }
 
-async fn sleep_until(deadline: Option<std::time::Instant>) {
+pub(crate) async fn sleep_until(deadline: Option<std::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
     }
 }
 
-fn tell_decoder(decoder: &Sender<DecoderInput>, e: DecoderEvent) {
+pub(crate) fn tell_decoder(decoder: &Sender<DecoderInput>, e: DecoderEvent) {
     if decoder.try_send(DecoderInput::Event(e)).is_err() {
         tracing::warn!("the decoder's queue is full: {e:?} is lost");
     }
@@ -213,7 +208,7 @@ fn tell_decoder(decoder: &Sender<DecoderInput>, e: DecoderEvent) {
 
 /// What the core asked to read: the audio totals, and what automatic quality sees this second
 /// (whose last-second latency window it empties).
-fn read(metrics: &Metrics, rtt: Option<std::time::Duration>, auto: bool) -> Readings {
+pub(crate) fn read(metrics: &Metrics, rtt: Option<std::time::Duration>, auto: bool) -> Readings {
     let s = metrics.snapshot();
     let mut observation = Observation {
         frames_reset: s.video.frames_reset,
@@ -241,6 +236,15 @@ fn read(metrics: &Metrics, rtt: Option<std::time::Duration>, auto: bool) -> Read
         audio_played: s.audio.packets_decoded,
         audio_lost: s.audio.packets_concealed + s.audio.packets_late,
     }
+}
+
+/// Carries out what the core noted: a clock estimate goes to the pipeline, everything to the
+/// stats.
+pub(crate) fn apply_note(pipes: &Pipes, metrics: &Metrics, n: Note, clock: ViewerClock) {
+    if let Note::Clock { offset_us, .. } = n {
+        pipes.server_clock.set_offset_us(offset_us);
+    }
+    note(&metrics.session, &metrics.receive, n, clock)
 }
 
 /// Writes what the core noted to the session's stats (a pause also to the receive path's).

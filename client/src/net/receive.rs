@@ -42,7 +42,7 @@ pub struct ReceiveCounters {
     pub broadcast: Mutex<BroadcastStats>,
 }
 
-fn add(counter: &AtomicU64, n: u64) {
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
@@ -68,33 +68,16 @@ pub async fn receive_frames(
             let result = read_frame(&mut recv).await;
             let complete_us = clock.now_us();
             match result {
-                Ok(f) => {
-                    add(&c.frames_received, 1);
-                    add(&c.frame_bytes, f.payload.len() as u64);
-                    c.broadcast
-                        .lock()
-                        .expect("not poisoned")
-                        .on_frame(f.header.keyframe);
-                    if f.header.keyframe {
-                        add(&c.keyframes, 1);
-                    }
-                    let frame = NetFrame {
+                Ok(f) => deliver_frame(
+                    &out,
+                    &c,
+                    NetFrame {
                         header: f.header,
                         payload: f.payload,
                         first_byte_us,
                         complete_us,
-                    };
-                    // The queue's last places are kept for the control's events.
-                    if out.len() >= FRAME_QUEUE {
-                        add(&c.frames_dropped_decoder_busy, 1);
-                    } else {
-                        match out.try_send(DecoderInput::Frame(frame)) {
-                            Ok(()) => {}
-                            Err(TrySendError::Full(_)) => add(&c.frames_dropped_decoder_busy, 1),
-                            Err(TrySendError::Disconnected(_)) => {}
-                        }
-                    }
-                }
+                    },
+                ),
                 Err(ReadError::Malformed(e)) => {
                     add(&c.frames_malformed, 1);
                     tracing::warn!("malformed frame stream: {e}");
@@ -111,6 +94,39 @@ pub async fn receive_frames(
     }
 }
 
+/// Counts a received frame and queues it for the decoder (counted as dropped when the queue
+/// is full: the decoder is behind).
+pub(crate) fn deliver_frame(out: &Sender<DecoderInput>, c: &ReceiveCounters, frame: NetFrame) {
+    add(&c.frames_received, 1);
+    add(&c.frame_bytes, frame.payload.len() as u64);
+    c.broadcast
+        .lock()
+        .expect("not poisoned")
+        .on_frame(frame.header.keyframe);
+    if frame.header.keyframe {
+        add(&c.keyframes, 1);
+    }
+    // The queue's last places are kept for the control's events.
+    if out.len() >= FRAME_QUEUE {
+        add(&c.frames_dropped_decoder_busy, 1);
+    } else {
+        match out.try_send(DecoderInput::Frame(frame)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => add(&c.frames_dropped_decoder_busy, 1),
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+/// Counts a received audio packet and queues it for the audio thread.
+pub(crate) fn deliver_audio(out: &Sender<NetAudio>, c: &ReceiveCounters, packet: NetAudio) {
+    add(&c.audio_packets_received, 1);
+    add(&c.audio_bytes, packet.payload.len() as u64);
+    if out.try_send(packet).is_err() {
+        add(&c.audio_packets_dropped_busy, 1);
+    }
+}
+
 pub async fn receive_audio(
     conn: quinn::Connection,
     out: Sender<NetAudio>,
@@ -119,17 +135,14 @@ pub async fn receive_audio(
     let c = counters;
     while let Ok(datagram) = conn.read_datagram().await {
         match AudioHeader::decode(&datagram) {
-            Ok((header, payload)) => {
-                add(&c.audio_packets_received, 1);
-                add(&c.audio_bytes, payload.len() as u64);
-                let packet = NetAudio {
+            Ok((header, payload)) => deliver_audio(
+                &out,
+                &c,
+                NetAudio {
                     header,
                     payload: datagram.slice_ref(payload),
-                };
-                if out.try_send(packet).is_err() {
-                    add(&c.audio_packets_dropped_busy, 1);
-                }
-            }
+                },
+            ),
             Err(e) => {
                 add(&c.audio_packets_malformed, 1);
                 tracing::debug!("malformed audio datagram: {e}");

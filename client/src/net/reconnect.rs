@@ -15,7 +15,11 @@ pub struct CurrentConnection(Arc<Mutex<Option<(quinn::Endpoint, quinn::Connectio
 
 impl CurrentConnection {
     pub(crate) fn set(&self, s: &Session) {
-        *self.0.lock().expect("not poisoned") = Some((s.endpoint.clone(), s.conn.clone()));
+        self.set_parts(&s.endpoint, &s.conn);
+    }
+
+    pub(crate) fn set_parts(&self, endpoint: &quinn::Endpoint, conn: &quinn::Connection) {
+        *self.0.lock().expect("not poisoned") = Some((endpoint.clone(), conn.clone()));
     }
 
     pub fn get(&self) -> Option<(quinn::Endpoint, quinn::Connection)> {

@@ -357,13 +357,27 @@ pub fn client_config_with_alpn(
     identity: Option<&ViewerIdentity>,
     alpn: &[u8],
 ) -> anyhow::Result<(quinn::ClientConfig, Arc<ExplainingVerifier>)> {
+    let (mut tls, verifier) = rustls_config(trust, identity)?;
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(streamsocket_transport::settings::client());
+    Ok((config, verifier))
+}
+
+/// The TLS 1.3 client configuration for a trust mode (and certificate), without ALPN: the
+/// relays' connections use it with MoQ's.
+pub fn rustls_config(
+    trust: Trust,
+    identity: Option<&ViewerIdentity>,
+) -> anyhow::Result<(rustls::ClientConfig, Arc<ExplainingVerifier>)> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = ExplainingVerifier::new(trust, provider.clone())?;
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(verifier.clone());
-    let mut tls = match identity {
+    let tls = match identity {
         None => builder.with_no_client_auth(),
         Some(id) => {
             let (chain, key) = id.load()?;
@@ -376,11 +390,7 @@ pub fn client_config_with_alpn(
             })?
         }
     };
-    tls.alpn_protocols = vec![alpn.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(streamsocket_transport::settings::client());
-    Ok((config, verifier))
+    Ok((tls, verifier))
 }
 
 /// What a TLS alert from the server says about the viewer's own certificate, worded for the

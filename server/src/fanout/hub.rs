@@ -131,6 +131,11 @@ impl Hub {
     }
 
     /// The broadcaster's controls (pause, mute) and status.
+    /// The clock every frame and packet is stamped with.
+    pub fn clock(&self) -> MediaClock {
+        self.clock
+    }
+
     pub fn controls(&self) -> &Arc<Controls> {
         &self.controls
     }

@@ -52,6 +52,7 @@ fn control(quality: QualityWish) -> ViewerControl {
         auto_cap: 0,
         budget: LatencyBudget::DEFAULT,
         backoff_seed: Some(1),
+        failover: false,
     })
 }
 
@@ -332,6 +333,7 @@ fn automatic_quality_reasks_automatic_after_an_outage_at_its_cap() {
         auto_cap: 1,
         budget: LatencyBudget::DEFAULT,
         backoff_seed: Some(3),
+        failover: false,
     });
     assert_eq!(c.hello_rendition(), WishedRendition::Fixed(1));
     c.handle(0, Event::Connected(welcome(1)));
@@ -452,4 +454,31 @@ fn loss_window_needs_enough_packets() {
     assert_eq!(w.permille(100, 5), None, "5 packets are too few to tell");
     assert_eq!(w.permille(200, 5), Some(0));
     assert_eq!(w.permille(200, 105), Some(1000));
+}
+
+#[test]
+fn with_another_relay_to_go_to_the_first_attempt_is_at_once() {
+    let mut c = ViewerControl::new(ControlOptions {
+        quality: QualityWish::Auto,
+        backoff_seed: Some(1),
+        failover: true,
+        ..ControlOptions::default()
+    });
+    c.handle(0, Event::Connected(welcome(0)));
+    c.handle(10 * MS, Event::Lost("the relay went silent".into()));
+    assert_eq!(c.next_timer_us(), Some(10 * MS));
+    let actions = c.handle(10 * MS, Event::Timer);
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::Connect { .. })),
+        "{actions:?}"
+    );
+    // A failed attempt waits as any other does.
+    c.handle(
+        20 * MS,
+        Event::ConnectFailed {
+            error: "no relay answers".into(),
+            retry: true,
+        },
+    );
+    assert!(c.next_timer_us().unwrap() >= 20 * MS + 200 * MS);
 }

@@ -1,0 +1,307 @@
+//! Reading subscribed tracks into the pipeline: a rendition's groups become frames for the
+//! decoder's queue (the first of a group is its keyframe), an audio track's one-packet
+//! groups become packets for the audio thread. Each reader runs on a task of its own until
+//! it is aborted (unsubscribed) or the track ends, and then says why.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use streamsocket_moq::media::{decode_frame, AUDIO_PRIORITY, VIDEO_PRIORITY};
+use streamsocket_moq::moq_net;
+use streamsocket_proto::media::{AudioHeader, FrameHeader, ServerTiming};
+use tokio::task::AbortHandle;
+
+use super::connect::MediaClock;
+use crate::audio::NetAudio;
+use crate::control::clock::ViewerClock;
+use crate::net::receive::{add, deliver_audio, deliver_frame, ReceiveCounters};
+use crate::video::decoder::{DecoderInput, NetFrame};
+
+/// The largest video frame taken from a relay; a bigger object is counted as malformed and
+/// its group dropped. (A 4K AV1 keyframe is well under this; moq-net itself refuses objects
+/// over 32 MiB.)
+pub const MAX_VIDEO_OBJECT: usize = 8 * 1024 * 1024;
+/// The largest audio packet taken (an Opus packet is at most 1275 bytes per frame).
+pub const MAX_AUDIO_OBJECT: usize = 4 * 1024;
+/// How far behind the newest audio group an older one may still be read: audio groups are
+/// streams of their own and may arrive out of order; the jitter buffer puts them back.
+const AUDIO_REORDER: Duration = Duration::from_millis(60);
+
+/// Where the readers deliver, and what they count.
+#[derive(Clone)]
+pub struct TrackContext {
+    pub decoder: Sender<DecoderInput>,
+    pub audio: Sender<NetAudio>,
+    pub clock: ViewerClock,
+    pub counters: Arc<ReceiveCounters>,
+    pub media_clock: MediaClock,
+}
+
+/// One rendition's track.
+#[derive(Debug, Clone)]
+pub struct VideoTrack {
+    pub rendition: u8,
+    pub name: String,
+}
+
+/// Frame numbers for the decoder's reorder stage, which counts a gap as lost frames: one
+/// more per frame within a group and across consecutive, complete groups; where a group was
+/// skipped or cut short, as many more as the capture times say were missing (at the
+/// track's frame rate). The next group starts with a keyframe, so a gap never holds up
+/// decoding; it is only counted.
+#[derive(Debug)]
+pub struct Sequencer {
+    frame_us: u64,
+    next: u64,
+    /// The last group read: its sequence, whether it was read to its end, the capture time
+    /// of its last frame.
+    last: Option<(u64, bool, u64)>,
+}
+
+impl Sequencer {
+    pub fn new(fps: u16) -> Self {
+        Self {
+            frame_us: 1_000_000 / u64::from(fps.max(1)),
+            next: 0,
+            last: None,
+        }
+    }
+
+    /// The number of frame `index` of group `group`, captured at `pts_us`.
+    pub fn frame(&mut self, group: u64, index: u64, pts_us: u64) -> u64 {
+        if index == 0 {
+            if let Some((last_group, complete, last_pts)) = self.last {
+                if !(group == last_group + 1 && complete) {
+                    let periods = (pts_us.saturating_sub(last_pts) + self.frame_us / 2)
+                        / self.frame_us.max(1);
+                    self.next += periods.saturating_sub(1);
+                }
+            }
+        }
+        let seq = self.next;
+        self.next += 1;
+        self.last = Some((group, false, pts_us));
+        seq
+    }
+
+    /// The group being read ended: `complete` when it was read to its end.
+    pub fn end_group(&mut self, complete: bool) {
+        if let Some(last) = self.last.as_mut() {
+            last.1 = complete;
+        }
+    }
+}
+
+/// Reads a rendition's track until the track ends (its reason is returned) or the task is
+/// aborted. A group is read to its end unless a newer one overtakes it (moq-net then ends the
+/// read: the newer group starts with a keyframe). `replaces`: the reader of the rendition
+/// being left, stopped when this one delivers its first frame (so the picture never stops
+/// during a switch). `seq` numbers the rendition's frames, kept from one reader of the
+/// rendition to the next (a switch back continues the numbering the decoder knows).
+pub async fn read_video(
+    broadcast: moq_net::broadcast::Consumer,
+    track: VideoTrack,
+    ctx: TrackContext,
+    replaces: Option<AbortHandle>,
+    seq: Arc<Mutex<Sequencer>>,
+) -> String {
+    let subscription = moq_net::track::Subscription::default().with_priority(VIDEO_PRIORITY);
+    let subscriber = match subscribe(&broadcast, &track.name, subscription).await {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let mut groups = subscriber.ordered();
+    let end_group = |complete| seq.lock().expect("not poisoned").end_group(complete);
+    let mut replaces = replaces;
+    loop {
+        let mut group = match groups.next_group().await {
+            Ok(Some(g)) => g,
+            Ok(None) => return format!("the track {} ended", track.name),
+            Err(e) => return format!("the track {} broke off: {e}", track.name),
+        };
+        let sequence = group.sequence;
+        let mut index = 0;
+        loop {
+            let frame = match group.read_frame().await {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    end_group(true);
+                    break;
+                }
+                Err(e) => {
+                    // Overtaken by a newer group, or reset: the frames left are lost (and
+                    // counted by the gap they leave).
+                    tracing::debug!("group {sequence} of {} cut short: {e}", track.name);
+                    add(&ctx.counters.frames_reset, 1);
+                    end_group(false);
+                    break;
+                }
+            };
+            let complete_us = ctx.clock.now_us();
+            if frame.payload.len() > MAX_VIDEO_OBJECT {
+                malformed_video(
+                    &ctx,
+                    &track,
+                    format!("an object of {} bytes", frame.payload.len()),
+                );
+                end_group(false);
+                break;
+            }
+            let (pts_us, payload) = match decode_frame(frame.payload) {
+                Ok(f) => f,
+                Err(e) => {
+                    malformed_video(
+                        &ctx,
+                        &track,
+                        format!("an object that is not a hang frame ({e})"),
+                    );
+                    end_group(false);
+                    break;
+                }
+            };
+            ctx.media_clock.learn(pts_us);
+            if let Some(old) = replaces.take() {
+                old.abort();
+            }
+            let header = FrameHeader {
+                rendition: track.rendition,
+                keyframe: index == 0,
+                seq: seq
+                    .lock()
+                    .expect("not poisoned")
+                    .frame(sequence, index, pts_us),
+                capture_us: pts_us,
+                payload_len: payload.len() as u32,
+                timing: ServerTiming::default(),
+            };
+            index += 1;
+            deliver_frame(
+                &ctx.decoder,
+                &ctx.counters,
+                NetFrame {
+                    header,
+                    payload,
+                    // A group's frames share one stream: each is complete when read.
+                    first_byte_us: complete_us,
+                    complete_us,
+                },
+            );
+        }
+    }
+}
+
+fn malformed_video(ctx: &TrackContext, track: &VideoTrack, what: String) {
+    add(&ctx.counters.frames_malformed, 1);
+    tracing::warn!(
+        "the relay sent {what} on the track {}: its group is dropped",
+        track.name
+    );
+}
+
+/// Reads an audio track (one packet per group; the group's sequence is the packet's) until
+/// the track ends or the task is aborted.
+pub async fn read_audio(
+    broadcast: moq_net::broadcast::Consumer,
+    name: String,
+    ctx: TrackContext,
+) -> String {
+    let subscription = moq_net::track::Subscription::default()
+        .with_priority(AUDIO_PRIORITY)
+        .with_max_age(AUDIO_REORDER);
+    let mut subscriber = match subscribe(&broadcast, &name, subscription).await {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    loop {
+        let mut group = match subscriber.recv_group().await {
+            Ok(Some(g)) => g,
+            Ok(None) => return format!("the track {name} ended"),
+            Err(e) => return format!("the track {name} broke off: {e}"),
+        };
+        let frame = match group.read_frame().await {
+            Ok(Some(f)) => f,
+            // Empty, overtaken or reset: the packet is lost (the jitter buffer counts the gap).
+            Ok(None) | Err(_) => continue,
+        };
+        if frame.payload.len() > MAX_AUDIO_OBJECT {
+            add(&ctx.counters.audio_packets_malformed, 1);
+            tracing::warn!(
+                "the relay sent an audio object of {} bytes on {name}: dropped",
+                frame.payload.len()
+            );
+            continue;
+        }
+        match decode_frame(frame.payload) {
+            Ok((pts_us, payload)) => {
+                ctx.media_clock.learn(pts_us);
+                deliver_audio(
+                    &ctx.audio,
+                    &ctx.counters,
+                    NetAudio {
+                        header: AudioHeader {
+                            seq: group.sequence as u32,
+                            capture_us: pts_us,
+                        },
+                        payload,
+                    },
+                );
+            }
+            Err(e) => {
+                add(&ctx.counters.audio_packets_malformed, 1);
+                tracing::debug!("the relay sent an audio object that is not a hang frame: {e}");
+            }
+        }
+    }
+}
+
+async fn subscribe(
+    broadcast: &moq_net::broadcast::Consumer,
+    name: &str,
+    subscription: moq_net::track::Subscription,
+) -> Result<moq_net::track::Subscriber, String> {
+    let track = broadcast
+        .track(name)
+        .map_err(|e| format!("the relay has no track {name}: {e}"))?;
+    track
+        .subscribe(subscription)
+        .await
+        .map_err(|e| format!("cannot subscribe to the track {name}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FRAME: u64 = 33_333;
+
+    #[test]
+    fn frames_are_numbered_through_complete_groups() {
+        let mut s = Sequencer::new(30);
+        let mut seqs = Vec::new();
+        for (group, len) in [(4, 3), (5, 2)] {
+            for i in 0..len {
+                let pts = (group * 10 + i) * FRAME;
+                seqs.push(s.frame(group, i, pts));
+            }
+            s.end_group(true);
+        }
+        assert_eq!(seqs, [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_skipped_or_cut_group_leaves_a_gap_of_the_frames_missing() {
+        let mut s = Sequencer::new(30);
+        assert_eq!(s.frame(1, 0, 0), 0);
+        assert_eq!(s.frame(1, 1, FRAME), 1);
+        // Cut short after two frames; the next group starts 4 frame times later.
+        s.end_group(false);
+        assert_eq!(s.frame(2, 0, 5 * FRAME), 5, "frames 2, 3 and 4 are missing");
+        s.end_group(true);
+        // Group 3 was skipped: 10 frames in all are missing before group 4.
+        assert_eq!(s.frame(4, 0, 16 * FRAME + 2_000), 16);
+        // Capture jitter does not make a gap where none is.
+        s.end_group(false);
+        assert_eq!(s.frame(5, 0, 17 * FRAME - 3_000), 17);
+    }
+}

@@ -1,0 +1,276 @@
+//! `streamsocket-client` watching through real moq-relay processes (issue 16): origin →
+//! relay → viewer decoding every frame, a rendition switch (another track, taken at its
+//! next group), a wrong JWT refused in words, a killed relay left for the next one, an
+//! origin restart recovered from, and hostile input from the relay side (a broken catalog,
+//! garbage and oversize objects) told clearly while the origin keeps serving.
+
+use std::path::Path;
+use std::time::Duration;
+
+use streamsocket_tests::moq::{self, Role};
+use streamsocket_tests::relay::{AuthKey, AuthServer, RelayCerts, RelayOptions, RelayProcess};
+use streamsocket_tests::{num, run_viewer, ServerProcess, ViewerProcess, ViewerRun};
+
+/// Bounds for what must happen on a busy machine; nothing is timed.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A server publishing into every relay URL given (verified with `ca`), with `extra` options.
+fn publishing_server(urls: &[&url::Url], ca: &Path, extra: &[&str]) -> ServerProcess {
+    let mut args: Vec<&str> = vec!["--publish-ca", ca.to_str().unwrap()];
+    for url in urls {
+        args.extend(["--publish", url.as_str()]);
+    }
+    args.extend_from_slice(extra);
+    let server = ServerProcess::start(&args).unwrap();
+    server.wait_for_log_where("publishing", LIMIT, |log| {
+        log.matches("publishing to the relay").count() >= urls.len()
+    });
+    server
+}
+
+/// The viewer's arguments for watching `urls` (in order) headless, trusting `ca`.
+fn through<'a>(urls: &'a [String], ca: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    args.extend(["--headless", "--ca", ca]);
+    args.extend_from_slice(extra);
+    args
+}
+
+fn assert_ran(run: &ViewerRun) {
+    assert!(
+        run.output.status.success(),
+        "the viewer failed:\n{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn a_viewer_watches_through_a_relay_decodes_every_frame_and_switches_rendition() {
+    let certs = RelayCerts::new().unwrap();
+    let relay = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
+    let url = relay.url("live");
+    let ca = certs.ca();
+    let _server = publishing_server(&[&url], &ca, &[]);
+    let ca = ca.to_string_lossy().into_owned();
+    let urls = [url.to_string()];
+    // 360p first, then 180p: a subscription to the other track, taken at its next group.
+    let args = through(
+        &urls,
+        &ca,
+        &[
+            "--quality",
+            "1",
+            "--duration",
+            "8",
+            "--script",
+            "4:quality=3",
+        ],
+    );
+    let run = run_viewer(args[0], &args[1..], &[], LIMIT).unwrap();
+    assert_ran(&run);
+    let s = run.stats();
+    let stderr = run.stderr();
+    assert!(stderr.contains("connected to the relay"), "{stderr}");
+    assert!(num(s, "/video/frames_received") > 30.0, "{s:#}");
+    // Every frame decoded: none lost, broken or undecodable on the way.
+    assert_eq!(num(s, "/video/frames_skipped"), 0.0, "{s:#}");
+    assert_eq!(num(s, "/video/frames_malformed"), 0.0, "{s:#}");
+    assert_eq!(num(s, "/video/decode_errors"), 0.0, "{s:#}");
+    // Both renditions were shown, and the switch ended on 180p (id 2 in ladder order).
+    assert!(num(s, "/video/frames_by_size/640x360") > 0.0, "{s:#}");
+    assert!(num(s, "/video/frames_by_size/320x180") > 0.0, "{s:#}");
+    assert_eq!(num(s, "/rendition"), 2.0, "{s:#}");
+    assert!(num(s, "/audio/packets_decoded") > 0.0, "{s:#}");
+    assert_eq!(num(s, "/audio/packets_malformed"), 0.0, "{s:#}");
+    // The catalog's clock puts capture times on the viewer's clock: a latency, not the
+    // origin's uptime or a negative number clamped to zero.
+    let p50 = num(s, "/video/latency_ms/p50");
+    assert!(p50 > 0.0 && p50 < 5_000.0, "{s:#}");
+}
+
+#[test]
+fn a_wrong_jwt_is_refused_in_words_and_a_right_one_watches() {
+    let key = AuthKey::generate().unwrap();
+    let auth = AuthServer::start(&key).unwrap();
+    let certs = RelayCerts::new().unwrap();
+    let relay = RelayProcess::start(
+        RelayOptions::public()
+            .with_tls(certs.tls())
+            .with_auth(auth.relay_auth()),
+    )
+    .unwrap();
+    let url = relay.url("live");
+    let ca = certs.ca();
+    let publish_token = key.sign("live", &["**"], &[]).unwrap();
+    let _server = publishing_server(&[&url], &ca, &["--publish-token", &publish_token]);
+    let ca = ca.to_string_lossy().into_owned();
+    let urls = [url.to_string()];
+
+    let wrong = AuthKey::generate()
+        .unwrap()
+        .sign("live", &[], &["**"])
+        .unwrap();
+    let args = through(&urls, &ca, &["--token", &wrong, "--duration", "5"]);
+    let run = run_viewer(args[0], &args[1..], &[], LIMIT).unwrap();
+    assert!(!run.output.status.success(), "{}", run.stderr());
+    let stderr = run.stderr();
+    assert!(stderr.contains("refused the token"), "{stderr}");
+    assert!(
+        !stderr.contains(&wrong),
+        "the token stays out of what is printed"
+    );
+
+    let right = key.sign("live", &[], &["**"]).unwrap();
+    let args = through(&urls, &ca, &["--token", &right, "--duration", "3"]);
+    let run = run_viewer(args[0], &args[1..], &[], LIMIT).unwrap();
+    assert_ran(&run);
+    assert!(num(run.stats(), "/video/frames_decoded") > 0.0);
+}
+
+#[test]
+fn a_viewer_moves_to_the_next_relay_when_one_is_killed() {
+    let certs = RelayCerts::new().unwrap();
+    let mut first = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
+    let second = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
+    let (url1, url2) = (first.url("live"), second.url("live"));
+    let ca = certs.ca();
+    // The origin publishes into both relays.
+    let _server = publishing_server(&[&url1, &url2], &ca, &[]);
+    let ca = ca.to_string_lossy().into_owned();
+    let urls = [url1.to_string(), url2.to_string()];
+    let viewer = ViewerProcess::start(&through(
+        &urls,
+        &ca,
+        &["--quality", "3", "--duration", "12"],
+    ))
+    .unwrap();
+    viewer.wait_for_stderr(&format!("through the relay {url1}"), LIMIT);
+
+    // Killed as in a crash: no goodbye, the viewer only hears silence.
+    first.kill();
+    viewer.wait_for_stderr("connection lost", LIMIT);
+    viewer.wait_for_stderr(&format!("through the relay {url2}"), LIMIT);
+    let run = viewer.finish(LIMIT).unwrap();
+    assert_ran(&run);
+    let s = run.stats();
+    assert_eq!(num(s, "/connection/lost"), 1.0, "{s:#}");
+    assert_eq!(num(s, "/connection/reconnects"), 1.0, "{s:#}");
+    assert!(num(s, "/video/frames_decoded") > 30.0, "{s:#}");
+    assert_eq!(num(s, "/video/decode_errors"), 0.0, "{s:#}");
+}
+
+#[test]
+fn viewers_recover_from_an_origin_restart_without_restarting() {
+    let certs = RelayCerts::new().unwrap();
+    let relay = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
+    let url = relay.url("live");
+    let ca = certs.ca();
+    let mut server = publishing_server(&[&url], &ca, &[]);
+    let ca_arg = ca.to_string_lossy().into_owned();
+    let urls = [url.to_string()];
+    let viewer = ViewerProcess::start(&through(
+        &urls,
+        &ca_arg,
+        &["--quality", "3", "--duration", "15"],
+    ))
+    .unwrap();
+    viewer.wait_for_stderr("connected to the relay", LIMIT);
+    server.terminate(LIMIT);
+    viewer.wait_for_stderr("connection lost", LIMIT);
+    let _restarted = publishing_server(&[&url], &ca, &[]);
+    viewer.wait_for_stderr("reconnected", LIMIT);
+    let run = viewer.finish(LIMIT).unwrap();
+    assert_ran(&run);
+    let s = run.stats();
+    assert!(num(s, "/connection/reconnects") >= 1.0, "{s:#}");
+    assert_eq!(num(s, "/video/decode_errors"), 0.0, "{s:#}");
+}
+
+#[test]
+fn hostile_input_from_the_relay_side_is_told_and_the_origin_keeps_serving() {
+    let certs = RelayCerts::new().unwrap();
+    let relay = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
+    let url = relay.url("live");
+    let ca = certs.ca();
+    let mut server = publishing_server(&[&url], &ca, &[]);
+    let ca_arg = ca.to_string_lossy().into_owned();
+    let urls = [url.to_string()];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let hostile =
+        runtime.block_on(async { moq::connect(&url, relay.trust(), Role::Both).await.unwrap() });
+
+    // A catalog that is not JSON: the viewer says so and stops (there is nothing to play).
+    let broken = hostile.publish("broken.hang", "catalog.json").unwrap();
+    broken
+        .write_group(&[b"{ this is not a catalog".as_slice()])
+        .unwrap();
+    let args = through(
+        &urls,
+        &ca_arg,
+        &["--broadcast", "broken.hang", "--duration", "5"],
+    );
+    let run = run_viewer(args[0], &args[1..], &[], LIMIT).unwrap();
+    assert!(!run.output.status.success(), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("the catalog of \"broken.hang\" cannot be read"),
+        "{}",
+        run.stderr()
+    );
+
+    // A good catalog whose track carries garbage and an object over the viewer's limit:
+    // counted, said, and the viewer goes on to the end of its run.
+    let catalog = r#"{"video":{"renditions":{"360p":{"codec":"av01.0.04M.08","codedWidth":640,"codedHeight":360}}}}"#;
+    let evil = hostile
+        .publish_tracks("evil.hang", &["catalog.json", "360p"])
+        .unwrap();
+    evil.write_group_to("catalog.json", &[catalog.as_bytes()])
+        .unwrap();
+    let viewer = ViewerProcess::start(&through(
+        &urls,
+        &ca_arg,
+        &["--broadcast", "evil.hang", "--duration", "6"],
+    ))
+    .unwrap();
+    viewer.wait_for_stderr("connected to the relay", LIMIT);
+    let writer = std::thread::spawn(move || {
+        // A hang frame is a varint timestamp, then the codec's bytes: 9 MiB of them is over
+        // the limit; a frame of bytes that are not AV1 does not decode.
+        let mut oversize = vec![0u8; 9 * 1024 * 1024 + 1];
+        oversize[0] = 0;
+        // The oversize group goes last in each round: a newer group would overtake it.
+        for _ in 0..3 {
+            evil.write_group_to("360p", &[b"\x01not av1 at all".as_slice()])
+                .unwrap();
+            evil.write_group_to("360p", &[oversize.as_slice()]).unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        evil
+    });
+    // Meanwhile the hostile side asks the origin's broadcast for a track it does not have.
+    runtime.block_on(async {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            hostile.subscribe("streamsocket.hang", "no-such-track"),
+        )
+        .await;
+    });
+    let run = viewer.finish(LIMIT).unwrap();
+    let _evil = writer.join().unwrap();
+    assert_ran(&run);
+    let s = run.stats();
+    assert!(num(s, "/video/frames_malformed") >= 1.0, "{s:#}");
+    assert!(
+        run.stderr()
+            .contains("the relay sent an object of 9437185 bytes"),
+        "{}",
+        run.stderr()
+    );
+
+    // The origin is unharmed: it runs, and a viewer through the relay decodes its stream.
+    assert!(server.is_running());
+    let args = through(&urls, &ca_arg, &["--duration", "3"]);
+    let run = run_viewer(args[0], &args[1..], &[], LIMIT).unwrap();
+    assert_ran(&run);
+    assert!(num(run.stats(), "/video/frames_decoded") > 0.0);
+}
