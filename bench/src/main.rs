@@ -152,6 +152,15 @@ enum Command {
         #[arg(long, default_value = "180p")]
         quality: String,
     },
+    /// A relay killed under a viewer that has a second relay URL: how long it is without
+    /// pictures (its longest gap between decoded frames), round after round.
+    RelayFailover {
+        #[arg(long, default_value_t = 20)]
+        rounds: u32,
+        /// The viewer's --relay-timeout, in ms.
+        #[arg(long, default_value_t = 600)]
+        relay_timeout: u64,
+    },
     /// How many viewers one server feeds: light in-process viewers (no decoding) at each count.
     Fanout {
         /// Viewer counts to measure, each against a fresh server.
@@ -366,6 +375,10 @@ fn main() -> anyhow::Result<()> {
             rounds,
             quality,
         } => relays::hops(seconds, rounds, &quality),
+        Command::RelayFailover {
+            rounds,
+            relay_timeout,
+        } => relays::failover(rounds, relay_timeout),
         Command::Soak {
             minutes,
             max_viewers,
