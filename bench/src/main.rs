@@ -161,6 +161,20 @@ enum Command {
         #[arg(long, default_value_t = 600)]
         relay_timeout: u64,
     },
+    /// Relays carrying light subscribers (no decoding): the origin's CPU with one relay and
+    /// one subscriber against three clustered relays with --per-relay each; then one relay
+    /// process against one StreamSocket server at each --capacity count.
+    RelayFanout {
+        #[arg(long, default_value_t = 100)]
+        per_relay: usize,
+        #[arg(long, value_delimiter = ',', default_value = "100,200,400")]
+        capacity: Vec<usize>,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Extra server options, one per flag (the subscribers watch the ladder's first rung).
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_args: Vec<String>,
+    },
     /// How many viewers one server feeds: light in-process viewers (no decoding) at each count.
     Fanout {
         /// Viewer counts to measure, each against a fresh server.
@@ -375,6 +389,12 @@ fn main() -> anyhow::Result<()> {
             rounds,
             quality,
         } => relays::hops(seconds, rounds, &quality),
+        Command::RelayFanout {
+            per_relay,
+            capacity,
+            seconds,
+            server_args,
+        } => relays::fanout(per_relay, &capacity, seconds, &server_args),
         Command::RelayFailover {
             rounds,
             relay_timeout,

@@ -175,7 +175,10 @@ pub fn failover(rounds: u32, relay_timeout_ms: u64) -> anyhow::Result<()> {
     println!(
         "relay killed under a viewer (--relay-timeout {relay_timeout_ms}): longest gap between decoded frames"
     );
-    println!("{:>5} {:>12} {:>6} {:>10}", "round", "freeze ms", "lost", "reconnects");
+    println!(
+        "{:>5} {:>12} {:>6} {:>10}",
+        "round", "freeze ms", "lost", "reconnects"
+    );
     let mut freezes = Histogram::<u64>::new(3)?;
     for round in 1..=rounds {
         let viewer = ViewerProcess::start(&[
@@ -222,5 +225,235 @@ pub fn failover(rounds: u32, relay_timeout_ms: u64) -> anyhow::Result<()> {
         q(0.95),
         q(1.0)
     );
+    Ok(())
+}
+
+/// What one light subscriber saw.
+#[derive(Default)]
+struct Seen {
+    connected: bool,
+    frames: u64,
+    /// Capture to received, on the catalog's (wall) clock.
+    latency_us: Vec<u64>,
+}
+
+/// A light subscriber through a relay: a real moq-lite session (the viewer's own connect:
+/// announcement, catalog, clock) that subscribes to one rendition's track and reads every
+/// frame of it without decoding, for `watch`.
+async fn light_subscriber(
+    opts: streamsocket_client::RelayOptions,
+    rendition: u8,
+    watch: Duration,
+) -> Seen {
+    let mut seen = Seen::default();
+    let wish = streamsocket_proto::control::WishedRendition::Fixed(rendition);
+    let Ok(session) = streamsocket_client::relay::connect(&opts, 0, wish).await else {
+        return seen;
+    };
+    let Some(track) = session.listing.video_tracks.get(usize::from(rendition)) else {
+        return seen;
+    };
+    let Ok(track) = session.broadcast.track(track) else {
+        return seen;
+    };
+    let Ok(subscriber) = track.subscribe(None).await else {
+        return seen;
+    };
+    seen.connected = true;
+    let mut groups = subscriber.ordered();
+    let until = tokio::time::Instant::now() + watch;
+    let read = async {
+        while let Ok(Some(mut group)) = groups.next_group().await {
+            while let Ok(Some(frame)) = group.read_frame().await {
+                seen.frames += 1;
+                if let (Ok((pts, _)), Some(now)) = (
+                    streamsocket_moq::media::decode_frame(frame.payload),
+                    session.clock.now_us(),
+                ) {
+                    seen.latency_us.push(now.saturating_sub(pts).max(1));
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout_at(until, read).await;
+    session.link.conn.close(0u32.into(), b"done");
+    seen
+}
+
+/// Light subscribers, `counts[i]` of them on `relays[i]`, all at once for `seconds`.
+fn light_crowd(
+    runtime: &tokio::runtime::Runtime,
+    relays: &[&RelayProcess],
+    counts: &[usize],
+    ca: &std::path::Path,
+    seconds: u64,
+) -> Vec<Seen> {
+    let watch = Duration::from_secs(seconds);
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for (relay, &n) in relays.iter().zip(counts) {
+            let opts = streamsocket_client::RelayOptions {
+                urls: vec![relay.url("live").to_string()],
+                broadcast: "streamsocket.hang".into(),
+                token: None,
+                trust: streamsocket_client::Trust::Ca(ca.to_path_buf()),
+                timeout: Duration::from_secs(5),
+            };
+            for _ in 0..n {
+                let opts = opts.clone();
+                // The ladder's first rendition, as the `fanout` benchmark's viewers watch.
+                tasks.push(tokio::spawn(light_subscriber(opts, 0, watch)));
+            }
+        }
+        let mut seen = Vec::new();
+        for t in tasks {
+            seen.push(t.await.unwrap_or_default());
+        }
+        seen
+    })
+}
+
+/// Frames (min, median) and latency (p50, p95 ms) over a crowd.
+fn crowd_figures(seen: &[Seen]) -> anyhow::Result<(u64, u64, f64, f64)> {
+    let mut frames: Vec<u64> = seen.iter().map(|s| s.frames).collect();
+    frames.sort_unstable();
+    let mut latency = Histogram::<u64>::new(3)?;
+    for s in seen {
+        for l in &s.latency_us {
+            latency.record(*l)?;
+        }
+    }
+    Ok((
+        frames.first().copied().unwrap_or(0),
+        frames.get(frames.len() / 2).copied().unwrap_or(0),
+        latency.value_at_quantile(0.5) as f64 / 1000.0,
+        latency.value_at_quantile(0.95) as f64 / 1000.0,
+    ))
+}
+
+/// Relay fan-out (issue 16): (1) the origin's CPU with one relay and one subscriber against
+/// three clustered relays with `per_relay` subscribers each; (2) how many light subscribers
+/// one relay process carries, next to one StreamSocket server with as many light viewers
+/// of its own (the `fanout` benchmark's), at the same rendition. Everything shares the
+/// machine, so compare ratios within the run.
+pub fn fanout(
+    per_relay: usize,
+    capacity: &[usize],
+    seconds: u64,
+    server_args: &[String],
+) -> anyhow::Result<()> {
+    let certs = RelayCerts::new()?;
+    let ca = certs.ca();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let start_origin = |r1: &RelayProcess| -> anyhow::Result<ServerProcess> {
+        let url = r1.url("live");
+        let mut args = vec![
+            "--publish",
+            url.as_str(),
+            "--publish-ca",
+            ca.to_str().expect("a UTF-8 path"),
+        ];
+        args.extend(server_args.iter().map(String::as_str));
+        let server = ServerProcess::start(&args)?;
+        server.wait_for_log_where("publishing", Duration::from_secs(30), |log| {
+            log.contains("publishing to the relay")
+        });
+        Ok(server)
+    };
+    let cpu = |pid: Option<u32>, f: &mut dyn FnMut()| -> f64 {
+        let before = pid.and_then(crate::cpu_seconds);
+        let started = std::time::Instant::now();
+        f();
+        match (before, pid.and_then(crate::cpu_seconds)) {
+            (Some(a), Some(b)) => (b - a) / started.elapsed().as_secs_f64() * 100.0,
+            _ => f64::NAN,
+        }
+    };
+
+    println!(
+        "origin CPU (percent of a core) while subscribers watch through relays, {seconds} s each"
+    );
+    println!(
+        "{:<28} {:>6} {:>10} {:>10} {:>10} {:>8} {:>8}",
+        "setup", "subs", "origin %", "frames min", "frames med", "p50 ms", "p95 ms"
+    );
+    // (1a) One relay, one subscriber.
+    let r1 = RelayProcess::start(RelayOptions::public().with_tls(certs.tls()))?;
+    let server = start_origin(&r1)?;
+    let mut seen = Vec::new();
+    let one = cpu(Some(server.pid()), &mut || {
+        seen = light_crowd(&runtime, &[&r1], &[1], &ca, seconds);
+    });
+    let (min, med, p50, p95) = crowd_figures(&seen)?;
+    println!(
+        "{:<28} {:>6} {:>10.1} {:>10} {:>10} {:>8.1} {:>8.1}",
+        "R1", 1, one, min, med, p50, p95
+    );
+    // (1b) Three relays, R2 and R3 clustered to R1, `per_relay` subscribers on each.
+    let r2 = RelayProcess::start(RelayOptions::public().with_tls(certs.tls()).connect_to(&r1))?;
+    let r3 = RelayProcess::start(RelayOptions::public().with_tls(certs.tls()).connect_to(&r1))?;
+    let many = cpu(Some(server.pid()), &mut || {
+        seen = light_crowd(
+            &runtime,
+            &[&r1, &r2, &r3],
+            &[per_relay, per_relay, per_relay],
+            &ca,
+            seconds,
+        );
+    });
+    let (min, med, p50, p95) = crowd_figures(&seen)?;
+    let connected = seen.iter().filter(|s| s.connected).count();
+    println!(
+        "{:<28} {:>6} {:>10.1} {:>10} {:>10} {:>8.1} {:>8.1}",
+        "R1 + R2 + R3 (R2, R3 -> R1)", connected, many, min, med, p50, p95
+    );
+    println!(
+        "origin CPU ratio, 3 x {per_relay} subscribers : 1 subscriber = {:.2}",
+        many / one
+    );
+    drop((server, r2, r3, r1));
+
+    // (2) One relay against one server, at each count.
+    println!();
+    println!("one relay process vs one StreamSocket server, light viewers, {seconds} s each (expected frames {})", seconds * 30);
+    println!(
+        "{:<8} {:>6} {:>9} {:>10} {:>10} {:>8} {:>8}",
+        "carrier", "subs", "CPU %", "frames min", "frames med", "p50 ms", "p95 ms"
+    );
+    for &n in capacity {
+        let r1 = RelayProcess::start(RelayOptions::public().with_tls(certs.tls()))?;
+        let server = start_origin(&r1)?;
+        let relay_cpu = cpu(r1.pid(), &mut || {
+            seen = light_crowd(&runtime, &[&r1], &[n], &ca, seconds);
+        });
+        let (min, med, p50, p95) = crowd_figures(&seen)?;
+        let connected = seen.iter().filter(|s| s.connected).count();
+        println!(
+            "{:<8} {:>6} {:>9.1} {:>10} {:>10} {:>8.1} {:>8.1}",
+            "relay", connected, relay_cpu, min, med, p50, p95
+        );
+        drop((server, r1));
+        let args: Vec<&str> = server_args.iter().map(String::as_str).collect();
+        let direct = crate::fanout::run(
+            n,
+            crate::fanout::Kind::Native,
+            seconds,
+            Duration::ZERO,
+            &args,
+        )?;
+        println!(
+            "{:<8} {:>6} {:>9.1} {:>10} {:>10} {:>8.1} {:>8.1}",
+            "server",
+            direct.connected,
+            direct.cpu_percent,
+            direct.frames_min,
+            direct.frames_median,
+            direct.latency_p50_ms,
+            direct.latency_p95_ms
+        );
+    }
     Ok(())
 }

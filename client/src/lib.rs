@@ -21,5 +21,11 @@ pub use control::clock_sync::{ClockSync, Exchange};
 pub use control::commands::{parse_script, Command, CoreCommand, LocalCommand, QualityWish};
 pub use control::latency_budget::LatencyBudget;
 pub use net::relay::RelayOptions;
+
+/// Watching through Media over QUIC relays, for the benchmarks' light subscribers: find a
+/// relay carrying a broadcast and read its catalog.
+pub mod relay {
+    pub use crate::net::relay::connect::{connect, MediaClock, RelayError, RelaySession};
+}
 pub use net::tls::{client_config, client_config_with_alpn, default_ca, Trust, ViewerIdentity};
 pub use viewer::{run, ViewerOptions};

@@ -107,7 +107,8 @@ pub struct Listing {
     pub renditions: Vec<Rendition>,
     /// The track of each rendition, in the same order.
     pub video_tracks: Vec<String>,
-    /// The audio format (its bitrate: the highest track's); `None` without an Opus track.
+    /// The audio format (its bitrate: the middle track's, as a server's default); `None`
+    /// without an Opus track.
     pub audio: Option<AudioFormat>,
     /// (bitrate in bit/s, track), lowest first.
     pub audio_tracks: Vec<(u32, String)>,
@@ -205,7 +206,7 @@ pub fn listing(catalog: &Catalog) -> anyhow::Result<Listing> {
     }
     audio.sort_by_key(|(b, _, _)| *b);
     audio.truncate(MAX_AUDIO_TRACKS);
-    let format = match audio.last() {
+    let format = match audio.get(audio.len() / 2) {
         Some((bitrate, _, config)) => Some(AudioFormat {
             codec: AUDIO_CODEC_OPUS,
             sample_rate: config.sample_rate,

@@ -423,6 +423,8 @@ async fn main() -> ExitCode {
                 .publish_ca
                 .clone()
                 .unwrap_or_else(|| args.certs.join("ca.pem")),
+            // Whether there is sound is known once the sources are open.
+            audio: true,
         });
     let opts = ServerOptions {
         publish,

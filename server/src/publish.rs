@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use streamsocket_moq::link::{Ended, Link, RelayUrl};
+use streamsocket_moq::link::{Ended, Link, Refused, RelayUrl};
 use streamsocket_moq::media::{AudioTrackWriter, VideoTrackWriter, AUDIO_PRIORITY, VIDEO_PRIORITY};
 use streamsocket_moq::moq_net;
 use streamsocket_moq::{catalog, media};
@@ -58,6 +58,9 @@ pub struct PublishOptions {
     pub token: Option<PublishToken>,
     /// The CA (PEM) the relays' certificates must chain to.
     pub ca: PathBuf,
+    /// The stream has sound: without it the catalog lists no audio track (a player would
+    /// wait for one).
+    pub audio: bool,
 }
 
 /// Starts publishing: the broadcast is made now, and each relay is connected to on a task
@@ -83,10 +86,15 @@ pub fn start(hub: Arc<Hub>, options: PublishOptions) -> anyhow::Result<Publisher
     // The wall-clock time of the media clock's zero: viewers behind relays put capture
     // times on their own clock with it (they cannot ping the origin).
     let clock_zero = catalog::wall_now_us().saturating_sub(hub.clock().now_us());
+    let audio_bitrates: &[u32] = if options.audio {
+        &offer.audio_bitrates
+    } else {
+        &[]
+    };
     let catalog = catalog::catalog(
         &offer.renditions,
         &offer.audio,
-        &offer.audio_bitrates,
+        audio_bitrates,
         Some(clock_zero),
     )?;
     let catalog_track = broadcast.create_track(
@@ -106,7 +114,7 @@ pub fn start(hub: Arc<Hub>, options: PublishOptions) -> anyhow::Result<Publisher
             VideoTrackWriter::new(track),
         )));
     }
-    for &bitrate in &offer.audio_bitrates {
+    for &bitrate in audio_bitrates {
         let track = broadcast.create_track(
             catalog::audio_track(bitrate),
             media::track_info(AUDIO_PRIORITY),
@@ -120,12 +128,8 @@ pub fn start(hub: Arc<Hub>, options: PublishOptions) -> anyhow::Result<Publisher
     broadcast
         .announce(Default::default())
         .context("cannot announce the broadcast")?;
-    let endpoint =
-        streamsocket_transport::endpoint::client(std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
-            .context("cannot open a UDP socket for the relays")?;
     for relay in &options.relays {
         tasks.push(tokio::spawn(keep_publishing(
-            endpoint.clone(),
             relay.clone(),
             options.token.clone(),
             tls.clone(),
@@ -184,7 +188,6 @@ fn relay_transport() -> Arc<quinn::TransportConfig> {
 
 /// Connects to one relay, publishes, and connects again whenever the session ends.
 async fn keep_publishing(
-    endpoint: quinn::Endpoint,
     url: String,
     token: Option<PublishToken>,
     tls: rustls::ClientConfig,
@@ -199,6 +202,16 @@ async fn keep_publishing(
         let attempt = async {
             let token = token.as_ref().map(PublishToken::current).transpose()?;
             let relay = RelayUrl::parse(&url, token.as_deref())?;
+            // A socket of the relay's address family (IPv4 or IPv6), per attempt: the
+            // relay's name may resolve elsewhere next time.
+            let bind = match relay.resolve().await? {
+                std::net::SocketAddr::V4(_) => std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                std::net::SocketAddr::V6(_) => {
+                    std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+                }
+            };
+            let endpoint = streamsocket_transport::endpoint::client(bind)
+                .context("cannot open a UDP socket for the relay")?;
             let client = moq_net::Client::new().with_publisher(&origin);
             Link::connect(&endpoint, &relay, &tls, relay_transport(), client).await
         };
@@ -219,7 +232,14 @@ async fn keep_publishing(
                 }
             }
             Err(e) => {
-                tracing::warn!(relay = %shown, "cannot publish to the relay: {e:#}; trying again in {wait:?}");
+                let refused_token = e
+                    .downcast_ref::<Refused>()
+                    .is_some_and(|r| r.why == Ended::Unauthorized);
+                if refused_token {
+                    tracing::warn!(relay = %shown, "cannot publish to the relay: {}; check --publish-token; trying again in {wait:?}", Ended::Unauthorized);
+                } else {
+                    tracing::warn!(relay = %shown, "cannot publish to the relay: {e:#}; trying again in {wait:?}");
+                }
             }
         }
         tokio::time::sleep(wait).await;

@@ -263,6 +263,15 @@ impl Server {
             stop.clone(),
             source_stats.clone(),
         );
+        // Relays are told of sound only when there is some (a MoQ player waits for a track
+        // listed in the catalog).
+        let publish = opts
+            .publish
+            .clone()
+            .map(|p| crate::publish::PublishOptions {
+                audio: inputs.audio.is_some(),
+                ..p
+            });
         // Audio: one Opus encoder per bitrate on offer, all fed the same samples (cheap).
         if let Some(audio) = inputs.audio {
             let encoders = audio_bitrates
@@ -376,7 +385,7 @@ impl Server {
             metrics_listener,
             observed,
             origins: Arc::new(crate::web::OriginPolicy::new(&opts.allow_origins)),
-            publish: opts.publish.clone(),
+            publish,
             fingerprint,
             source_stats,
         })

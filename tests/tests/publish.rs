@@ -227,3 +227,40 @@ fn the_relay_takes_the_publisher_token_and_refuses_a_wrong_one() {
     );
     assert!(!log.contains(&wrong), "the token stays out of the log");
 }
+
+#[test]
+fn without_sound_the_catalog_lists_no_audio_track() {
+    let certs = RelayCerts::new().unwrap();
+    let relay = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
+    let url = relay.url("live");
+    let server = publishing_server(&url, &certs.ca(), &["--audio", "none"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        server.wait_for_log("publishing to the relay", LIMIT).await;
+        let viewer = within(
+            "connecting",
+            moq::connect(&url, relay.trust(), Role::Subscribe),
+        )
+        .await
+        .unwrap();
+        let mut catalog = within(
+            "the catalog",
+            viewer.subscribe("streamsocket.hang", "catalog.json"),
+        )
+        .await
+        .unwrap();
+        let json = within("the catalog's frame", catalog.next_frame())
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert!(json["video"]["renditions"]["180p"].is_object(), "{json}");
+        assert!(
+            json["audio"]["renditions"]
+                .as_object()
+                .is_none_or(|a| a.is_empty()),
+            "{json}"
+        );
+        // The clock a viewer behind relays measures latency with.
+        assert!(json["clock"]["wall"].as_u64().unwrap() > 0, "{json}");
+    });
+}

@@ -53,7 +53,11 @@ fn a_viewer_watches_through_a_relay_decodes_every_frame_and_switches_rendition()
     let _server = publishing_server(&[&url], &ca, &[]);
     let ca = ca.to_string_lossy().into_owned();
     let urls = [url.to_string()];
-    // 360p first, then 180p: a subscription to the other track, taken at its next group.
+    // 360p first, then 180p: a subscription to the other track, taken at its next group;
+    // and another audio bitrate (another track), recorded all along.
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("through-relay.webm");
+    let recording_arg = recording.to_string_lossy().into_owned();
     let args = through(
         &urls,
         &ca,
@@ -63,7 +67,9 @@ fn a_viewer_watches_through_a_relay_decodes_every_frame_and_switches_rendition()
             "--duration",
             "8",
             "--script",
-            "4:quality=3",
+            "3:audio-down,4:quality=3",
+            "--record",
+            &recording_arg,
         ],
     );
     let run = run_viewer(args[0], &args[1..], &[], LIMIT).unwrap();
@@ -82,6 +88,15 @@ fn a_viewer_watches_through_a_relay_decodes_every_frame_and_switches_rendition()
     assert_eq!(num(s, "/rendition"), 2.0, "{s:#}");
     assert!(num(s, "/audio/packets_decoded") > 0.0, "{s:#}");
     assert_eq!(num(s, "/audio/packets_malformed"), 0.0, "{s:#}");
+    // The other audio track continued the numbering: a packet or two may be lost or come
+    // late at the switch (the two tracks' groups race), but no run of them (a numbering
+    // off by the tracks' different group counts would be read as hundreds late or missing).
+    assert!(num(s, "/audio/packets_late") <= 3.0, "{s:#}");
+    assert!(num(s, "/audio/packets_concealed") <= 5.0, "{s:#}");
+    assert_eq!(num(s, "/audio/bitrate_bps"), 24_000.0, "{s:#}");
+    // What arrived was recorded, both renditions.
+    assert!(num(s, "/recording/video_frames") > 30.0, "{s:#}");
+    assert!(std::fs::metadata(&recording).unwrap().len() > 10_000);
     // The catalog's clock puts capture times on the viewer's clock: a latency, not the
     // origin's uptime or a negative number clamped to zero.
     let p50 = num(s, "/video/latency_ms/p50");

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::connect::{connect, RelayOptions, RelaySession};
-use super::tracks::{read_audio, read_video, Sequencer, TrackContext, VideoTrack};
+use super::tracks::{read_audio, read_video, AudioSequencer, Sequencer, TrackContext, VideoTrack};
 use crate::control::clock::ViewerClock;
 use crate::control::viewer_control::{Action, DecoderEvent, Ended, Event, ViewerControl};
 use crate::metrics::Metrics;
@@ -51,6 +51,8 @@ struct Live {
     audio: Option<Reader>,
     /// Each rendition's frame numbering, kept from one of its readers to the next.
     sequencers: HashMap<u8, Arc<Mutex<Sequencer>>>,
+    /// The packet numbering, kept from one audio track to the next.
+    audio_seq: Arc<Mutex<AudioSequencer>>,
     /// Media starts once the core has taken the welcome (the clock is then known).
     started: bool,
 }
@@ -64,6 +66,7 @@ impl Live {
     ) -> Self {
         current.set_parts(&session.endpoint, &session.link.conn);
         queue.push_back(Event::Connected(session.welcome.clone()));
+        let packet_us = session.welcome.audio.frame_duration_us;
         Self {
             rendition: session.welcome.rendition,
             audio_bitrate: session.welcome.audio.bitrate_bps,
@@ -74,6 +77,7 @@ impl Live {
             leaving: None,
             audio: None,
             sequencers: HashMap::new(),
+            audio_seq: Arc::new(Mutex::new(AudioSequencer::new(packet_us))),
             started: false,
         }
     }
@@ -127,6 +131,7 @@ impl Live {
             self.session.broadcast.clone(),
             name.to_string(),
             ctx.clone(),
+            self.audio_seq.clone(),
         );
         self.audio = Some(self.spawn(stopped, reader));
     }

@@ -199,13 +199,56 @@ fn malformed_video(ctx: &TrackContext, track: &VideoTrack, what: String) {
     );
 }
 
-/// Reads an audio track (one packet per group; the group's sequence is the packet's) until
-/// the track ends or the task is aborted.
+/// Packet numbers for the jitter buffer: within a track, the group's sequence (one packet
+/// per group); each audio bitrate is a track of its own with its own numbering, so when a
+/// reader starts (another bitrate, a resume) its numbers are shifted to continue the last
+/// ones, by the time between the two packets.
+#[derive(Debug)]
+pub struct AudioSequencer {
+    packet_us: u64,
+    /// The last packet delivered: its number and capture time.
+    last: Option<(u32, u64)>,
+    /// Added to this track's group sequences.
+    offset: Option<i64>,
+}
+
+impl AudioSequencer {
+    pub fn new(packet_us: u32) -> Self {
+        Self {
+            packet_us: u64::from(packet_us.max(1)),
+            last: None,
+            offset: None,
+        }
+    }
+
+    /// A new track (reader) starts: its numbering is aligned at its first packet.
+    pub fn new_track(&mut self) {
+        self.offset = None;
+    }
+
+    /// The number of the packet in group `group`, captured at `pts_us`.
+    pub fn packet(&mut self, group: u64, pts_us: u64) -> u32 {
+        let offset = *self.offset.get_or_insert_with(|| match self.last {
+            Some((seq, pts)) => {
+                let periods = (pts_us.saturating_sub(pts) + self.packet_us / 2) / self.packet_us;
+                i64::from(seq) + periods.max(1) as i64 - group as i64
+            }
+            None => 0,
+        });
+        let seq = (group as i64 + offset) as u32;
+        self.last = Some((seq, pts_us));
+        seq
+    }
+}
+
+/// Reads an audio track (one packet per group) until the track ends or the task is aborted.
 pub async fn read_audio(
     broadcast: moq_net::broadcast::Consumer,
     name: String,
     ctx: TrackContext,
+    seq: Arc<Mutex<AudioSequencer>>,
 ) -> String {
+    seq.lock().expect("not poisoned").new_track();
     let subscription = moq_net::track::Subscription::default()
         .with_priority(AUDIO_PRIORITY)
         .with_max_age(AUDIO_REORDER);
@@ -240,7 +283,10 @@ pub async fn read_audio(
                     &ctx.counters,
                     NetAudio {
                         header: AudioHeader {
-                            seq: group.sequence as u32,
+                            seq: seq
+                                .lock()
+                                .expect("not poisoned")
+                                .packet(group.sequence, pts_us),
                             capture_us: pts_us,
                         },
                         payload,
@@ -272,6 +318,22 @@ async fn subscribe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audio_numbers_continue_across_tracks() {
+        let mut s = AudioSequencer::new(20_000);
+        // A first track: its own group numbers.
+        assert_eq!(s.packet(500, 1_000_000), 500);
+        assert_eq!(s.packet(501, 1_020_000), 501);
+        // Another bitrate's track, numbered from 7: it continues at 502, and a packet 3
+        // periods later on it is 3 later.
+        s.new_track();
+        assert_eq!(s.packet(7, 1_040_000), 502);
+        assert_eq!(s.packet(10, 1_100_000), 505);
+        // A resume after a pause: the numbers skip the time paused.
+        s.new_track();
+        assert_eq!(s.packet(9_000, 3_100_000), 605);
+    }
 
     const FRAME: u64 = 33_333;
 
