@@ -20,6 +20,9 @@ use crate::net::tls::{rustls_config, Trust};
 /// How long a relay may take to announce the broadcast once connected (a relay that
 /// carries it announces it at once; one cluster hop away, within a round trip or two).
 const ANNOUNCE_WAIT: Duration = Duration::from_secs(3);
+/// Frames further than this from the catalog's clock belong to another origin than the
+/// catalog (far more than a latency budget plus a group's backlog).
+pub const CLOCK_MISMATCH: Duration = Duration::from_secs(8);
 /// How long the catalog may take once the broadcast is found.
 const CATALOG_WAIT: Duration = Duration::from_secs(3);
 
@@ -100,6 +103,14 @@ impl MediaClock {
     pub fn now_us(&self) -> Option<u64> {
         let zero = self.zero_wall_us.load(Ordering::Relaxed);
         (zero != Self::UNKNOWN).then(|| moq_catalog::wall_now_us().saturating_sub(zero))
+    }
+
+    /// How far (µs) a frame stamped `pts_us`, arriving now, is from this clock, when that is
+    /// more than any latency or group backlog explains ([`CLOCK_MISMATCH`]): the catalog
+    /// and the frames come from different origins.
+    pub fn mismatch_us(&self, pts_us: u64) -> Option<u64> {
+        let off = self.now_us()?.abs_diff(pts_us);
+        (off > CLOCK_MISMATCH.as_micros() as u64).then_some(off)
     }
 
     /// A frame stamped `pts_us` arrived now: without a clock yet, it sets one.
@@ -360,6 +371,17 @@ mod tests {
         let w = welcome(&l, WishedRendition::Auto, 5);
         assert_eq!((w.rendition, w.server_time_us), (0, 5));
         assert!(w.audio_bitrates.is_empty());
+    }
+
+    #[test]
+    fn frames_far_from_the_catalog_clock_are_told() {
+        let clock = MediaClock::new(Some(moq_catalog::wall_now_us() - 20_000_000));
+        // Captured 100 ms ago on this clock: fine.
+        assert_eq!(clock.mismatch_us(19_900_000), None);
+        // Another origin's capture times, 15 s off either way.
+        assert!(clock.mismatch_us(5_000_000).is_some());
+        assert!(clock.mismatch_us(35_000_000).is_some());
+        assert_eq!(MediaClock::new(None).mismatch_us(1), None);
     }
 
     #[test]

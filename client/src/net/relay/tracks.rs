@@ -15,7 +15,7 @@ use tokio::task::AbortHandle;
 use super::connect::MediaClock;
 use crate::audio::NetAudio;
 use crate::control::clock::ViewerClock;
-use crate::net::receive::{add, deliver_audio, deliver_frame, ReceiveCounters};
+use crate::net::receive::{add, deliver_audio, deliver_frame, ReceiveCounters, FRAME_QUEUE};
 use crate::video::decoder::{DecoderInput, NetFrame};
 
 /// The largest video frame taken from a relay; a bigger object is counted as malformed and
@@ -161,6 +161,15 @@ pub async fn read_video(
                 }
             };
             ctx.media_clock.learn(pts_us);
+            if let Some(off) = ctx.media_clock.mismatch_us(pts_us) {
+                // A relay may still hold a restarted origin's old catalog (another clock)
+                // while forwarding the new origin's frames: start over, catalog included.
+                return format!(
+                    "the frames of {} are {:.1} s away from the catalog's clock (a restarted origin?)",
+                    track.name,
+                    off as f64 / 1e6
+                );
+            }
             if let Some(old) = replaces.take() {
                 old.abort();
             }
@@ -176,6 +185,14 @@ pub async fn read_video(
                 timing: ServerTiming::default(),
             };
             index += 1;
+            // A group is one ordered stream, so the reader waits for the decoder rather than
+            // drop a frame every later one of the group needs: joining mid-group delivers
+            // the group's frames since its keyframe at once (the decoder catches up, the
+            // presenter shows the newest). Reading waits meanwhile; if it falls a group
+            // behind, moq-net ends the stale group and the next starts at its keyframe.
+            while ctx.decoder.len() >= FRAME_QUEUE {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
             deliver_frame(
                 &ctx.decoder,
                 &ctx.counters,
