@@ -2,7 +2,7 @@
 # Reproduces the figures in docs/BENCHMARKS.md: builds in release mode, sweeps the AV1
 # encoders' settings, then runs the server and a headless viewer on loopback.
 #   scripts/bench.sh            # everything
-#   scripts/bench.sh encoder    # one part (encoder | ffmpeg-encoders | e2e | glass | browser | scrape | fanout | ladder | capture | quality | network | soak), extra options passed on
+#   scripts/bench.sh encoder    # one part (encoder | ffmpeg-encoders | e2e | glass | browser | scrape | fanout | ladder | capture | quality | network | soak | relay-hops | relay-failover | relay-fanout), extra options passed on
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -22,6 +22,9 @@ case "${1:-all}" in
   quality) shift; $B quality "$@" 2>/dev/null ;;
   network) shift; $B network "$@" 2>/dev/null ;;
   soak) shift; $B soak "$@" 2>/dev/null ;;
+  relay-hops) shift; $B relay-hops "$@" 2>/dev/null ;;
+  relay-failover) shift; $B relay-failover "$@" 2>/dev/null ;;
+  relay-fanout) shift; $B relay-fanout "$@" 2>/dev/null ;;
   all)
     $B encoder --content testsrc2 2>/dev/null
     $B encoder 2>/dev/null
