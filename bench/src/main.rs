@@ -126,6 +126,11 @@ enum Command {
         /// Extra server options, one per flag (e.g. --server-arg=--encoder --server-arg=rav1e).
         #[arg(long = "server-arg", allow_hyphen_values = true)]
         server_args: Vec<String>,
+        /// How the measured viewer watches: from the server, or through a moq-relay the
+        /// server publishes into (impaired between relay and viewer); both: each scenario
+        /// both ways.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "server")]
+        via: Vec<network::Via>,
     },
     /// Viewers joining and leaving at random for a long run: does anything grow?
     Soak {
@@ -369,14 +374,18 @@ fn main() -> anyhow::Result<()> {
             repeat,
             others,
             server_args,
+            via,
         } => network::run(
             &congestion,
             &transport,
             seconds,
             &only,
             repeat,
-            others,
-            &server_args,
+            network::Beside {
+                others,
+                server_args: &server_args,
+                via: &via,
+            },
         ),
         Command::E2e {
             seconds,

@@ -5,7 +5,16 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use streamsocket_tests::relay::{RelayCerts, RelayOptions, RelayProcess};
 use streamsocket_tests::{run_viewer, ServerProcess};
+
+/// Which way the measured viewer watches: straight from the server, or through a moq-relay
+/// the server publishes into (the impairment then sits between relay and viewer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    Server,
+    Relay,
+}
 
 /// One scenario: netem settings from the start, a schedule, and whether the viewer runs
 /// automatic quality (else the top rung).
@@ -86,6 +95,14 @@ fn timeline(s: &Value) -> String {
         .join("; ")
 }
 
+/// Who else is in a scenario run: `others` unimpaired viewers, the server's extra options,
+/// and which ways the measured viewer watches.
+pub struct Beside<'a> {
+    pub others: usize,
+    pub server_args: &'a [String],
+    pub via: &'a [Via],
+}
+
 /// Runs the scenarios (those matching `only`, or all) with each congestion controller and
 /// each transport variant (`STREAMSOCKET_TRANSPORT` specs, see
 /// `streamsocket_transport::settings::Tuning::parse`; empty: the defaults), `repeat` times.
@@ -97,9 +114,13 @@ pub fn run(
     seconds: u64,
     only: &[String],
     repeat: u32,
-    others: usize,
-    server_args: &[String],
+    beside: Beside,
 ) -> anyhow::Result<()> {
+    let Beside {
+        others,
+        server_args,
+        via,
+    } = beside;
     for spec in transports {
         streamsocket_transport::settings::Tuning::parse(spec)
             .map_err(|e| anyhow::anyhow!("--transport {spec:?}: {e}"))?;
@@ -125,38 +146,69 @@ pub fn run(
         } else {
             transport.as_str()
         };
-        for sc in SCENARIOS
+        for (sc, via) in SCENARIOS
             .iter()
             .flat_map(|sc| std::iter::repeat_n(sc, repeat as usize))
+            .flat_map(|sc| via.iter().map(move |v| (sc, *v)))
         {
             if !only.is_empty() && !only.iter().any(|o| sc.name.contains(o.as_str())) {
                 continue;
             }
+            let certs = RelayCerts::new()?;
+            let moq_relay = match via {
+                Via::Server => None,
+                Via::Relay => Some(RelayProcess::start(
+                    RelayOptions::public().with_tls(certs.tls()),
+                )?),
+            };
+            let publish = moq_relay.as_ref().map(|r| r.url("live").to_string());
+            let relay_ca = certs.ca().display().to_string();
             let mut args = vec!["--congestion", cc.as_str()];
+            if let Some(url) = &publish {
+                args.extend(["--publish", url.as_str(), "--publish-ca", relay_ca.as_str()]);
+            }
             args.extend(server_args.iter().map(String::as_str));
             let server = ServerProcess::start(&args)?;
-            let relay = streamsocket_tests::Relay::start(server.addr, sc.set, sc.schedule, 1)?;
-            let relay_addr = relay.addr.clone();
-            let viewer_args = |duration: u64, quality: bool| {
-                let mut args = vec![
-                    "--server-name".to_string(),
-                    "localhost".into(),
-                    "--ca".into(),
-                    server.ca().display().to_string(),
+            if publish.is_some() {
+                server.wait_for_log_where("publishing", Duration::from_secs(30), |log| {
+                    log.contains("publishing to the relay")
+                });
+            }
+            // The impairment sits in front of whatever the measured viewer dials.
+            let target = moq_relay.as_ref().map_or(server.addr, |r| r.addr);
+            let relay = streamsocket_tests::Relay::start(target, sc.set, sc.schedule, 1)?;
+            let relay_addr = match via {
+                Via::Server => relay.addr.clone(),
+                Via::Relay => format!("https://{}/live", relay.addr),
+            };
+            let viewer_args = |duration: u64, quality: bool, via: Via| {
+                let mut args = match via {
+                    Via::Server => vec![
+                        "--server-name".to_string(),
+                        "localhost".into(),
+                        "--ca".into(),
+                        server.ca().display().to_string(),
+                    ],
+                    Via::Relay => vec!["--ca".to_string(), relay_ca.clone()],
+                };
+                args.extend([
                     "--headless".into(),
                     "--duration".into(),
                     duration.to_string(),
-                ];
+                ]);
                 if quality {
                     args.extend(["--quality".into(), "1".into()]);
                 }
                 args
             };
-            let args = viewer_args(seconds, !sc.automatic);
+            let args = viewer_args(seconds, !sc.automatic, via);
             // The others outlive the measured viewer, so it never sees one of them leave.
             let beside: Vec<_> = (0..others)
                 .map(|_| {
-                    let (addr, args) = (server.addr.to_string(), viewer_args(seconds + 1, true));
+                    let (addr, args) = (
+                        server.addr.to_string(),
+                        viewer_args(seconds + 1, true, Via::Server),
+                    );
                     std::thread::spawn(move || {
                         let args: Vec<&str> = args.iter().map(String::as_str).collect();
                         run_viewer(&addr, &args, &[], Duration::from_secs(seconds + 30))
@@ -169,10 +221,13 @@ pub fn run(
                 let _ = b.join();
             }
             drop(relay);
+            let name = match via {
+                Via::Server => sc.name.to_string(),
+                Via::Relay => format!("{} (through a moq-relay)", sc.name),
+            };
             let Some(s) = run.stats.as_ref() else {
                 println!(
-                    "| {cc} | {shown} | {} | viewer failed: {} |",
-                    sc.name,
+                    "| {cc} | {shown} | {name} | viewer failed: {} |",
                     run.stderr().lines().last().unwrap_or("")
                 );
                 continue;
@@ -180,8 +235,7 @@ pub fn run(
             let concealed = get(s, "/audio/packets_concealed");
             let played = get(s, "/audio/packets_decoded") + concealed;
             println!(
-                "| {cc} | {shown} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.0} | {:+.0} / {:+.0} | {} |",
-                sc.name,
+                "| {cc} | {shown} | {name} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.0} | {:+.0} / {:+.0} | {} |",
                 get(s, "/video/latency_ms/p50"),
                 get(s, "/video/latency_ms/p95"),
                 get(s, "/video/latency_ms/p99"),

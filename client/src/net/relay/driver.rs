@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::connect::{connect, RelayOptions, RelaySession};
-use super::tracks::{read_audio, read_video, AudioSequencer, Sequencer, TrackContext, VideoTrack};
+use super::tracks::{read_audio, read_video, AudioNumbering, Sequencer, TrackContext, VideoTrack};
 use crate::control::clock::ViewerClock;
 use crate::control::viewer_control::{Action, DecoderEvent, Ended, Event, ViewerControl};
 use crate::metrics::Metrics;
@@ -49,10 +49,11 @@ struct Live {
     video: Option<Reader>,
     leaving: Option<Reader>,
     audio: Option<Reader>,
+    audio_leaving: Option<Reader>,
     /// Each rendition's frame numbering, kept from one of its readers to the next.
     sequencers: HashMap<u8, Arc<Mutex<Sequencer>>>,
     /// The packet numbering, kept from one audio track to the next.
-    audio_seq: Arc<Mutex<AudioSequencer>>,
+    audio_seq: Arc<Mutex<AudioNumbering>>,
     /// Media starts once the core has taken the welcome (the clock is then known).
     started: bool,
 }
@@ -76,8 +77,9 @@ impl Live {
             video: None,
             leaving: None,
             audio: None,
+            audio_leaving: None,
             sequencers: HashMap::new(),
-            audio_seq: Arc::new(Mutex::new(AudioSequencer::new(packet_us))),
+            audio_seq: Arc::new(Mutex::new(AudioNumbering::new(packet_us))),
             started: false,
         }
     }
@@ -127,13 +129,17 @@ impl Live {
         let Some(name) = self.session.listing.audio_track(self.audio_bitrate) else {
             return;
         };
+        // The bitrate being left plays until the new one delivers.
+        let leaving = self.audio.take();
         let reader = read_audio(
             self.session.broadcast.clone(),
             name.to_string(),
             ctx.clone(),
             self.audio_seq.clone(),
+            leaving.as_ref().map(|r| r.0.abort_handle()),
         );
         self.audio = Some(self.spawn(stopped, reader));
+        self.audio_leaving = leaving;
     }
 
     fn start_media(&mut self, ctx: &TrackContext, stopped: &mpsc::UnboundedSender<Stopped>) {
@@ -199,7 +205,8 @@ impl Live {
                 }
                 self.paused = paused;
                 if paused {
-                    (self.video, self.leaving, self.audio) = (None, None, None);
+                    (self.video, self.leaving) = (None, None);
+                    (self.audio, self.audio_leaving) = (None, None);
                 } else if self.started {
                     // The frames in between were never sent: not losses. The new
                     // subscription starts at a group, so with a keyframe.

@@ -217,55 +217,58 @@ fn malformed_video(ctx: &TrackContext, track: &VideoTrack, what: String) {
 }
 
 /// Packet numbers for the jitter buffer: within a track, the group's sequence (one packet
-/// per group); each audio bitrate is a track of its own with its own numbering, so when a
-/// reader starts (another bitrate, a resume) its numbers are shifted to continue the last
-/// ones, by the time between the two packets.
+/// per group) plus an offset; each audio bitrate is a track of its own with its own
+/// numbering, so a reader (another bitrate, a resume) aligns its offset at its first packet
+/// with the last packet delivered from any track, by the time between the two. Shared by the
+/// readers; each keeps its own offset.
 #[derive(Debug)]
-pub struct AudioSequencer {
+pub struct AudioNumbering {
     packet_us: u64,
-    /// The last packet delivered: its number and capture time.
+    /// The newest packet delivered: its number and capture time.
     last: Option<(u32, u64)>,
-    /// Added to this track's group sequences.
-    offset: Option<i64>,
 }
 
-impl AudioSequencer {
+impl AudioNumbering {
     pub fn new(packet_us: u32) -> Self {
         Self {
             packet_us: u64::from(packet_us.max(1)),
             last: None,
-            offset: None,
         }
     }
 
-    /// A new track (reader) starts: its numbering is aligned at its first packet.
-    pub fn new_track(&mut self) {
-        self.offset = None;
+    /// The offset for a track whose packet in group `group` was captured at `pts_us`; `None`
+    /// while the track only repeats what another track delivered (the same capture times).
+    pub fn align(&self, group: u64, pts_us: u64) -> Option<i64> {
+        match self.last {
+            Some((_, pts)) if pts_us <= pts => None,
+            Some((seq, pts)) => {
+                let periods = ((pts_us - pts + self.packet_us / 2) / self.packet_us).max(1);
+                Some(i64::from(seq) + periods as i64 - group as i64)
+            }
+            None => Some(0),
+        }
     }
 
-    /// The number of the packet in group `group`, captured at `pts_us`.
-    pub fn packet(&mut self, group: u64, pts_us: u64) -> u32 {
-        let offset = *self.offset.get_or_insert_with(|| match self.last {
-            Some((seq, pts)) => {
-                let periods = (pts_us.saturating_sub(pts) + self.packet_us / 2) / self.packet_us;
-                i64::from(seq) + periods.max(1) as i64 - group as i64
-            }
-            None => 0,
-        });
-        let seq = (group as i64 + offset) as u32;
-        self.last = Some((seq, pts_us));
-        seq
+    /// A packet went out with this number and capture time.
+    pub fn delivered(&mut self, seq: u32, pts_us: u64) {
+        if self.last.is_none_or(|(_, pts)| pts_us > pts) {
+            self.last = Some((seq, pts_us));
+        }
     }
 }
 
 /// Reads an audio track (one packet per group) until the track ends or the task is aborted.
+/// `replaces`: the reader of the bitrate being left, stopped once this one delivers (so the
+/// sound never stops for a switch).
 pub async fn read_audio(
     broadcast: moq_net::broadcast::Consumer,
     name: String,
     ctx: TrackContext,
-    seq: Arc<Mutex<AudioSequencer>>,
+    numbering: Arc<Mutex<AudioNumbering>>,
+    replaces: Option<AbortHandle>,
 ) -> String {
-    seq.lock().expect("not poisoned").new_track();
+    let mut replaces = replaces;
+    let mut offset: Option<i64> = None;
     let subscription = moq_net::track::Subscription::default()
         .with_priority(AUDIO_PRIORITY)
         .with_max_age(AUDIO_REORDER);
@@ -295,15 +298,26 @@ pub async fn read_audio(
         match decode_frame(frame.payload) {
             Ok((pts_us, payload)) => {
                 ctx.media_clock.learn(pts_us);
+                let seq = {
+                    let mut n = numbering.lock().expect("not poisoned");
+                    if offset.is_none() {
+                        offset = n.align(group.sequence, pts_us);
+                    }
+                    // Not yet past what the track being left delivered.
+                    let Some(offset) = offset else { continue };
+                    let seq = (group.sequence as i64 + offset) as u32;
+                    n.delivered(seq, pts_us);
+                    seq
+                };
+                if let Some(old) = replaces.take() {
+                    old.abort();
+                }
                 deliver_audio(
                     &ctx.audio,
                     &ctx.counters,
                     NetAudio {
                         header: AudioHeader {
-                            seq: seq
-                                .lock()
-                                .expect("not poisoned")
-                                .packet(group.sequence, pts_us),
+                            seq,
                             capture_us: pts_us,
                         },
                         payload,
@@ -338,18 +352,21 @@ mod tests {
 
     #[test]
     fn audio_numbers_continue_across_tracks() {
-        let mut s = AudioSequencer::new(20_000);
+        let mut n = AudioNumbering::new(20_000);
         // A first track: its own group numbers.
-        assert_eq!(s.packet(500, 1_000_000), 500);
-        assert_eq!(s.packet(501, 1_020_000), 501);
-        // Another bitrate's track, numbered from 7: it continues at 502, and a packet 3
-        // periods later on it is 3 later.
-        s.new_track();
-        assert_eq!(s.packet(7, 1_040_000), 502);
-        assert_eq!(s.packet(10, 1_100_000), 505);
+        let first = n.align(500, 1_000_000).unwrap();
+        for (group, pts) in [(500, 1_000_000), (501, 1_020_000)] {
+            n.delivered((group + first) as u32, pts);
+        }
+        // Another bitrate's track, numbered from 7, overlapping: its copy of the packet
+        // already delivered is skipped, the next continues at 502.
+        assert_eq!(n.align(6, 1_020_000), None);
+        let second = n.align(7, 1_040_000).unwrap();
+        assert_eq!(7 + second, 502);
+        assert_eq!(10 + second, 505, "3 packets later on it is 3 numbers later");
+        n.delivered(505, 1_100_000);
         // A resume after a pause: the numbers skip the time paused.
-        s.new_track();
-        assert_eq!(s.packet(9_000, 3_100_000), 605);
+        assert_eq!(9_000 + n.align(9_000, 3_100_000).unwrap(), 605);
     }
 
     const FRAME: u64 = 33_333;
