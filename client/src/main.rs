@@ -27,10 +27,13 @@ use streamsocket_client::{
 /// [ and ] audio bitrate, M mute, Space pause/resume, S stats overlay, H or F1 help, Q or Esc
 /// quit. Headless viewers take the same requests from --script or --stdin-commands.
 #[derive(Parser, Debug)]
+// A later option overrides an earlier one: the demo scripts put their defaults (e.g.
+// `--duration 15` under Xvfb) before the options they pass on.
 #[command(
     version,
     args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    args_override_self = true
 )]
 struct Args {
     #[command(subcommand)]
@@ -298,6 +301,12 @@ mod tests {
         )
         .map_err(|e| e.to_string())?;
         args.into_options().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_later_option_overrides_an_earlier_one() {
+        let o = options(&["--duration", "15", "--duration", "10"]).unwrap();
+        assert_eq!(o.duration, Some(Duration::from_secs(10)));
     }
 
     #[test]
