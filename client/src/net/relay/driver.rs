@@ -2,7 +2,8 @@
 //! server (the same keys, automatic quality, pause, reconnection); this driver answers for
 //! the server it cannot reach:
 //! - a rendition request is a subscription to that rendition's track, confirmed at once;
-//!   the old track keeps playing until the new one's first group (a keyframe) arrives;
+//!   the old track keeps playing until the new one's first frame (its newest group's
+//!   keyframe, from which the decoder catches up) arrives;
 //! - an audio bitrate is another audio track; a pause drops the subscriptions, a resume
 //!   takes them again at their newest group;
 //! - clock pings are answered from the catalog's wall clock;
@@ -180,7 +181,7 @@ impl Live {
                 }));
                 if changed && self.started && !self.paused {
                     tracing::info!(
-                        "switching to {}: subscribing to its track, from its next group",
+                        "switching to {}: subscribing to its track (from its newest group's keyframe)",
                         self.session.listing.video_tracks[usize::from(id)]
                     );
                     self.watch_video(ctx, stopped);
