@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use streamsocket_tests::relay::{RelayCerts, RelayOptions, RelayProcess};
+use streamsocket_tests::relay::{
+    start_publishing, wait_publishing, RelayCerts, RelayOptions, RelayProcess,
+};
 use streamsocket_tests::{num, run_viewer, ServerProcess, ViewerProcess};
 
 /// The paths measured, by relay hops.
@@ -28,17 +30,8 @@ pub fn hops(seconds: u64, rounds: u32, quality: &str) -> anyhow::Result<()> {
     // Each round's broadcast has a name of its own: a relay may still announce the last
     // round's for a moment after its origin stopped.
     let start_origin = |broadcast: &str| -> anyhow::Result<ServerProcess> {
-        let server = ServerProcess::start(&[
-            "--publish",
-            r1_url.as_str(),
-            "--publish-ca",
-            ca.to_str().expect("a UTF-8 path"),
-            "--broadcast",
-            broadcast,
-        ])?;
-        server.wait_for_log_where("publishing", Duration::from_secs(30), |log| {
-            log.contains("publishing to the relay")
-        });
+        let server = start_publishing(&[r1_url.as_str()], &ca, &["--broadcast", broadcast])?;
+        wait_publishing(&server, 1, Duration::from_secs(30));
         Ok(server)
     };
     println!(
@@ -168,20 +161,9 @@ pub fn failover(rounds: u32, relay_timeout_ms: u64) -> anyhow::Result<()> {
     let r2 = RelayProcess::start(RelayOptions::public().with_tls(certs.tls()))?;
     let ca = certs.ca();
     let (url1, url2) = (r1.url("live"), r2.url("live"));
-    let server = ServerProcess::start(&[
-        "--publish",
-        url1.as_str(),
-        "--publish",
-        url2.as_str(),
-        "--publish-ca",
-        ca.to_str().expect("a UTF-8 path"),
-    ])?;
+    let server = start_publishing(&[url1.as_str(), url2.as_str()], &ca, &[])?;
     let limit = Duration::from_secs(60);
-    let publishing = |n: usize| {
-        server.wait_for_log_where("publishing", limit, |log| {
-            log.matches("publishing to the relay").count() >= n
-        })
-    };
+    let publishing = |n: usize| wait_publishing(&server, n, limit);
     publishing(2);
     let ca = ca.to_string_lossy().into_owned();
     let timeout = relay_timeout_ms.to_string();
@@ -363,18 +345,9 @@ pub fn fanout(
         .enable_all()
         .build()?;
     let start_origin = |r1: &RelayProcess| -> anyhow::Result<ServerProcess> {
-        let url = r1.url("live");
-        let mut args = vec![
-            "--publish",
-            url.as_str(),
-            "--publish-ca",
-            ca.to_str().expect("a UTF-8 path"),
-        ];
-        args.extend(server_args.iter().map(String::as_str));
-        let server = ServerProcess::start(&args)?;
-        server.wait_for_log_where("publishing", Duration::from_secs(30), |log| {
-            log.contains("publishing to the relay")
-        });
+        let args: Vec<&str> = server_args.iter().map(String::as_str).collect();
+        let server = start_publishing(&[r1.url("live").as_str()], &ca, &args)?;
+        wait_publishing(&server, 1, Duration::from_secs(30));
         Ok(server)
     };
     let cpu = |pid: Option<u32>, f: &mut dyn FnMut()| -> f64 {

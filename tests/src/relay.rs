@@ -588,6 +588,31 @@ impl Drop for AuthServer {
     }
 }
 
+/// Starts a StreamSocket server (test source) publishing into every relay URL in `urls`,
+/// their certificates checked against `ca`, with `extra` server options. It returns at
+/// once; [`wait_publishing`] waits for the sessions.
+pub fn start_publishing(
+    urls: &[&str],
+    ca: &Path,
+    extra: &[&str],
+) -> anyhow::Result<crate::ServerProcess> {
+    let ca = ca.to_str().context("a UTF-8 CA path")?;
+    let mut args = vec!["--publish-ca", ca];
+    for url in urls {
+        args.extend(["--publish", url]);
+    }
+    args.extend_from_slice(extra);
+    crate::ServerProcess::start(&args)
+}
+
+/// Waits until `server` has started `sessions` publishing sessions in all (one per relay,
+/// one more per reconnection), failing after `limit`.
+pub fn wait_publishing(server: &crate::ServerProcess, sessions: usize, limit: Duration) {
+    server.wait_for_log_where("publishing to the relays", limit, |log| {
+        log.matches("publishing to the relay").count() >= sessions
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

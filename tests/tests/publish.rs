@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use streamsocket_moq::media::decode_frame;
 use streamsocket_tests::moq::{self, Role};
-use streamsocket_tests::relay::{AuthKey, AuthServer, RelayCerts, RelayOptions, RelayProcess};
+use streamsocket_tests::relay::{
+    start_publishing, AuthKey, AuthServer, RelayCerts, RelayOptions, RelayProcess,
+};
 use streamsocket_tests::ServerProcess;
 
 /// Bounds for what must happen on a busy machine; nothing is timed.
@@ -19,14 +21,7 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
 
 /// A server publishing into the relay at `url` (verified with `ca`), with `extra` options.
 fn publishing_server(url: &url::Url, ca: &std::path::Path, extra: &[&str]) -> ServerProcess {
-    let mut args = vec![
-        "--publish",
-        url.as_str(),
-        "--publish-ca",
-        ca.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    ServerProcess::start(&args).unwrap()
+    start_publishing(&[url.as_str()], ca, extra).unwrap()
 }
 
 #[test]

@@ -8,23 +8,20 @@ use std::path::Path;
 use std::time::Duration;
 
 use streamsocket_tests::moq::{self, Role};
-use streamsocket_tests::relay::{AuthKey, AuthServer, RelayCerts, RelayOptions, RelayProcess};
+use streamsocket_tests::relay::{
+    start_publishing, wait_publishing, AuthKey, AuthServer, RelayCerts, RelayOptions, RelayProcess,
+};
 use streamsocket_tests::{num, run_viewer, ServerProcess, ViewerProcess, ViewerRun};
 
 /// Bounds for what must happen on a busy machine; nothing is timed.
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// A server publishing into every relay URL given (verified with `ca`), with `extra` options.
+/// A server publishing into every relay URL given (verified with `ca`), with `extra`
+/// options, once it publishes into all of them.
 fn publishing_server(urls: &[&url::Url], ca: &Path, extra: &[&str]) -> ServerProcess {
-    let mut args: Vec<&str> = vec!["--publish-ca", ca.to_str().unwrap()];
-    for url in urls {
-        args.extend(["--publish", url.as_str()]);
-    }
-    args.extend_from_slice(extra);
-    let server = ServerProcess::start(&args).unwrap();
-    server.wait_for_log_where("publishing", LIMIT, |log| {
-        log.matches("publishing to the relay").count() >= urls.len()
-    });
+    let urls: Vec<&str> = urls.iter().map(|u| u.as_str()).collect();
+    let server = start_publishing(&urls, ca, extra).unwrap();
+    wait_publishing(&server, urls.len(), LIMIT);
     server
 }
 
