@@ -1,6 +1,7 @@
 //! `streamsocket-client` watching through real moq-relay processes (issue 16): origin →
 //! relay → viewer decoding every frame, a rendition switch (another track, taken at its
-//! next group), a wrong JWT refused in words, a killed relay left for the next one, an
+//! newest group's keyframe), automatic quality stepping down under a bandwidth cap between
+//! relay and viewer, a wrong JWT refused in words, a killed relay left for the next one, an
 //! origin restart recovered from, and hostile input from the relay side (a broken catalog,
 //! garbage and oversize objects) told clearly while the origin keeps serving.
 
@@ -11,7 +12,9 @@ use streamsocket_tests::moq::{self, Role};
 use streamsocket_tests::relay::{
     start_publishing, wait_publishing, AuthKey, AuthServer, RelayCerts, RelayOptions, RelayProcess,
 };
-use streamsocket_tests::{num, run_viewer, ServerProcess, ViewerProcess, ViewerRun};
+use streamsocket_tests::{
+    exclusive, num, run_viewer, Relay, ServerProcess, ViewerProcess, ViewerRun,
+};
 
 /// Bounds for what must happen on a busy machine; nothing is timed.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -98,6 +101,46 @@ fn a_viewer_watches_through_a_relay_decodes_every_frame_and_switches_rendition()
     // origin's uptime or a negative number clamped to zero.
     let p50 = num(s, "/video/latency_ms/p50");
     assert!(p50 > 0.0 && p50 < 5_000.0, "{s:#}");
+}
+
+#[test]
+fn under_a_cap_automatic_quality_steps_down_and_the_lower_track_comes_through() {
+    let _machine = exclusive();
+    let certs = RelayCerts::new().unwrap();
+    let relay = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
+    let ca = certs.ca();
+    // The shipped picture (720p at 2 Mbit/s on top): the path below carries 500 kbit/s.
+    let _server = publishing_server(
+        &[&relay.url("live")],
+        &ca,
+        &["--width", "1280", "--height", "720"],
+    );
+    let capped = Relay::start(relay.addr, "rate=500kbit,queue=30kB", "", 3).unwrap();
+    let ca = ca.to_string_lossy().into_owned();
+    let urls = [format!("https://{}/live", capped.addr)];
+    let args = through(&urls, &ca, &["--duration", "10"]);
+    let run = run_viewer(args[0], &args[1..], &[], LIMIT).unwrap();
+    assert_ran(&run);
+    let s = run.stats();
+    assert_eq!(num(s, "/video/decode_errors"), 0.0, "{s:#}");
+    let steps = s["rendition_timeline"].as_array().expect("a timeline");
+    assert!(
+        steps.iter().any(|c| num(c, "/rendition") >= 1.0),
+        "never left the top rung under the cap:\n{s:#}"
+    );
+    // The step down was taken, not only asked for: the lower rendition's track came through
+    // the narrow path (at equal priority the relay would keep sending the older
+    // subscription, the top rung's, which alone fills it; the new one would never start).
+    let frames_at = |size: &str| {
+        s.pointer(&format!("/video/frames_by_size/{size}"))
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0)
+    };
+    let lower = frames_at("640x360") + frames_at("320x180");
+    assert!(
+        lower >= 30.0,
+        "{lower} frames of a lower rendition decoded:\n{s:#}"
+    );
 }
 
 #[test]

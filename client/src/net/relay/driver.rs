@@ -19,20 +19,44 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::connect::{connect, RelayOptions, RelaySession};
-use super::tracks::{read_audio, read_video, AudioNumbering, Sequencer, TrackContext, VideoTrack};
+use super::tracks::{
+    read_audio, read_video, AudioNumbering, Sequencer, Standing, TrackContext, VideoTrack,
+};
 use crate::control::clock::ViewerClock;
 use crate::control::viewer_control::{Action, DecoderEvent, Ended, Event, ViewerControl};
 use crate::metrics::Metrics;
 use crate::net::control_stream::{apply_note, read, sleep_until, tell_decoder, Pipes};
 use crate::net::reconnect::CurrentConnection;
 
-/// A track reader's task, stopped when dropped.
-struct Reader(JoinHandle<()>);
+/// A track reader's task, stopped when dropped, and its standing (see [`Standing`]).
+struct Reader {
+    task: JoinHandle<()>,
+    standing: Arc<Standing>,
+}
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
     }
+}
+
+/// The reader being replaced, if any: stepped aside for the new one, which stops it when it
+/// delivers.
+fn leave(reader: Option<Reader>) -> (Option<Reader>, Option<tokio::task::AbortHandle>) {
+    let handle = reader.as_ref().map(|r| {
+        r.standing.step_aside();
+        r.task.abort_handle()
+    });
+    (reader, handle)
+}
+
+/// How a rendition switch replaces the track being left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Switch {
+    /// The old track plays, stepped aside, until the new one's first frame.
+    MakeBeforeBreak,
+    /// The old track is dropped at once.
+    BreakBeforeMake,
 }
 
 /// Why a reader of session `generation` stopped.
@@ -88,18 +112,27 @@ impl Live {
     fn spawn(
         &self,
         stopped: &mpsc::UnboundedSender<Stopped>,
+        standing: Arc<Standing>,
         reader: impl std::future::Future<Output = String> + Send + 'static,
     ) -> Reader {
         let (stopped, generation) = (stopped.clone(), self.generation);
-        Reader(tokio::spawn(async move {
-            let why = reader.await;
-            let _ = stopped.send((generation, why));
-        }))
+        Reader {
+            task: tokio::spawn(async move {
+                let why = reader.await;
+                let _ = stopped.send((generation, why));
+            }),
+            standing,
+        }
     }
 
     /// Subscribes to the current rendition's track (the reader before it, if any, keeps
     /// delivering until the new one has a frame).
-    fn watch_video(&mut self, ctx: &TrackContext, stopped: &mpsc::UnboundedSender<Stopped>) {
+    fn watch_video(
+        &mut self,
+        ctx: &TrackContext,
+        stopped: &mpsc::UnboundedSender<Stopped>,
+        switch: Switch,
+    ) {
         let l = &self.session.listing;
         let i = usize::from(self.rendition);
         let (Some(name), Some(r)) = (l.video_tracks.get(i), l.renditions.get(i)) else {
@@ -114,15 +147,24 @@ impl Live {
             .entry(self.rendition)
             .or_insert_with(|| Arc::new(Mutex::new(Sequencer::new(r.fps))))
             .clone();
-        let leaving = self.video.take();
+        let old = self.video.take();
+        let (leaving, replaces) = match switch {
+            Switch::MakeBeforeBreak => leave(old),
+            Switch::BreakBeforeMake => {
+                drop(old);
+                (None, None)
+            }
+        };
+        let standing = Arc::new(Standing::default());
         let reader = read_video(
             self.session.broadcast.clone(),
             track,
             ctx.clone(),
-            leaving.as_ref().map(|r| r.0.abort_handle()),
+            replaces,
             seq,
+            standing.clone(),
         );
-        self.video = Some(self.spawn(stopped, reader));
+        self.video = Some(self.spawn(stopped, standing, reader));
         self.leaving = leaving;
     }
 
@@ -131,22 +173,24 @@ impl Live {
             return;
         };
         // The bitrate being left plays until the new one delivers.
-        let leaving = self.audio.take();
+        let (leaving, replaces) = leave(self.audio.take());
+        let standing = Arc::new(Standing::default());
         let reader = read_audio(
             self.session.broadcast.clone(),
             name.to_string(),
             ctx.clone(),
             self.audio_seq.clone(),
-            leaving.as_ref().map(|r| r.0.abort_handle()),
+            replaces,
+            standing.clone(),
         );
-        self.audio = Some(self.spawn(stopped, reader));
+        self.audio = Some(self.spawn(stopped, standing, reader));
         self.audio_leaving = leaving;
     }
 
     fn start_media(&mut self, ctx: &TrackContext, stopped: &mpsc::UnboundedSender<Stopped>) {
         self.started = true;
         if !self.paused {
-            self.watch_video(ctx, stopped);
+            self.watch_video(ctx, stopped, Switch::MakeBeforeBreak);
             self.listen_audio(ctx, stopped);
         }
     }
@@ -174,6 +218,16 @@ impl Live {
                     return;
                 }
                 let changed = id != self.rendition;
+                // A step down (automatic quality's answer to a path that cannot carry the
+                // track being left): keeping the old track until the new one delivers would
+                // queue the new one's first group behind the old one's backlog on that
+                // path, so the old one goes first and the last picture stays meanwhile. A
+                // step up plays the old track until the new one comes.
+                let switch = if id > self.rendition {
+                    Switch::BreakBeforeMake
+                } else {
+                    Switch::MakeBeforeBreak
+                };
                 self.rendition = id;
                 queue.push_back(Event::Server(ControlMessage::RenditionChanged {
                     rendition: id,
@@ -184,7 +238,7 @@ impl Live {
                         "switching to {}: subscribing to its track (from its newest group's keyframe)",
                         self.session.listing.video_tracks[usize::from(id)]
                     );
-                    self.watch_video(ctx, stopped);
+                    self.watch_video(ctx, stopped, switch);
                 }
             }
             ControlMessage::SetAudioBitrate { bitrate_bps } => {
@@ -212,7 +266,7 @@ impl Live {
                     // The frames in between were never sent: not losses. The new
                     // subscription starts at a group, so with a keyframe.
                     tell_decoder(&ctx.decoder, DecoderEvent::Resync);
-                    self.watch_video(ctx, stopped);
+                    self.watch_video(ctx, stopped, Switch::MakeBeforeBreak);
                     self.listen_audio(ctx, stopped);
                 }
             }

@@ -28,6 +28,54 @@ pub const MAX_AUDIO_OBJECT: usize = 4 * 1024;
 /// streams of their own and may arrive out of order; the jitter buffer puts them back.
 const AUDIO_REORDER: Duration = Duration::from_millis(60);
 
+/// A reader's standing among the session's subscriptions. At equal priority a relay sends
+/// the older subscription's groups first (moq-net ranks by track priority, then subscription
+/// age), so on a path too narrow for both, a new rendition's track would wait behind the one
+/// being left, for ever when the old one alone fills the path (a capped path and automatic
+/// quality stepping down, exactly). The reader being left therefore steps aside: its
+/// subscription drops one priority step (SUBSCRIBE_UPDATE) until the new one delivers.
+#[derive(Default)]
+pub struct Standing(Mutex<StandingState>);
+
+#[derive(Default)]
+struct StandingState {
+    leaving: bool,
+    /// The subscription, once made, and its priority.
+    control: Option<(moq_net::track::Control, u8)>,
+}
+
+impl Standing {
+    /// The reader has subscribed at `priority`: stepping aside now changes it.
+    fn subscribed(&self, control: moq_net::track::Control, priority: u8) {
+        let mut state = self.0.lock().expect("not poisoned");
+        state.control = Some((control, priority));
+        if state.leaving {
+            state.apply();
+        }
+    }
+
+    /// Another reader replaces this one: let it go first.
+    pub fn step_aside(&self) {
+        let mut state = self.0.lock().expect("not poisoned");
+        if !state.leaving {
+            state.leaving = true;
+            state.apply();
+        }
+    }
+}
+
+impl StandingState {
+    fn apply(&self) {
+        if let Some((control, priority)) = &self.control {
+            let lower = control
+                .subscription()
+                .with_priority(priority.saturating_sub(1));
+            // The track already ended: nothing left to reorder.
+            let _ = control.update(lower);
+        }
+    }
+}
+
 /// Where the readers deliver, and what they count.
 #[derive(Clone)]
 pub struct TrackContext {
@@ -85,6 +133,14 @@ impl Sequencer {
         seq
     }
 
+    /// Where a new subscription to the rendition starts: after the last group read. A relay
+    /// keeps a track's newest group when nobody watches it and hands it to the next
+    /// subscriber, so without this floor coming back to a rendition would first replay the
+    /// group left seconds ago (and on a narrow path spend its bandwidth doing so).
+    pub fn resume_at(&self) -> Option<u64> {
+        self.last.map(|(group, _, _)| group + 1)
+    }
+
     /// The group being read ended: `complete` when it was read to its end.
     pub fn end_group(&mut self, complete: bool) {
         if let Some(last) = self.last.as_mut() {
@@ -105,12 +161,17 @@ pub async fn read_video(
     ctx: TrackContext,
     replaces: Option<AbortHandle>,
     seq: Arc<Mutex<Sequencer>>,
+    standing: Arc<Standing>,
 ) -> String {
-    let subscription = moq_net::track::Subscription::default().with_priority(VIDEO_PRIORITY);
+    let resume = seq.lock().expect("not poisoned").resume_at();
+    let subscription = moq_net::track::Subscription::default()
+        .with_priority(VIDEO_PRIORITY)
+        .with_start(resume.map(moq_net::track::Position::group));
     let subscriber = match subscribe(&broadcast, &track.name, subscription).await {
         Ok(s) => s,
         Err(e) => return e,
     };
+    standing.subscribed(subscriber.control(), VIDEO_PRIORITY);
     let mut groups = subscriber.ordered();
     let end_group = |complete| seq.lock().expect("not poisoned").end_group(complete);
     let mut replaces = replaces;
@@ -173,6 +234,16 @@ pub async fn read_video(
             if let Some(old) = replaces.take() {
                 old.abort();
             }
+            tracing::trace!(
+                "{} group {sequence} frame {index}: {} bytes, {:.1} ms after capture",
+                track.name,
+                payload.len(),
+                ctx.media_clock
+                    .now_us()
+                    .unwrap_or(pts_us)
+                    .saturating_sub(pts_us) as f64
+                    / 1e3
+            );
             let header = FrameHeader {
                 rendition: track.rendition,
                 keyframe: index == 0,
@@ -266,6 +337,7 @@ pub async fn read_audio(
     ctx: TrackContext,
     numbering: Arc<Mutex<AudioNumbering>>,
     replaces: Option<AbortHandle>,
+    standing: Arc<Standing>,
 ) -> String {
     let mut replaces = replaces;
     let mut offset: Option<i64> = None;
@@ -276,6 +348,7 @@ pub async fn read_audio(
         Ok(s) => s,
         Err(e) => return e,
     };
+    standing.subscribed(subscriber.control(), AUDIO_PRIORITY);
     loop {
         let mut group = match subscriber.recv_group().await {
             Ok(Some(g)) => g,
@@ -349,6 +422,37 @@ async fn subscribe(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use moq_net::track::Subscription;
+
+    #[test]
+    fn a_reader_being_left_steps_aside_for_the_new_one() {
+        let broadcast = moq_net::broadcast::Producer::new(Default::default());
+        let track = broadcast
+            .create_track("360p", streamsocket_moq::media::track_info(VIDEO_PRIORITY))
+            .unwrap();
+        let asked = || track.subscription().map(|s| s.priority);
+
+        let subscriber = track.subscribe(Subscription::default().with_priority(VIDEO_PRIORITY));
+        let standing = Standing::default();
+        standing.subscribed(subscriber.control(), VIDEO_PRIORITY);
+        assert_eq!(asked(), Some(VIDEO_PRIORITY));
+        standing.step_aside();
+        assert_eq!(asked(), Some(VIDEO_PRIORITY - 1), "what the relay is told");
+        standing.step_aside();
+        assert_eq!(
+            asked(),
+            Some(VIDEO_PRIORITY - 1),
+            "once, not a step per call"
+        );
+        drop(subscriber);
+
+        // Left before its subscription was made: it subscribes stepped aside.
+        let subscriber = track.subscribe(Subscription::default().with_priority(AUDIO_PRIORITY));
+        let standing = Standing::default();
+        standing.step_aside();
+        standing.subscribed(subscriber.control(), AUDIO_PRIORITY);
+        assert_eq!(asked(), Some(AUDIO_PRIORITY - 1));
+    }
 
     #[test]
     fn audio_numbers_continue_across_tracks() {
@@ -383,6 +487,16 @@ mod tests {
             s.end_group(true);
         }
         assert_eq!(seqs, [0, 1, 2, 3, 4]);
+        assert_eq!(
+            s.resume_at(),
+            Some(6),
+            "a new subscription starts after group 5"
+        );
+        assert_eq!(
+            Sequencer::new(30).resume_at(),
+            None,
+            "never read: the newest group"
+        );
     }
 
     #[test]
