@@ -16,7 +16,11 @@ use streamsocket_moq::{catalog, media};
 use streamsocket_proto::media::AudioHeader;
 use tokio::sync::broadcast::error::RecvError;
 
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::encode::video::EncodedFrame;
 use crate::fanout::hub::Hub;
+use crate::metrics::Metrics;
 use crate::session::Offer;
 
 /// The first wait before connecting again to a relay, doubled after each failure.
@@ -135,6 +139,7 @@ pub fn start(hub: Arc<Hub>, options: PublishOptions) -> anyhow::Result<Publisher
             tls.clone(),
             origin.clone(),
             options.broadcast.clone(),
+            hub.metrics().clone(),
         )));
     }
     Ok(Publisher {
@@ -193,7 +198,9 @@ async fn keep_publishing(
     tls: rustls::ClientConfig,
     origin: moq_net::origin::Producer,
     broadcast: String,
+    metrics: Arc<Metrics>,
 ) {
+    let counts = &metrics.publishing;
     let shown = RelayUrl::parse(&url, None)
         .map(|r| r.shown)
         .unwrap_or_default();
@@ -218,8 +225,13 @@ async fn keep_publishing(
         match attempt.await {
             Ok(link) => {
                 tracing::info!(relay = %shown, version = %link.version, %broadcast, "publishing to the relay");
+                counts.sessions.inc();
                 let since = std::time::Instant::now();
-                let why = link.closed().await;
+                let why = {
+                    let _connected = Held::new(&counts.relays_connected);
+                    link.closed().await
+                };
+                counts.sessions_lost.inc();
                 if since.elapsed() >= SESSION_WORKED {
                     wait = RETRY_FIRST;
                     tracing::warn!(relay = %shown, "the relay session ended ({why}); connecting again");
@@ -232,6 +244,7 @@ async fn keep_publishing(
                 }
             }
             Err(e) => {
+                counts.connect_failures.inc();
                 let refused_token = e
                     .downcast_ref::<Refused>()
                     .is_some_and(|r| r.why == Ended::Unauthorized);
@@ -251,6 +264,8 @@ async fn keep_publishing(
 /// its encoder runs) only then.
 async fn feed_video(hub: Arc<Hub>, id: u8, mut writer: VideoTrackWriter) {
     let name = writer.track().name().to_string();
+    let metrics = hub.metrics().clone();
+    let counts = &metrics.publishing;
     loop {
         if writer.track().used().await.is_err() {
             return; // the broadcast is gone
@@ -261,21 +276,29 @@ async fn feed_video(hub: Arc<Hub>, id: u8, mut writer: VideoTrackWriter) {
             continue;
         };
         tracing::info!(rendition = %name, "a relay subscribed: publishing this rendition");
+        let _subscribed = Held::new(&counts.renditions);
+        let write = |writer: &mut VideoTrackWriter, f: &EncodedFrame| {
+            let skipped = writer.skipped;
+            match writer.write(f.keyframe, f.capture_us, f.payload.clone()) {
+                Ok(()) if writer.skipped > skipped => {
+                    counts.frames_skipped.inc();
+                }
+                Ok(()) => {
+                    counts.frames.inc();
+                }
+                Err(e) => tracing::warn!(rendition = %name, "cannot publish a frame: {e:#}"),
+            }
+        };
         // The group of pictures so far, from its keyframe: a subscriber starts at once.
         for f in &gop {
-            if let Err(e) = writer.write(f.keyframe, f.capture_us, f.payload.clone()) {
-                tracing::warn!(rendition = %name, "cannot publish a frame: {e:#}");
-            }
+            write(&mut writer, f);
         }
         loop {
             tokio::select! {
                 frame = frames.recv() => match frame {
-                    Ok(f) => {
-                        if let Err(e) = writer.write(f.keyframe, f.capture_us, f.payload.clone()) {
-                            tracing::warn!(rendition = %name, "cannot publish a frame: {e:#}");
-                        }
-                    }
+                    Ok(f) => write(&mut writer, &f),
                     Err(RecvError::Lagged(n)) => {
+                        counts.frames_lagged.inc_by(n);
                         // Frames lost here break the group: end it, and start the next at a
                         // keyframe, asked for now.
                         tracing::warn!(rendition = %name, "publishing fell {n} frames behind the encoder; asking for a keyframe");
@@ -297,8 +320,26 @@ async fn feed_video(hub: Arc<Hub>, id: u8, mut writer: VideoTrackWriter) {
     }
 }
 
+/// A gauge raised while this is held.
+struct Held(Gauge);
+
+impl Held {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Feeds one audio bitrate's track while a relay subscribes to it.
 async fn feed_audio(hub: Arc<Hub>, bitrate: u32, mut writer: AudioTrackWriter) {
+    let metrics = hub.metrics().clone();
+    let counts = &metrics.publishing;
     loop {
         if writer.track().used().await.is_err() {
             return;
@@ -312,11 +353,15 @@ async fn feed_audio(hub: Arc<Hub>, bitrate: u32, mut writer: AudioTrackWriter) {
                 packet = packets.recv() => match packet {
                     Ok(p) => {
                         let opus = p.datagram.slice(AudioHeader::LEN.min(p.datagram.len())..);
-                        if let Err(e) = writer.write(p.capture_us, opus) {
-                            tracing::warn!(bitrate, "cannot publish an audio packet: {e:#}");
+                        match writer.write(p.capture_us, opus) {
+                            Ok(()) => {
+                                counts.audio_packets.inc();
+                            }
+                            Err(e) => tracing::warn!(bitrate, "cannot publish an audio packet: {e:#}"),
                         }
                     }
                     Err(RecvError::Lagged(n)) => {
+                        counts.audio_lagged.inc_by(n);
                         tracing::warn!(bitrate, "publishing fell {n} audio packets behind");
                     }
                     Err(RecvError::Closed) => return,

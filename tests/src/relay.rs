@@ -7,8 +7,7 @@
 //! moq-auth's reference auth server in process, the one `moq auth serve` runs: relay 0.17
 //! does not verify tokens itself, it asks `--auth-url` about every session.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -313,7 +312,7 @@ impl RelayProcess {
         // ...and serves its web routes and QUIC together (one loop): it is ready when its
         // HTTP listener answers with the certificate's fingerprint.
         loop {
-            if let Ok((200, body)) = http_get(http_addr, "/certificate.sha256") {
+            if let Ok((200, body)) = crate::http_get(http_addr, "/certificate.sha256") {
                 self.fingerprint = body.trim().to_string();
                 return Ok(());
             }
@@ -437,48 +436,6 @@ fn listening_addr(log: &str, kind: &str) -> Option<SocketAddr> {
                 .find_map(|w| w.strip_prefix("addr="))
                 .and_then(|a| a.parse().ok())
         })
-}
-
-/// A plain HTTP/1.1 GET on loopback: the status and the body.
-fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").context("no response head")?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("no status")?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Ok((status, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// A signing key for relay tokens (moq-auth's JWK, HS256 as `moq auth generate` makes).
@@ -630,10 +587,5 @@ mod tests {
             Some("127.0.0.1:40001".parse().unwrap())
         );
         assert_eq!(listening_addr(log, "https"), None);
-    }
-
-    #[test]
-    fn dechunks() {
-        assert_eq!(dechunk("5\r\nhello\r\n3\r\n ab\r\n0\r\n\r\n"), "hello ab");
     }
 }

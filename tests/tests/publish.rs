@@ -1,7 +1,8 @@
 //! The server publishing into a real Media over QUIC relay (moq-relay 0.17.10, issue 16):
 //! a subscriber through the relay finds the broadcast's hang catalog, and reads AV1 frames
 //! that dav1d decodes (a group starting at a keyframe) and Opus packets; a rendition is
-//! encoded only while the relay subscribes to it.
+//! encoded only while the relay subscribes to it; a relay restart is recovered from, and
+//! counted in `/metrics`.
 
 use std::time::Duration;
 
@@ -152,11 +153,21 @@ fn the_publisher_comes_back_to_a_relay_that_restarts() {
     let mut relay = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
     let url = relay.url("live");
     let ca = certs.ca();
-    let server = publishing_server(&url, &ca, &[]);
+    let server = publishing_server(&url, &ca, &["--metrics-listen", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&server);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         server.wait_for_log("publishing to the relay", LIMIT).await;
         watch_a_frame(&relay, &url).await;
+        let before = scrape(metrics);
+        assert_eq!(sample(&before, "publish_relays_connected"), 1.0, "{before}");
+        assert_eq!(sample(&before, "publish_sessions_total"), 1.0, "{before}");
+        assert_eq!(
+            sample(&before, "publish_sessions_lost_total"),
+            0.0,
+            "{before}"
+        );
+        assert!(sample(&before, "publish_frames_total") > 0.0, "{before}");
 
         // Killed as in a crash, and back on the same address: the server notices, says
         // so, and publishes again, without a restart of its own.
@@ -169,7 +180,45 @@ fn the_publisher_comes_back_to_a_relay_that_restarts() {
             log.matches("publishing to the relay").count() >= 2
         });
         watch_a_frame(&relay, &url).await;
+        // Counted for operators: one session lost, one more made, connected again.
+        let after = scrape(metrics);
+        assert_eq!(sample(&after, "publish_relays_connected"), 1.0, "{after}");
+        assert_eq!(
+            sample(&after, "publish_sessions_lost_total"),
+            1.0,
+            "{after}"
+        );
+        assert_eq!(sample(&after, "publish_sessions_total"), 2.0, "{after}");
+        assert!(
+            sample(&after, "publish_frames_total") > sample(&before, "publish_frames_total"),
+            "{after}"
+        );
     });
+}
+
+/// The `--metrics-listen` address the server printed.
+fn metrics_addr(server: &ServerProcess) -> std::net::SocketAddr {
+    let line = server.wait_for_stdout_line("metrics http://", LIMIT);
+    line["metrics http://".len()..]
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
+fn scrape(at: std::net::SocketAddr) -> String {
+    let (status, body) = streamsocket_tests::http_get(at, "/metrics").unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The value of the unlabelled sample `streamsocket_<name>`.
+fn sample(text: &str, name: &str) -> f64 {
+    let name = format!("streamsocket_{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&name))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 
 #[test]

@@ -48,6 +48,99 @@ pub struct Metrics {
     pub tokens_rejected: Counter,
     /// The server certificate's end of validity, unix seconds (0 before it is loaded).
     server_certificate_not_after: AtomicI64,
+    /// Publishing into Media over QUIC relays (`--publish`).
+    pub publishing: Publishing,
+}
+
+/// What publishing into relays counts (`publish_*`): the relays' sessions, and what went
+/// into the broadcast or could not.
+#[derive(Debug, Default)]
+pub struct Publishing {
+    /// Relays published into now.
+    pub relays_connected: Gauge,
+    /// Sessions made with a relay: the first and every reconnection.
+    pub sessions: Counter,
+    /// Sessions with a relay that ended (it restarted, fell silent or closed it).
+    pub sessions_lost: Counter,
+    /// Attempts to connect that failed (unreachable, refused, a certificate not trusted).
+    pub connect_failures: Counter,
+    /// Renditions some relay subscribes to now (encoded for the relays).
+    pub renditions: Gauge,
+    /// Video frames written into the broadcast.
+    pub frames: Counter,
+    /// Frames that could not start a group (before a keyframe): no relay got them.
+    pub frames_skipped: Counter,
+    /// Frames lost because publishing fell behind the encoder.
+    pub frames_lagged: Counter,
+    /// Audio packets written into the broadcast.
+    pub audio_packets: Counter,
+    /// Audio packets lost because publishing fell behind.
+    pub audio_lagged: Counter,
+}
+
+impl Publishing {
+    fn register(&self, registry: &mut Registry) {
+        let gauges = [
+            (
+                "publish_relays_connected",
+                "Relays the broadcast is published into now (--publish)",
+                &self.relays_connected,
+            ),
+            (
+                "publish_renditions",
+                "Renditions some relay subscribes to now (their encoders run for the relays)",
+                &self.renditions,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            registry.register(name, help, gauge.clone());
+        }
+        let counters = [
+            (
+                "publish_sessions",
+                "Sessions made with relays: the first and every reconnection",
+                &self.sessions,
+            ),
+            (
+                "publish_sessions_lost",
+                "Sessions with relays that ended (the relay restarted, fell silent or closed it)",
+                &self.sessions_lost,
+            ),
+            (
+                "publish_connect_failures",
+                "Attempts to connect to a relay that failed (unreachable, refused, certificate not trusted)",
+                &self.connect_failures,
+            ),
+            (
+                "publish_frames",
+                "Video frames written into the broadcast",
+                &self.frames,
+            ),
+            (
+                "publish_frames_skipped",
+                "Video frames that could not start a group (before a keyframe), so no relay got them",
+                &self.frames_skipped,
+            ),
+            (
+                "publish_frames_lagged",
+                "Video frames lost because publishing fell behind the encoder",
+                &self.frames_lagged,
+            ),
+            (
+                "publish_audio_packets",
+                "Audio packets written into the broadcast",
+                &self.audio_packets,
+            ),
+            (
+                "publish_audio_packets_lagged",
+                "Audio packets lost because publishing fell behind",
+                &self.audio_lagged,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -79,6 +172,7 @@ impl Default for Metrics {
             ended: Family::default(),
             tokens_rejected: Counter::default(),
             server_certificate_not_after: AtomicI64::new(0),
+            publishing: Publishing::default(),
         }
     }
 }
@@ -264,6 +358,7 @@ impl Metrics {
             "Audio packets queued as datagrams to viewers",
             self.audio_sent.clone(),
         );
+        self.publishing.register(registry);
         registry.register(
             "audio_datagrams_dropped",
             "Audio packets not sent: the session fell behind, the packet did not fit a datagram, or the connection refused it",
