@@ -28,6 +28,7 @@ use thiserror::Error;
 
 mod inspect;
 mod issue;
+mod pinned;
 mod short_lived;
 
 pub use inspect::{format_span, format_time, inspect, inspect_der, CertInfo, CertKind, Validity};
@@ -36,6 +37,7 @@ pub use issue::{
     status, Generated, IssuedViewer, Lifetime, Renewal, CA_VALIDITY_DAYS, DEFAULT_HOSTS,
     RENEW_WITHIN_DAYS, SERVER_VALIDITY_DAYS, VIEWER_VALIDITY_DAYS,
 };
+pub use pinned::{NotPinned, PinnedServerVerifier};
 pub use short_lived::{issue_hashed, HashedCertificate, HASHED_CERT_DAYS, HASHED_CERT_MAX_DAYS};
 
 /// Problems with certificate files, each saying how to fix it.

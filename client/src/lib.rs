@@ -26,6 +26,7 @@ pub use net::relay::RelayOptions;
 /// relay carrying a broadcast and read its catalog.
 pub mod relay {
     pub use crate::net::relay::connect::{connect, MediaClock, RelayError, RelaySession};
+    pub use crate::net::relay::tracks::STALE_GROUP;
 }
 pub use net::tls::{client_config, client_config_with_alpn, default_ca, Trust, ViewerIdentity};
 pub use viewer::{run, ViewerOptions};

@@ -88,8 +88,15 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     publish_token_file: Option<PathBuf>,
     /// The CA (PEM) that the relays' certificates must chain to; default: ca.pem in --certs.
+    /// For relays with certificates from a public CA, the system's bundle
+    /// (/etc/ssl/certs/ca-certificates.crt on Debian).
     #[arg(long, value_name = "FILE")]
     publish_ca: Option<PathBuf>,
+    /// Trust relays by their certificate's SHA-256 fingerprint instead of a CA (repeatable:
+    /// any of them), for self-signed certificates: `moq-relay --listen-tls-generate` serves
+    /// its fingerprint at http://HOST:PORT/certificate.sha256.
+    #[arg(long, value_name = "SHA256", conflicts_with = "publish_ca")]
+    publish_fingerprint: Vec<streamsocket_certs::Fingerprint>,
     /// Directory with ca.pem, server.pem and server.key (generated when missing).
     #[arg(long, default_value = "certs")]
     certs: PathBuf,
@@ -419,10 +426,15 @@ async fn main() -> ExitCode {
             relays: args.publish.clone(),
             broadcast: args.broadcast.clone(),
             token: publish_token,
-            ca: args
-                .publish_ca
-                .clone()
-                .unwrap_or_else(|| args.certs.join("ca.pem")),
+            trust: if args.publish_fingerprint.is_empty() {
+                streamsocket_server::publish::RelayTrust::Ca(
+                    args.publish_ca
+                        .clone()
+                        .unwrap_or_else(|| args.certs.join("ca.pem")),
+                )
+            } else {
+                streamsocket_server::publish::RelayTrust::Pinned(args.publish_fingerprint.clone())
+            },
             // Whether there is sound is known once the sources are open.
             audio: true,
         });

@@ -51,6 +51,16 @@ impl PublishToken {
     }
 }
 
+/// How the publisher decides a relay is the right one.
+#[derive(Debug, Clone)]
+pub enum RelayTrust {
+    /// Its certificate chains to this CA (PEM; a bundle of several works) and names its host.
+    Ca(PathBuf),
+    /// Its certificate has one of these fingerprints (a self-signed one, as
+    /// `moq-relay --listen-tls-generate` makes).
+    Pinned(Vec<streamsocket_certs::Fingerprint>),
+}
+
 /// What `--publish` and its companions said.
 #[derive(Debug, Clone)]
 pub struct PublishOptions {
@@ -60,8 +70,8 @@ pub struct PublishOptions {
     pub broadcast: String,
     /// The relays' JWT, if they want one.
     pub token: Option<PublishToken>,
-    /// The CA (PEM) the relays' certificates must chain to.
-    pub ca: PathBuf,
+    /// How the relays are recognised.
+    pub trust: RelayTrust,
     /// The stream has sound: without it the catalog lists no audio track (a player would
     /// wait for one).
     pub audio: bool,
@@ -77,7 +87,7 @@ pub fn start(hub: Arc<Hub>, options: PublishOptions) -> anyhow::Result<Publisher
     if let Some(token) = &options.token {
         token.current()?;
     }
-    let tls = relay_tls(&options.ca)?;
+    let tls = relay_tls(&options.trust)?;
     let (origin, driver) = moq_net::origin::Producer::new(Default::default());
     let mut tasks = vec![tokio::spawn(async move {
         moq_net::time::run(driver).await;
@@ -164,19 +174,27 @@ impl Drop for Publisher {
     }
 }
 
-/// TLS towards relays: TLS 1.3, certificates chaining to `ca` and naming the relay's host.
-fn relay_tls(ca: &std::path::Path) -> anyhow::Result<rustls::ClientConfig> {
-    let roots = streamsocket_certs::load_ca_roots(ca).with_context(|| {
-        format!(
-            "--publish-ca {}: the CA relays' certificates must chain to",
-            ca.display()
-        )
-    })?;
+/// TLS towards relays: TLS 1.3, certificates chaining to the CA and naming the relay's host,
+/// or pinned.
+fn relay_tls(trust: &RelayTrust) -> anyhow::Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?;
+    let config = match trust {
+        RelayTrust::Ca(ca) => {
+            let roots = streamsocket_certs::load_ca_roots(ca).with_context(|| {
+                format!(
+                    "--publish-ca {}: the CA relays' certificates must chain to",
+                    ca.display()
+                )
+            })?;
+            config.with_root_certificates(roots)
+        }
+        RelayTrust::Pinned(pins) => config.dangerous().with_custom_certificate_verifier(
+            streamsocket_certs::PinnedServerVerifier::new(pins.clone(), provider),
+        ),
+    };
+    Ok(config.with_no_client_auth())
 }
 
 /// QUIC towards a relay: MoQ opens bidirectional streams both ways (announcements,

@@ -246,6 +246,11 @@ pub struct TrackReader {
 }
 
 impl TrackReader {
+    /// The sequence of the group being read (that of the frame [`Self::next_frame`] gave).
+    pub fn group_sequence(&self) -> Option<u64> {
+        self.group.as_ref().map(|g| g.sequence)
+    }
+
     /// The next frame's payload, or an error when the track or session ends.
     pub async fn next_frame(&mut self) -> anyhow::Result<Bytes> {
         loop {

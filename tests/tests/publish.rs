@@ -120,8 +120,9 @@ fn the_server_publishes_its_ladder_and_audio_into_a_relay() {
     });
 }
 
-/// Reads one decodable frame of the 180p rendition through `relay`, as a new subscriber.
-async fn watch_a_frame(relay: &RelayProcess, url: &url::Url) {
+/// Reads one decodable frame of the 180p rendition through `relay`, as a new subscriber,
+/// from a group after `after` if given; returns its group's sequence.
+async fn watch_a_frame(relay: &RelayProcess, url: &url::Url, after: Option<u64>) -> u64 {
     let viewer = within(
         "connecting",
         moq::connect(url, relay.trust(), Role::Subscribe),
@@ -133,15 +134,21 @@ async fn watch_a_frame(relay: &RelayProcess, url: &url::Url) {
         .unwrap();
     // dav1d hands out its first picture a few frames in (its frame threads).
     let mut decoder = dav1d::Decoder::new().unwrap();
-    for _ in 0..30 {
+    let mut decoded = 0;
+    while decoded < 30 {
         let frame = within("a frame", frames.next_frame()).await.unwrap();
+        let group = frames.group_sequence().expect("a frame comes from a group");
+        if after.is_some_and(|after| group <= after) {
+            continue;
+        }
+        decoded += 1;
         let (_, payload) = decode_frame(frame).unwrap();
         decoder
             .send_data(payload.to_vec(), None, None, None)
             .expect("decodable from the group's keyframe on");
         if let Ok(picture) = decoder.get_picture() {
             assert_eq!(picture.height(), 180);
-            return;
+            return group;
         }
     }
     panic!("no picture out of 30 frames");
@@ -158,7 +165,7 @@ fn the_publisher_comes_back_to_a_relay_that_restarts() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         server.wait_for_log("publishing to the relay", LIMIT).await;
-        watch_a_frame(&relay, &url).await;
+        let first = watch_a_frame(&relay, &url, None).await;
         let before = scrape(metrics);
         assert_eq!(sample(&before, "publish_relays_connected"), 1.0, "{before}");
         assert_eq!(sample(&before, "publish_sessions_total"), 1.0, "{before}");
@@ -179,8 +186,11 @@ fn the_publisher_comes_back_to_a_relay_that_restarts() {
         server.wait_for_log_where("publishing again", LIMIT, |log| {
             log.matches("publishing to the relay").count() >= 2
         });
-        watch_a_frame(&relay, &url).await;
-        // Counted for operators: one session lost, one more made, connected again.
+        // A group published since: the origin may first hand the restarted relay the group
+        // it kept from before.
+        watch_a_frame(&relay, &url, Some(first)).await;
+        // Counted for operators: one session lost, one more made, connected again, and
+        // the frames just read written since the first scrape.
         let after = scrape(metrics);
         assert_eq!(sample(&after, "publish_relays_connected"), 1.0, "{after}");
         assert_eq!(
@@ -249,7 +259,7 @@ fn the_relay_takes_the_publisher_token_and_refuses_a_wrong_one() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         server.wait_for_log("publishing to the relay", LIMIT).await;
-        watch_a_frame(&relay, &viewer_url).await;
+        watch_a_frame(&relay, &viewer_url, None).await;
     });
 
     // Signed with another key: refused, and the log says why in words (never the token).
@@ -306,5 +316,34 @@ fn without_sound_the_catalog_lists_no_audio_track() {
         );
         // The clock a viewer behind relays measures latency with.
         assert!(json["clock"]["wall"].as_u64().unwrap() > 0, "{json}");
+    });
+}
+
+#[test]
+fn a_relay_with_a_generated_certificate_is_trusted_by_its_fingerprint() {
+    // `moq-relay --listen-tls-generate`: a self-signed certificate, no CA to give.
+    let relay = RelayProcess::start(RelayOptions::public()).unwrap();
+    let url = relay.url("live");
+    let wrong = format!("sha256:{}", "ab".repeat(32));
+    let refused =
+        ServerProcess::start(&["--publish", url.as_str(), "--publish-fingerprint", &wrong])
+            .unwrap();
+    refused.wait_for_log_where("the pin refusing the relay", LIMIT, |log| {
+        log.contains("cannot publish to the relay")
+            && log.contains(&format!("not the pinned {wrong}"))
+    });
+    assert!(!refused.log().contains("publishing to the relay"));
+
+    let server = ServerProcess::start(&[
+        "--publish",
+        url.as_str(),
+        "--publish-fingerprint",
+        relay.fingerprint(),
+    ])
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        server.wait_for_log("publishing to the relay", LIMIT).await;
+        watch_a_frame(&relay, &url, None).await;
     });
 }

@@ -1,7 +1,8 @@
 //! `streamsocket-client` watching through real moq-relay processes (issue 16): origin →
 //! relay → viewer decoding every frame, a rendition switch (another track, taken at its
 //! newest group's keyframe), automatic quality stepping down under a bandwidth cap between
-//! relay and viewer, a wrong JWT refused in words, a killed relay left for the next one, an
+//! relay and viewer, a group the relay kept from an earlier viewer not played as live, a
+//! wrong JWT refused in words, a killed relay left for the next one, an
 //! origin restart recovered from, and hostile input from the relay side (a broken catalog,
 //! garbage and oversize objects) told clearly while the origin keeps serving.
 
@@ -140,6 +141,39 @@ fn under_a_cap_automatic_quality_steps_down_and_the_lower_track_comes_through() 
     assert!(
         lower >= 30.0,
         "{lower} frames of a lower rendition decoded:\n{s:#}"
+    );
+}
+
+#[test]
+fn a_group_the_relay_kept_from_an_earlier_viewer_is_not_played_as_live() {
+    let certs = RelayCerts::new().unwrap();
+    let relay = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
+    let url = relay.url("live");
+    let ca = certs.ca();
+    let _server = publishing_server(&[&url], &ca, &[]);
+    let ca = ca.to_string_lossy().into_owned();
+    let urls = [url.to_string()];
+    let args = through(&urls, &ca, &["--quality", "3", "--duration", "3"]);
+    let first = run_viewer(args[0], &args[1..], &[], LIMIT).unwrap();
+    assert_ran(&first);
+    // The relay keeps 180p's last group after the first viewer left. Once that group is
+    // older than any a live subscription starts with, the next viewer of 180p is handed it.
+    std::thread::sleep(streamsocket_client::relay::STALE_GROUP + Duration::from_secs(1));
+    let args = through(&urls, &ca, &["--quality", "3", "--duration", "4"]);
+    let next = run_viewer(args[0], &args[1..], &[], LIMIT).unwrap();
+    assert_ran(&next);
+    let stderr = next.stderr();
+    assert!(
+        stderr.contains("kept from an earlier subscription"),
+        "the relay handed over no old group (its behaviour changed?):\n{stderr}"
+    );
+    // It waited for the live group instead: no frame seconds old was decoded.
+    let s = next.stats();
+    assert!(num(s, "/video/frames_decoded") > 30.0, "{s:#}");
+    let p99 = num(s, "/video/latency_ms/p99");
+    assert!(
+        p99 < streamsocket_client::relay::STALE_GROUP.as_millis() as f64,
+        "{s:#}"
     );
 }
 

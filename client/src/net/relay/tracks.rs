@@ -76,6 +76,12 @@ impl StandingState {
     }
 }
 
+/// A subscription's first group whose keyframe is older than this is one a relay kept from
+/// an earlier subscription, not the live stream's: skipped. A live group joined at its end is
+/// as old as the origin's keyframe interval (2 s by default); origins with a longer one than
+/// this make a joining viewer wait for the next group.
+pub const STALE_GROUP: Duration = Duration::from_secs(4);
+
 /// Where the readers deliver, and what they count.
 #[derive(Clone)]
 pub struct TrackContext {
@@ -175,6 +181,7 @@ pub async fn read_video(
     let mut groups = subscriber.ordered();
     let end_group = |complete| seq.lock().expect("not poisoned").end_group(complete);
     let mut replaces = replaces;
+    let mut first_group = true;
     loop {
         let mut group = match groups.next_group().await {
             Ok(Some(g)) => g,
@@ -222,6 +229,25 @@ pub async fn read_video(
                 }
             };
             ctx.media_clock.learn(pts_us);
+            let age_us = ctx
+                .media_clock
+                .now_us()
+                .map(|now| now.saturating_sub(pts_us));
+            if first_group
+                && index == 0
+                && age_us.is_some_and(|a| a > STALE_GROUP.as_micros() as u64)
+            {
+                // A relay keeps a track's newest group after its last subscriber left, and
+                // hands it to the next one: seconds old, not part of the live stream. The
+                // next group is.
+                tracing::info!(
+                    "the relay handed over group {sequence} of {}, {:.1} s old (kept from an earlier subscription): waiting for the next",
+                    track.name,
+                    age_us.unwrap_or_default() as f64 / 1e6
+                );
+                break;
+            }
+            first_group = false;
             if let Some(off) = ctx.media_clock.mismatch_us(pts_us) {
                 // A relay may still hold a restarted origin's old catalog (another clock)
                 // while forwarding the new origin's frames: start over, catalog included.
