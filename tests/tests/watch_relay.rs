@@ -29,6 +29,40 @@ fn publishing_server(urls: &[&url::Url], ca: &Path, extra: &[&str]) -> ServerPro
     server
 }
 
+/// One relay on certificates of our own with an origin publishing into it, and what a
+/// viewer needs to watch through it.
+struct OneRelay {
+    relay: RelayProcess,
+    server: ServerProcess,
+    url: url::Url,
+    /// The relay's CA: as a path for the origin, as an argument for viewers.
+    ca: std::path::PathBuf,
+    ca_arg: String,
+    /// The viewer's relay URLs.
+    urls: [String; 1],
+    _certs: RelayCerts,
+}
+
+/// Starts a relay and an origin (with `extra` options) publishing into it. Bind the
+/// processes (and `_certs`) by name when destructuring: a field left to `..` is dropped at
+/// once, and with it the process.
+fn one_relay(extra: &[&str]) -> OneRelay {
+    let certs = RelayCerts::new().unwrap();
+    let relay = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
+    let url = relay.url("live");
+    let ca = certs.ca();
+    let server = publishing_server(&[&url], &ca, extra);
+    OneRelay {
+        relay,
+        server,
+        ca_arg: ca.to_string_lossy().into_owned(),
+        urls: [url.to_string()],
+        url,
+        ca,
+        _certs: certs,
+    }
+}
+
 /// The viewer's arguments for watching `urls` (in order) headless, trusting `ca`.
 fn through<'a>(urls: &'a [String], ca: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
@@ -47,13 +81,15 @@ fn assert_ran(run: &ViewerRun) {
 
 #[test]
 fn a_viewer_watches_through_a_relay_decodes_every_frame_and_switches_rendition() {
-    let certs = RelayCerts::new().unwrap();
-    let relay = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
-    let url = relay.url("live");
-    let ca = certs.ca();
-    let _server = publishing_server(&[&url], &ca, &[]);
-    let ca = ca.to_string_lossy().into_owned();
-    let urls = [url.to_string()];
+    // Bound by name, not `..`: what is not bound is dropped (the relay and origin stopped).
+    let OneRelay {
+        urls,
+        ca_arg: ca,
+        relay: _relay,
+        server: _server,
+        _certs,
+        ..
+    } = one_relay(&[]);
     // 360p first, then 180p: a subscription to the other track, taken at its next group;
     // and another audio bitrate (another track), recorded all along.
     let dir = tempfile::tempdir().unwrap();
@@ -107,17 +143,15 @@ fn a_viewer_watches_through_a_relay_decodes_every_frame_and_switches_rendition()
 #[test]
 fn under_a_cap_automatic_quality_steps_down_and_the_lower_track_comes_through() {
     let _machine = exclusive();
-    let certs = RelayCerts::new().unwrap();
-    let relay = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
-    let ca = certs.ca();
     // The shipped picture (720p at 2 Mbit/s on top): the path below carries 500 kbit/s.
-    let _server = publishing_server(
-        &[&relay.url("live")],
-        &ca,
-        &["--width", "1280", "--height", "720"],
-    );
+    let OneRelay {
+        relay,
+        ca_arg: ca,
+        server: _server,
+        _certs,
+        ..
+    } = one_relay(&["--width", "1280", "--height", "720"]);
     let capped = Relay::start(relay.addr, "rate=500kbit,queue=30kB", "", 3).unwrap();
-    let ca = ca.to_string_lossy().into_owned();
     let urls = [format!("https://{}/live", capped.addr)];
     let args = through(&urls, &ca, &["--duration", "10"]);
     let run = run_viewer(args[0], &args[1..], &[], LIMIT).unwrap();
@@ -146,13 +180,15 @@ fn under_a_cap_automatic_quality_steps_down_and_the_lower_track_comes_through() 
 
 #[test]
 fn a_group_the_relay_kept_from_an_earlier_viewer_is_not_played_as_live() {
-    let certs = RelayCerts::new().unwrap();
-    let relay = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
-    let url = relay.url("live");
-    let ca = certs.ca();
-    let _server = publishing_server(&[&url], &ca, &[]);
-    let ca = ca.to_string_lossy().into_owned();
-    let urls = [url.to_string()];
+    // Bound by name, not `..`: what is not bound is dropped (the relay and origin stopped).
+    let OneRelay {
+        urls,
+        ca_arg: ca,
+        relay: _relay,
+        server: _server,
+        _certs,
+        ..
+    } = one_relay(&[]);
     let args = through(&urls, &ca, &["--quality", "3", "--duration", "3"]);
     let first = run_viewer(args[0], &args[1..], &[], LIMIT).unwrap();
     assert_ran(&first);
@@ -250,13 +286,15 @@ fn a_viewer_moves_to_the_next_relay_when_one_is_killed() {
 
 #[test]
 fn viewers_recover_from_an_origin_restart_without_restarting() {
-    let certs = RelayCerts::new().unwrap();
-    let relay = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
-    let url = relay.url("live");
-    let ca = certs.ca();
-    let mut server = publishing_server(&[&url], &ca, &[]);
-    let ca_arg = ca.to_string_lossy().into_owned();
-    let urls = [url.to_string()];
+    let OneRelay {
+        relay: _relay,
+        mut server,
+        url,
+        ca,
+        ca_arg,
+        urls,
+        _certs,
+    } = one_relay(&[]);
     let viewer = ViewerProcess::start(&through(
         &urls,
         &ca_arg,
@@ -277,13 +315,15 @@ fn viewers_recover_from_an_origin_restart_without_restarting() {
 
 #[test]
 fn hostile_input_from_the_relay_side_is_told_and_the_origin_keeps_serving() {
-    let certs = RelayCerts::new().unwrap();
-    let relay = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
-    let url = relay.url("live");
-    let ca = certs.ca();
-    let mut server = publishing_server(&[&url], &ca, &[]);
-    let ca_arg = ca.to_string_lossy().into_owned();
-    let urls = [url.to_string()];
+    let OneRelay {
+        relay,
+        mut server,
+        url,
+        ca_arg,
+        urls,
+        _certs,
+        ..
+    } = one_relay(&[]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let hostile =
         runtime.block_on(async { moq::connect(&url, relay.trust(), Role::Both).await.unwrap() });
