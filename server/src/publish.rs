@@ -16,11 +16,9 @@ use streamsocket_moq::{catalog, media};
 use streamsocket_proto::media::AudioHeader;
 use tokio::sync::broadcast::error::RecvError;
 
-use prometheus_client::metrics::gauge::Gauge;
-
 use crate::encode::video::EncodedFrame;
 use crate::fanout::hub::Hub;
-use crate::metrics::Metrics;
+use crate::metrics::{Held, Metrics};
 use crate::session::Offer;
 
 /// The first wait before connecting again to a relay, doubled after each failure.
@@ -335,22 +333,6 @@ async fn feed_video(hub: Arc<Hub>, id: u8, mut writer: VideoTrackWriter) {
         // Frames that could not start a group (after a lag, until the keyframe) say how
         // much the relays missed.
         tracing::info!(rendition = %name, frames_skipped = writer.skipped, "no relay subscribes any more: not publishing this rendition");
-    }
-}
-
-/// A gauge raised while this is held.
-struct Held(Gauge);
-
-impl Held {
-    fn new(gauge: &Gauge) -> Self {
-        gauge.inc();
-        Self(gauge.clone())
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }
 

@@ -234,6 +234,19 @@ impl ServerProcess {
         self.stdout_lines.lock().expect("not poisoned").clone()
     }
 
+    /// An address the server printed on standard output after `prefix` (`web page https://`,
+    /// `metrics http://`), on loopback.
+    pub fn printed_addr(&self, prefix: &str) -> SocketAddr {
+        let line = self.wait_for_stdout_line(prefix, Duration::from_secs(10));
+        let hostport = line[prefix.len()..].split('/').next().expect("host:port");
+        let port: u16 = hostport
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
     /// Waits until the server printed a line starting with `prefix` on standard output.
     pub fn wait_for_stdout_line(&self, prefix: &str, limit: Duration) -> String {
         let started = Instant::now();

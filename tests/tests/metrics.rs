@@ -84,19 +84,6 @@ async fn http_get(at: SocketAddr, path: &str, auth: Option<&str>) -> Reply {
     exchange(tcp, path, auth).await
 }
 
-/// An address printed on the server's standard output after `prefix` (`web page https://`,
-/// `metrics http://`), on loopback.
-fn printed_addr(server: &ServerProcess, prefix: &str) -> SocketAddr {
-    let line = server.wait_for_stdout_line(prefix, Duration::from_secs(10));
-    let hostport = line[prefix.len()..].split('/').next().expect("host:port");
-    let port: u16 = hostport
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
 /// One sample: its name, labels and value.
 #[derive(Debug)]
 struct Sample {
@@ -236,7 +223,7 @@ fn now_unix() -> f64 {
 async fn metrics_and_status_on_a_loopback_page_server() {
     let _machine = exclusive();
     let server = ServerProcess::start(&[]).expect("server");
-    let page = printed_addr(&server, "web page https://");
+    let page = server.printed_addr("web page https://");
 
     let idle = metrics_until(
         &server,
@@ -411,7 +398,7 @@ async fn metrics_off_on_a_public_page_server_unless_a_token_is_given() {
     let _machine = exclusive();
     // The page server on every address: metrics are not served there without a token.
     let open_page = ServerProcess::start(&["--http-listen", "0.0.0.0:0"]).expect("server");
-    let page = printed_addr(&open_page, "web page https://");
+    let page = open_page.printed_addr("web page https://");
     assert_eq!(https_get(&open_page, page, "/", None).await.status, 200);
     for path in ["/metrics", "/status"] {
         let reply = https_get(&open_page, page, path, None).await;
@@ -439,7 +426,7 @@ async fn metrics_off_on_a_public_page_server_unless_a_token_is_given() {
         "m3trics-s3cret",
     ])
     .expect("server");
-    let page = printed_addr(&guarded, "web page https://");
+    let page = guarded.printed_addr("web page https://");
     for path in ["/metrics", "/status"] {
         for auth in [None, Some("Bearer wrong"), Some("Basic bTNocmljcw==")] {
             let reply = https_get(&guarded, page, path, auth).await;
@@ -472,8 +459,8 @@ async fn metrics_listen_serves_them_over_plain_http() {
         "127.0.0.1:0",
     ])
     .expect("server");
-    let listener = printed_addr(&server, "metrics http://");
-    let page = printed_addr(&server, "web page https://");
+    let listener = server.printed_addr("metrics http://");
+    let page = server.printed_addr("web page https://");
     let metrics = http_get(listener, "/metrics", None).await;
     assert_eq!(metrics.status, 200, "{}", metrics.body);
     let samples = parse_prometheus(&metrics.body);

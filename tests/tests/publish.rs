@@ -43,13 +43,7 @@ fn the_server_publishes_its_ladder_and_audio_into_a_relay() {
         .unwrap();
 
         // The catalog: one AV1 track per rendition, one Opus track per audio bitrate.
-        let mut catalog = within("the catalog", viewer.subscribe("show.hang", "catalog.json"))
-            .await
-            .unwrap();
-        let json = within("the catalog's frame", catalog.next_frame())
-            .await
-            .unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let json = read_catalog(&viewer, "show.hang").await;
         let video = json["video"]["renditions"].as_object().unwrap();
         assert_eq!(
             video.keys().collect::<Vec<_>>(),
@@ -113,11 +107,22 @@ fn the_server_publishes_its_ladder_and_audio_into_a_relay() {
 
         // The viewer leaves: the relay drops its subscription, and the rendition is no
         // longer encoded for it.
-        drop((frames, sound, catalog, viewer));
+        drop((frames, sound, viewer));
         server
             .wait_for_log("no relay subscribes any more", LIMIT)
             .await;
     });
+}
+
+/// The catalog of `broadcast`, as `viewer` reads it through the relay.
+async fn read_catalog(viewer: &moq::MoqSession, broadcast: &str) -> serde_json::Value {
+    let mut catalog = within("the catalog", viewer.subscribe(broadcast, "catalog.json"))
+        .await
+        .unwrap();
+    let json = within("the catalog's frame", catalog.next_frame())
+        .await
+        .unwrap();
+    serde_json::from_slice(&json).unwrap()
 }
 
 /// Reads one decodable frame of the 180p rendition through `relay`, as a new subscriber,
@@ -161,7 +166,7 @@ fn the_publisher_comes_back_to_a_relay_that_restarts() {
     let url = relay.url("live");
     let ca = certs.ca();
     let server = publishing_server(&url, &ca, &["--metrics-listen", "127.0.0.1:0"]);
-    let metrics = metrics_addr(&server);
+    let metrics = server.printed_addr("metrics http://");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         server.wait_for_log("publishing to the relay", LIMIT).await;
@@ -204,16 +209,6 @@ fn the_publisher_comes_back_to_a_relay_that_restarts() {
             "{after}"
         );
     });
-}
-
-/// The `--metrics-listen` address the server printed.
-fn metrics_addr(server: &ServerProcess) -> std::net::SocketAddr {
-    let line = server.wait_for_stdout_line("metrics http://", LIMIT);
-    line["metrics http://".len()..]
-        .split('/')
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
 }
 
 fn scrape(at: std::net::SocketAddr) -> String {
@@ -297,16 +292,7 @@ fn without_sound_the_catalog_lists_no_audio_track() {
         )
         .await
         .unwrap();
-        let mut catalog = within(
-            "the catalog",
-            viewer.subscribe("streamsocket.hang", "catalog.json"),
-        )
-        .await
-        .unwrap();
-        let json = within("the catalog's frame", catalog.next_frame())
-            .await
-            .unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let json = read_catalog(&viewer, "streamsocket.hang").await;
         assert!(json["video"]["renditions"]["180p"].is_object(), "{json}");
         assert!(
             json["audio"]["renditions"]

@@ -43,9 +43,8 @@ struct OneRelay {
     _certs: RelayCerts,
 }
 
-/// Starts a relay and an origin (with `extra` options) publishing into it. Bind the
-/// processes (and `_certs`) by name when destructuring: a field left to `..` is dropped at
-/// once, and with it the process.
+/// Starts a relay and an origin (with `extra` options) publishing into it; both run while
+/// the value lives.
 fn one_relay(extra: &[&str]) -> OneRelay {
     let certs = RelayCerts::new().unwrap();
     let relay = RelayProcess::start(RelayOptions::public().with_tls(certs.tls())).unwrap();
@@ -81,23 +80,16 @@ fn assert_ran(run: &ViewerRun) {
 
 #[test]
 fn a_viewer_watches_through_a_relay_decodes_every_frame_and_switches_rendition() {
-    // Bound by name, not `..`: what is not bound is dropped (the relay and origin stopped).
-    let OneRelay {
-        urls,
-        ca_arg: ca,
-        relay: _relay,
-        server: _server,
-        _certs,
-        ..
-    } = one_relay(&[]);
+    let one = one_relay(&[]);
+    let (urls, ca) = (&one.urls[..], one.ca_arg.as_str());
     // 360p first, then 180p: a subscription to the other track, taken at its next group;
     // and another audio bitrate (another track), recorded all along.
     let dir = tempfile::tempdir().unwrap();
     let recording = dir.path().join("through-relay.webm");
     let recording_arg = recording.to_string_lossy().into_owned();
     let args = through(
-        &urls,
-        &ca,
+        urls,
+        ca,
         &[
             "--quality",
             "1",
@@ -144,16 +136,11 @@ fn a_viewer_watches_through_a_relay_decodes_every_frame_and_switches_rendition()
 fn under_a_cap_automatic_quality_steps_down_and_the_lower_track_comes_through() {
     let _machine = exclusive();
     // The shipped picture (720p at 2 Mbit/s on top): the path below carries 500 kbit/s.
-    let OneRelay {
-        relay,
-        ca_arg: ca,
-        server: _server,
-        _certs,
-        ..
-    } = one_relay(&["--width", "1280", "--height", "720"]);
-    let capped = Relay::start(relay.addr, "rate=500kbit,queue=30kB", "", 3).unwrap();
+    let one = one_relay(&["--width", "1280", "--height", "720"]);
+    let ca = one.ca_arg.as_str();
+    let capped = Relay::start(one.relay.addr, "rate=500kbit,queue=30kB", "", 3).unwrap();
     let urls = [format!("https://{}/live", capped.addr)];
-    let args = through(&urls, &ca, &["--duration", "10"]);
+    let args = through(&urls, ca, &["--duration", "10"]);
     let run = run_viewer(args[0], &args[1..], &[], LIMIT).unwrap();
     assert_ran(&run);
     let s = run.stats();
@@ -180,22 +167,15 @@ fn under_a_cap_automatic_quality_steps_down_and_the_lower_track_comes_through() 
 
 #[test]
 fn a_group_the_relay_kept_from_an_earlier_viewer_is_not_played_as_live() {
-    // Bound by name, not `..`: what is not bound is dropped (the relay and origin stopped).
-    let OneRelay {
-        urls,
-        ca_arg: ca,
-        relay: _relay,
-        server: _server,
-        _certs,
-        ..
-    } = one_relay(&[]);
-    let args = through(&urls, &ca, &["--quality", "3", "--duration", "3"]);
+    let one = one_relay(&[]);
+    let (urls, ca) = (&one.urls[..], one.ca_arg.as_str());
+    let args = through(urls, ca, &["--quality", "3", "--duration", "3"]);
     let first = run_viewer(args[0], &args[1..], &[], LIMIT).unwrap();
     assert_ran(&first);
     // The relay keeps 180p's last group after the first viewer left. Once that group is
     // older than any a live subscription starts with, the next viewer of 180p is handed it.
     std::thread::sleep(streamsocket_client::relay::STALE_GROUP + Duration::from_secs(1));
-    let args = through(&urls, &ca, &["--quality", "3", "--duration", "4"]);
+    let args = through(urls, ca, &["--quality", "3", "--duration", "4"]);
     let next = run_viewer(args[0], &args[1..], &[], LIMIT).unwrap();
     assert_ran(&next);
     let stderr = next.stderr();
@@ -286,15 +266,8 @@ fn a_viewer_moves_to_the_next_relay_when_one_is_killed() {
 
 #[test]
 fn viewers_recover_from_an_origin_restart_without_restarting() {
-    let OneRelay {
-        relay: _relay,
-        mut server,
-        url,
-        ca,
-        ca_arg,
-        urls,
-        _certs,
-    } = one_relay(&[]);
+    let mut one = one_relay(&[]);
+    let (urls, ca_arg) = (one.urls.clone(), one.ca_arg.clone());
     let viewer = ViewerProcess::start(&through(
         &urls,
         &ca_arg,
@@ -302,9 +275,9 @@ fn viewers_recover_from_an_origin_restart_without_restarting() {
     ))
     .unwrap();
     viewer.wait_for_stderr("connected to the relay", LIMIT);
-    server.terminate(LIMIT);
+    one.server.terminate(LIMIT);
     viewer.wait_for_stderr("connection lost", LIMIT);
-    let _restarted = publishing_server(&[&url], &ca, &[]);
+    let _restarted = publishing_server(&[&one.url], &one.ca, &[]);
     viewer.wait_for_stderr("reconnected", LIMIT);
     let run = viewer.finish(LIMIT).unwrap();
     assert_ran(&run);
@@ -315,18 +288,14 @@ fn viewers_recover_from_an_origin_restart_without_restarting() {
 
 #[test]
 fn hostile_input_from_the_relay_side_is_told_and_the_origin_keeps_serving() {
-    let OneRelay {
-        relay,
-        mut server,
-        url,
-        ca_arg,
-        urls,
-        _certs,
-        ..
-    } = one_relay(&[]);
+    let mut one = one_relay(&[]);
+    let (url, urls, ca_arg) = (one.url.clone(), one.urls.clone(), one.ca_arg.clone());
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let hostile =
-        runtime.block_on(async { moq::connect(&url, relay.trust(), Role::Both).await.unwrap() });
+    let hostile = runtime.block_on(async {
+        moq::connect(&url, one.relay.trust(), Role::Both)
+            .await
+            .unwrap()
+    });
 
     // A catalog that is not JSON: the viewer says so and stops (there is nothing to play).
     let broken = hostile.publish("broken.hang", "catalog.json").unwrap();
@@ -397,7 +366,7 @@ fn hostile_input_from_the_relay_side_is_told_and_the_origin_keeps_serving() {
     );
 
     // The origin is unharmed: it runs, and a viewer through the relay decodes its stream.
-    assert!(server.is_running());
+    assert!(one.server.is_running());
     let args = through(&urls, &ca_arg, &["--duration", "3"]);
     let run = run_viewer(args[0], &args[1..], &[], LIMIT).unwrap();
     assert_ran(&run);

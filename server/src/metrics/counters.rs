@@ -52,6 +52,23 @@ pub struct Metrics {
     pub publishing: Publishing,
 }
 
+/// A gauge raised while this is held (a viewer connected, a relay session up...).
+#[derive(Debug)]
+pub struct Held(Gauge);
+
+impl Held {
+    pub fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// What publishing into relays counts (`publish_*`): the relays' sessions, and what went
 /// into the broadcast or could not.
 #[derive(Debug, Default)]

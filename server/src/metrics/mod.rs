@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 pub use access::{Denied, MetricsAccess, MetricsToken};
-pub use counters::{code_name, Handshake, Metrics, Stage};
+pub use counters::{code_name, Handshake, Held, Metrics, Stage};
 pub use exporter::{Exporter, CONTENT_TYPE};
 pub use status::{sample_rates, status, RenditionStatus, SourceStatus, Status, Viewers};
 

@@ -398,10 +398,8 @@ impl Driver<'_> {
                 );
                 let metrics = self.hub.metrics();
                 metrics.admitted(self.kind);
-                let counted = ViewerCount::new(
-                    self.hub.controls().clone(),
-                    metrics.viewers(self.kind).clone(),
-                );
+                let counted =
+                    ViewerCount::new(self.hub.controls().clone(), metrics.viewers(self.kind));
                 self.admitted = Some((admitted, counted));
                 self.session.admitted(now());
             }
@@ -776,20 +774,24 @@ impl ControlSender {
 
 /// Counts a viewer as connected while it lives: in the broadcaster's status and in the
 /// `/metrics` gauge of its kind.
-struct ViewerCount(Arc<Controls>, prometheus_client::metrics::gauge::Gauge);
+struct ViewerCount {
+    controls: Arc<Controls>,
+    _connected: crate::metrics::Held,
+}
 
 impl ViewerCount {
-    fn new(controls: Arc<Controls>, by_kind: prometheus_client::metrics::gauge::Gauge) -> Self {
+    fn new(controls: Arc<Controls>, by_kind: &prometheus_client::metrics::gauge::Gauge) -> Self {
         controls.viewer_joined();
-        by_kind.inc();
-        Self(controls, by_kind)
+        Self {
+            controls,
+            _connected: crate::metrics::Held::new(by_kind),
+        }
     }
 }
 
 impl Drop for ViewerCount {
     fn drop(&mut self) {
-        self.0.viewer_left();
-        self.1.dec();
+        self.controls.viewer_left();
     }
 }
 

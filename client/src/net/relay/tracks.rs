@@ -40,15 +40,15 @@ pub struct Standing(Mutex<StandingState>);
 #[derive(Default)]
 struct StandingState {
     leaving: bool,
-    /// The subscription, once made, and its priority.
-    control: Option<(moq_net::track::Control, u8)>,
+    /// The subscription, once made.
+    control: Option<moq_net::track::Control>,
 }
 
 impl Standing {
-    /// The reader has subscribed at `priority`: stepping aside now changes it.
-    fn subscribed(&self, control: moq_net::track::Control, priority: u8) {
+    /// The reader has subscribed: stepping aside now changes its priority.
+    fn subscribed(&self, control: moq_net::track::Control) {
         let mut state = self.0.lock().expect("not poisoned");
-        state.control = Some((control, priority));
+        state.control = Some(control);
         if state.leaving {
             state.apply();
         }
@@ -65,11 +65,13 @@ impl Standing {
 }
 
 impl StandingState {
+    /// Lowers the subscription's priority by one: called once, when the reader subscribed
+    /// or stepped aside, whichever comes second.
     fn apply(&self) {
-        if let Some((control, priority)) = &self.control {
-            let lower = control
-                .subscription()
-                .with_priority(priority.saturating_sub(1));
+        if let Some(control) = &self.control {
+            let now = control.subscription();
+            let priority = now.priority.saturating_sub(1);
+            let lower = now.with_priority(priority);
             // The track already ended: nothing left to reorder.
             let _ = control.update(lower);
         }
@@ -177,7 +179,7 @@ pub async fn read_video(
         Ok(s) => s,
         Err(e) => return e,
     };
-    standing.subscribed(subscriber.control(), VIDEO_PRIORITY);
+    standing.subscribed(subscriber.control());
     let mut groups = subscriber.ordered();
     let end_group = |complete| seq.lock().expect("not poisoned").end_group(complete);
     let mut replaces = replaces;
@@ -229,21 +231,19 @@ pub async fn read_video(
                 }
             };
             ctx.media_clock.learn(pts_us);
+            // Capture to now on the catalog's clock (known from here on: `learn`).
             let age_us = ctx
                 .media_clock
                 .now_us()
-                .map(|now| now.saturating_sub(pts_us));
-            if first_group
-                && index == 0
-                && age_us.is_some_and(|a| a > STALE_GROUP.as_micros() as u64)
-            {
+                .map_or(0, |now| now.saturating_sub(pts_us));
+            if first_group && index == 0 && age_us > STALE_GROUP.as_micros() as u64 {
                 // A relay keeps a track's newest group after its last subscriber left, and
                 // hands it to the next one: seconds old, not part of the live stream. The
                 // next group is.
                 tracing::info!(
                     "the relay handed over group {sequence} of {}, {:.1} s old (kept from an earlier subscription): waiting for the next",
                     track.name,
-                    age_us.unwrap_or_default() as f64 / 1e6
+                    age_us as f64 / 1e6
                 );
                 break;
             }
@@ -264,11 +264,7 @@ pub async fn read_video(
                 "{} group {sequence} frame {index}: {} bytes, {:.1} ms after capture",
                 track.name,
                 payload.len(),
-                ctx.media_clock
-                    .now_us()
-                    .unwrap_or(pts_us)
-                    .saturating_sub(pts_us) as f64
-                    / 1e3
+                age_us as f64 / 1e3
             );
             let header = FrameHeader {
                 rendition: track.rendition,
@@ -374,7 +370,7 @@ pub async fn read_audio(
         Ok(s) => s,
         Err(e) => return e,
     };
-    standing.subscribed(subscriber.control(), AUDIO_PRIORITY);
+    standing.subscribed(subscriber.control());
     loop {
         let mut group = match subscriber.recv_group().await {
             Ok(Some(g)) => g,
@@ -460,7 +456,7 @@ mod tests {
 
         let subscriber = track.subscribe(Subscription::default().with_priority(VIDEO_PRIORITY));
         let standing = Standing::default();
-        standing.subscribed(subscriber.control(), VIDEO_PRIORITY);
+        standing.subscribed(subscriber.control());
         assert_eq!(asked(), Some(VIDEO_PRIORITY));
         standing.step_aside();
         assert_eq!(asked(), Some(VIDEO_PRIORITY - 1), "what the relay is told");
@@ -476,7 +472,7 @@ mod tests {
         let subscriber = track.subscribe(Subscription::default().with_priority(AUDIO_PRIORITY));
         let standing = Standing::default();
         standing.step_aside();
-        standing.subscribed(subscriber.control(), AUDIO_PRIORITY);
+        standing.subscribed(subscriber.control());
         assert_eq!(asked(), Some(AUDIO_PRIORITY - 1));
     }
 
