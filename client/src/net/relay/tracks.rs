@@ -245,6 +245,9 @@ pub async fn read_video(
                     track.name,
                     age_us as f64 / 1e6
                 );
+                // Only the first: groups after it this old are the clock check's business
+                // (frames of a restarted origin read against the old catalog's clock).
+                first_group = false;
                 break;
             }
             first_group = false;
